@@ -1,0 +1,125 @@
+package blockmap
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Key prefixes. One byte each; see layout.md.
+const (
+	prefixPool    = 'P' // 'P' → PoolRecord (JSON)
+	prefixSeq     = 'Q' // 'Q' → next free id (uint64 BE)
+	prefixVolume  = 'V' // 'V' + name → VolumeRecord (JSON)
+	prefixNode    = 'N' // 'N' + node id → NodeRecord (JSON)
+	prefixMapping = 'B' // 'B' + node id + block index → physical block (uint64 BE)
+)
+
+// ZeroBlock is the physical block number of a map entry that reads as zeros.
+// It lets a node hide what its ancestors map (write-zeroes, discard over a
+// snapshot) without owning a block.
+const ZeroBlock = ^uint64(0)
+
+// PoolRecord describes a pool. Written once, when the pool is created.
+type PoolRecord struct {
+	FormatVersion int       `json:"format_version"`
+	BlockSize     uint32    `json:"block_size"`
+	Created       time.Time `json:"created"`
+}
+
+// CurrentFormatVersion is written into new pools; Open refuses newer ones.
+const CurrentFormatVersion = 1
+
+// VolumeRecord is one volume. Head is the node that takes writes.
+type VolumeRecord struct {
+	ID      uint64    `json:"id"`
+	Name    string    `json:"name"`
+	Size    uint64    `json:"size"`
+	Backend string    `json:"backend"`
+	Head    uint64    `json:"head"`
+	Created time.Time `json:"created"`
+}
+
+// NodeRecord is one point of a volume's snapshot tree. Parent is 0 for a root.
+type NodeRecord struct {
+	ID      uint64    `json:"id"`
+	Volume  uint64    `json:"volume"`
+	Parent  uint64    `json:"parent"`
+	Name    string    `json:"name,omitempty"`
+	Created time.Time `json:"created"`
+	// Size is the volume's virtual size when the node was frozen; for a head
+	// it is unused (the volume record has the live size).
+	Size uint64 `json:"size"`
+}
+
+// MapKey addresses one entry of a node's block map.
+type MapKey struct {
+	Node  uint64
+	Index uint64
+}
+
+// MapChange sets (Phys) or removes (Delete) one map entry.
+type MapChange struct {
+	Key    MapKey
+	Phys   uint64
+	Delete bool
+}
+
+func poolKey() []byte { return []byte{prefixPool} }
+func seqKey() []byte  { return []byte{prefixSeq} }
+
+func volumeKey(name string) []byte { return append([]byte{prefixVolume}, name...) }
+
+func nodeKey(id uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixNode
+	binary.BigEndian.PutUint64(k[1:], id)
+	return k
+}
+
+// EncodeMapKey returns 'B' + node (8 bytes BE) + index (8 bytes BE).
+func EncodeMapKey(k MapKey) []byte {
+	b := make([]byte, 17)
+	b[0] = prefixMapping
+	binary.BigEndian.PutUint64(b[1:], k.Node)
+	binary.BigEndian.PutUint64(b[9:], k.Index)
+	return b
+}
+
+// DecodeMapKey is the inverse of EncodeMapKey.
+func DecodeMapKey(b []byte) (MapKey, error) {
+	if len(b) != 17 || b[0] != prefixMapping {
+		return MapKey{}, fmt.Errorf("%w: map key %x", ErrCorrupt, b)
+	}
+	return MapKey{Node: binary.BigEndian.Uint64(b[1:]), Index: binary.BigEndian.Uint64(b[9:])}, nil
+}
+
+func mapPrefix(node uint64) []byte {
+	b := make([]byte, 9)
+	b[0] = prefixMapping
+	binary.BigEndian.PutUint64(b[1:], node)
+	return b
+}
+
+// EncodeUint64 is the 8-byte big-endian value of map entries and the sequence.
+func EncodeUint64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+// DecodeUint64 is the inverse of EncodeUint64.
+func DecodeUint64(b []byte) (uint64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("%w: %d-byte integer value, want 8", ErrCorrupt, len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+func decodeJSON(what string, key, val []byte, into any) error {
+	if err := json.Unmarshal(val, into); err != nil {
+		return fmt.Errorf("%w: %s record %q: %v", ErrCorrupt, what, key, err)
+	}
+	return nil
+}

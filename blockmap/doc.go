@@ -1,0 +1,32 @@
+// Package blockmap owns rowfs's durable metadata: the pool record, volumes,
+// snapshot-tree nodes and every node's own block map, kept in Badger. It is
+// the only package that imports Badger; it knows nothing of FUSE, HTTP or of
+// how the engine uses the records.
+//
+// # Layout
+//
+// The byte layout of every key and value is documented, with worked
+// examples, in layout.md next to this file. Keys start with one prefix byte;
+// integers are big-endian so that Badger's byte order is numeric order and a
+// node's map is one contiguous range.
+//
+// # Durability
+//
+// Badger runs with SyncWrites off. Callers make a set of changes durable with
+// Store.Sync, which the engine calls at a guest fsync after the pool data
+// file itself is synced (see docs/durability.md for the order and why).
+// Update runs one atomic Badger transaction. ApplyMapChanges is not atomic
+// as a whole: each map entry is independent, and a crash may keep any subset
+// of an unsynced batch, which the engine's write order makes harmless.
+//
+// # Concurrency
+//
+// A Store is safe for concurrent use; Badger serialises conflicting
+// transactions. Update retries on ErrConflict a bounded number of times.
+//
+// # Errors
+//
+// ErrCorrupt wraps any record that fails to decode; ErrNotFound is returned
+// by point lookups of missing records. Badger's own errors are wrapped with
+// %w and otherwise passed through.
+package blockmap

@@ -1,0 +1,289 @@
+package blockmap
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Options configure a Store. The zero value of every field is a usable default.
+type Options struct {
+	// Dir is the Badger directory. Required.
+	Dir string
+	// Logger receives Badger's warnings and errors. Default: slog.Default().
+	Logger *slog.Logger
+	// MemTableSize bounds each Badger memtable. Default 16 MiB: map entries
+	// are 25 bytes, so this holds ~500k changes before a flush, and keeps the
+	// daemon's resident memory small.
+	MemTableSize int64
+	// InMemory runs Badger without files, for tests of this package only.
+	InMemory bool
+}
+
+// EnsureDefaults fills in zero fields.
+func (o *Options) EnsureDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = 16 << 20
+	}
+}
+
+// Store is the durable metadata of one pool.
+type Store struct {
+	db *badger.DB
+}
+
+// Open opens or creates the Badger directory.
+func Open(opts Options) (*Store, error) {
+	opts.EnsureDefaults()
+	bo := badger.DefaultOptions(opts.Dir).
+		WithLogger(badgerLogger{opts.Logger}).
+		WithSyncWrites(false).
+		WithMemTableSize(opts.MemTableSize).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(4).
+		WithNumCompactors(2).
+		WithBlockCacheSize(16 << 20).
+		WithIndexCacheSize(8 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithInMemory(opts.InMemory)
+	if opts.InMemory {
+		bo.Dir, bo.ValueDir = "", ""
+	}
+	db, err := badger.Open(bo)
+	if err != nil {
+		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, opts.Dir)
+		}
+		return nil, fmt.Errorf("open metadata %s: %w", opts.Dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close flushes and closes Badger.
+func (s *Store) Close() error {
+	if err := s.db.Sync(); err != nil {
+		_ = s.db.Close()
+		return fmt.Errorf("sync metadata: %w", err)
+	}
+	return s.db.Close()
+}
+
+// Sync makes every change committed so far durable.
+func (s *Store) Sync() error { return s.db.Sync() }
+
+// Pool returns the pool record, or ErrNotFound for a new directory.
+func (s *Store) Pool() (PoolRecord, error) {
+	var rec PoolRecord
+	err := s.db.View(func(txn *badger.Txn) error {
+		return getJSON(txn, "pool", poolKey(), &rec)
+	})
+	return rec, err
+}
+
+// Volumes returns every volume record, ordered by name.
+func (s *Store) Volumes() ([]VolumeRecord, error) {
+	var out []VolumeRecord
+	err := s.scanJSON(prefixVolume, "volume", func() any { out = append(out, VolumeRecord{}); return &out[len(out)-1] })
+	return out, err
+}
+
+// Nodes returns every node record, ordered by id.
+func (s *Store) Nodes() ([]NodeRecord, error) {
+	var out []NodeRecord
+	err := s.scanJSON(prefixNode, "node", func() any { out = append(out, NodeRecord{}); return &out[len(out)-1] })
+	return out, err
+}
+
+func (s *Store) scanJSON(prefix byte, what string, next func() any) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefix}, PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			val, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if err := decodeJSON(what, item.Key(), val, next()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ScanMappings calls fn for every map entry of every node, in key order
+// (node, then block index).
+func (s *Store) ScanMappings(fn func(k MapKey, phys uint64) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixMapping}, PrefetchValues: true, PrefetchSize: 1000})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			k, err := DecodeMapKey(item.Key())
+			if err != nil {
+				return err
+			}
+			var phys uint64
+			err = item.Value(func(v []byte) error {
+				var derr error
+				phys, derr = DecodeUint64(v)
+				return derr
+			})
+			if err != nil {
+				return fmt.Errorf("map entry %d/%d: %w", k.Node, k.Index, err)
+			}
+			if err := fn(k, phys); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ApplyMapChanges writes a batch of independent map changes. It is not
+// atomic as a whole (see the package doc); call Sync to make it durable.
+func (s *Store) ApplyMapChanges(changes []MapChange) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, c := range changes {
+		var err error
+		if c.Delete {
+			err = wb.Delete(EncodeMapKey(c.Key))
+		} else {
+			err = wb.Set(EncodeMapKey(c.Key), EncodeUint64(c.Phys))
+		}
+		if err != nil {
+			return fmt.Errorf("map batch: %w", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("map batch: %w", err)
+	}
+	return nil
+}
+
+// DeleteNodeMappings removes every map entry of the node, in batches.
+func (s *Store) DeleteNodeMappings(node uint64) error {
+	var keys [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: mapPrefix(node)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
+}
+
+// Update runs fn in one atomic transaction.
+func (s *Store) Update(fn func(tx *Txn) error) error {
+	const attempts = 5
+	var err error
+	for range attempts {
+		err = s.db.Update(func(txn *badger.Txn) error { return fn(&Txn{txn: txn}) })
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+	}
+	return err
+}
+
+// Txn is one atomic metadata transaction.
+type Txn struct {
+	txn *badger.Txn
+}
+
+// NextID returns a new id, unique in the pool (volumes and nodes share the sequence).
+func (t *Txn) NextID() (uint64, error) {
+	next := uint64(1)
+	item, err := t.txn.Get(seqKey())
+	switch {
+	case err == nil:
+		if err := item.Value(func(v []byte) error {
+			var derr error
+			next, derr = DecodeUint64(v)
+			return derr
+		}); err != nil {
+			return 0, fmt.Errorf("id sequence: %w", err)
+		}
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return 0, err
+	}
+	return next, t.txn.Set(seqKey(), EncodeUint64(next+1))
+}
+
+// PutPool writes the pool record.
+func (t *Txn) PutPool(rec PoolRecord) error { return putJSON(t.txn, poolKey(), rec) }
+
+// Volume reads one volume record.
+func (t *Txn) Volume(name string) (VolumeRecord, error) {
+	var rec VolumeRecord
+	return rec, getJSON(t.txn, "volume", volumeKey(name), &rec)
+}
+
+// PutVolume writes a volume record.
+func (t *Txn) PutVolume(rec VolumeRecord) error { return putJSON(t.txn, volumeKey(rec.Name), rec) }
+
+// DeleteVolume removes a volume record.
+func (t *Txn) DeleteVolume(name string) error { return t.txn.Delete(volumeKey(name)) }
+
+// PutNode writes a node record.
+func (t *Txn) PutNode(rec NodeRecord) error { return putJSON(t.txn, nodeKey(rec.ID), rec) }
+
+// DeleteNode removes a node record (not its map: see Store.DeleteNodeMappings).
+func (t *Txn) DeleteNode(id uint64) error { return t.txn.Delete(nodeKey(id)) }
+
+// SetMapping sets one map entry inside the transaction.
+func (t *Txn) SetMapping(k MapKey, phys uint64) error {
+	return t.txn.Set(EncodeMapKey(k), EncodeUint64(phys))
+}
+
+func putJSON(txn *badger.Txn, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return txn.Set(key, b)
+}
+
+func getJSON(txn *badger.Txn, what string, key []byte, into any) error {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return fmt.Errorf("%s %q: %w", what, key[1:], ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	return item.Value(func(v []byte) error { return decodeJSON(what, key, v, into) })
+}
+
+// badgerLogger sends Badger's warnings and errors to slog and drops its
+// chatty info and debug lines.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Infof(string, ...any)        {}
+func (b badgerLogger) Debugf(string, ...any)       {}

@@ -1,0 +1,55 @@
+// Package rowengine is the redirect-on-write engine: a pool (a data file of
+// fixed-size blocks plus the metadata in blockmap), its volumes, and the
+// read/write path.
+//
+// # Data model
+//
+// A volume has a head node; every node has an optional parent and its own
+// block map (virtual block → physical block). A node's map holds only what
+// was written while it was the head. Each node also has an in-memory
+// table resolving every virtual block to (physical block, owning node):
+// its own entries over its parent's table, sharing the parent's pages until
+// it writes to them. Reads and writes consult only the table, so their cost
+// does not grow with the number of ancestors; Badger is the durable truth,
+// read once at Open.
+//
+// # Write path
+//
+// A write to a block the head owns goes in place. Otherwise it is
+// redirected: a free block is allocated, written whole (the new bytes
+// merged with the old content or zeros), and only then mapped. Map changes
+// are queued and committed in batches: at a guest fsync (Sync), every
+// CommitInterval, or when CommitBatch changes are pending.
+//
+// # Durability and crash safety (DESIGN invariants 1, 3, 4, 5)
+//
+//   - Commit order: fdatasync the data file, write the batch to Badger,
+//     Badger Sync. A durable map entry therefore never points at data that
+//     was not written.
+//   - The allocator is not persisted: Open marks every mapped block used
+//     and everything else free, so no crash can leak or double-allocate.
+//   - A freed block is quarantined until the commit that unmaps it is
+//     durable. Reusing it sooner would let a crash resurrect the old
+//     mapping over another volume's data (invariant 4).
+//   - Counters (blocks owned per node) live in memory, are updated with
+//     every map change and rebuilt by Open's scan; the checker compares
+//     them with a recount.
+//
+// # Concurrency
+//
+// Pool and Handle methods are safe for concurrent use. Lock order:
+// adminMu (volume/node changes) → commitMu (commits) → stripes[block]
+// (one virtual block's writers) → mapMu (tables, counters, queues).
+// Readers hold mapMu shared across their pread so a block they resolved
+// cannot be freed and reused under them; mutations of tables happen only
+// under mapMu held exclusively, never under the shared lock. The
+// background committer is owned by the Pool; Close stops and waits for it.
+//
+// # Errors
+//
+// Every error wraps one of the sentinels in errors.go (ErrNotFound,
+// ErrExists, ErrInvalidArgument, ErrBusy, ErrNoSpace, ErrReadOnly,
+// ErrClosed, ErrIO, ErrCorrupt, ErrPoolLocked) with a message for the
+// operator. Callers match with errors.Is; errno and HTTP status are chosen
+// by fs and daemon.
+package rowengine

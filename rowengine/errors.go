@@ -1,0 +1,32 @@
+package rowengine
+
+import (
+	"errors"
+
+	"github.com/rowfs/rowfs/blockmap"
+)
+
+// Sentinel errors. Every error the engine returns wraps one of these (or a
+// blockmap error) with %w and a message meant for the operator.
+var (
+	// ErrNotFound: no such volume (or the volume was deleted under an open handle).
+	ErrNotFound = errors.New("not found")
+	// ErrExists: a volume of that name exists.
+	ErrExists = errors.New("already exists")
+	// ErrInvalidArgument: a bad name, size or range; the message states the rule.
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrBusy: the volume is open and the operation needs it closed.
+	ErrBusy = errors.New("busy")
+	// ErrNoSpace: the pool's capacity or the host filesystem is full.
+	ErrNoSpace = errors.New("no space left in pool")
+	// ErrReadOnly: a write to a read-only handle.
+	ErrReadOnly = errors.New("read-only")
+	// ErrClosed: the pool is closed.
+	ErrClosed = errors.New("pool is closed")
+	// ErrIO: the pool data file returned an I/O error for this request.
+	ErrIO = errors.New("I/O error")
+	// ErrCorrupt: metadata contradicts itself; see the checker's report.
+	ErrCorrupt = blockmap.ErrCorrupt
+	// ErrPoolLocked: another process has the pool open.
+	ErrPoolLocked = errors.New("pool is in use")
+)

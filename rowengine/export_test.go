@@ -1,0 +1,5 @@
+package rowengine
+
+import "github.com/rowfs/rowfs/blockmap"
+
+type blockmapTxn = blockmap.Txn

@@ -1,0 +1,393 @@
+package rowengine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/rowfs/rowfs/blockmap"
+)
+
+// Handle is one open volume, as a FUSE file handle holds it. A Handle is
+// safe for concurrent use: the kernel sends parallel reads and writes.
+type Handle struct {
+	pool     *Pool
+	vol      *volume
+	writable bool
+	once     sync.Once
+}
+
+// OpenVolume opens a volume for I/O. Open handles make DeleteVolume refuse
+// (without force).
+func (p *Pool) OpenVolume(name string, writable bool) (*Handle, error) {
+	v, err := p.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	p.mapMu.Lock()
+	defer p.mapMu.Unlock()
+	if v.deleted {
+		return nil, fmt.Errorf("%w: volume %q", ErrNotFound, name)
+	}
+	v.opens++
+	if writable {
+		v.writers++
+	}
+	return &Handle{pool: p, vol: v, writable: writable}, nil
+}
+
+// Close releases the handle. It does not sync.
+func (h *Handle) Close() error {
+	h.once.Do(func() {
+		h.pool.mapMu.Lock()
+		h.vol.opens--
+		if h.writable {
+			h.vol.writers--
+		}
+		h.pool.mapMu.Unlock()
+	})
+	return nil
+}
+
+// Size returns the volume's current virtual size.
+func (h *Handle) Size() uint64 {
+	h.pool.mapMu.RLock()
+	defer h.pool.mapMu.RUnlock()
+	return h.vol.rec.Size
+}
+
+// Sync is the durability barrier (fsync/fdatasync).
+func (h *Handle) Sync() error { return h.pool.commit() }
+
+// checkLocked reports a deleted volume or a closed pool.
+func (h *Handle) checkLocked() error { return h.pool.checkVolumeLocked(h.vol) }
+
+func (p *Pool) checkVolumeLocked(v *volume) error {
+	if p.closed {
+		return ErrClosed
+	}
+	if v.deleted {
+		return fmt.Errorf("%w: volume %q was deleted", ErrNotFound, v.rec.Name)
+	}
+	return nil
+}
+
+// ReadAt reads from the head. Unwritten blocks read as zeros. Reading at or
+// past the end returns io.EOF; a read across it is cut short.
+func (h *Handle) ReadAt(buf []byte, off int64) (int, error) {
+	p := h.pool
+	bs := p.blockSize
+	p.mapMu.RLock()
+	defer p.mapMu.RUnlock()
+	if err := h.checkLocked(); err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("%w: negative offset", ErrInvalidArgument)
+	}
+	size := h.vol.rec.Size
+	if uint64(off) >= size {
+		return 0, io.EOF
+	}
+	n := min(uint64(len(buf)), size-uint64(off))
+	tbl := h.vol.head.table
+	// Walk the blocks, coalescing runs that are contiguous in the data file
+	// into one pread.
+	var runStart, runPhys, runLen uint64 // buffer offset, file offset, length
+	flush := func() error {
+		if runLen == 0 {
+			return nil
+		}
+		err := p.readData(buf[runStart:runStart+runLen], runPhys)
+		runLen = 0
+		return err
+	}
+	for done := uint64(0); done < n; {
+		pos := uint64(off) + done
+		inner := pos % bs
+		chunk := min(bs-inner, n-done)
+		e := tbl.get(pos / bs)
+		if !e.mapped() || e.phys == blockmap.ZeroBlock {
+			if err := flush(); err != nil {
+				return int(done), err
+			}
+			clear(buf[done : done+chunk])
+		} else {
+			fileOff := e.phys*bs + inner
+			if runLen == 0 || runPhys+runLen != fileOff {
+				if err := flush(); err != nil {
+					return int(done), err
+				}
+				runStart, runPhys = done, fileOff
+			}
+			runLen += chunk
+		}
+		done += chunk
+	}
+	if err := flush(); err != nil {
+		return 0, err
+	}
+	return int(n), nil
+}
+
+// readData reads from the data file; bytes past its end read as zeros.
+func (p *Pool) readData(buf []byte, off uint64) error {
+	n, err := p.data.ReadAt(buf, int64(off))
+	if errors.Is(err, io.EOF) {
+		clear(buf[n:])
+		return nil
+	}
+	if err != nil {
+		p.log.Error("read from pool data file failed", "offset", off, "length", len(buf), "err", err)
+		return fmt.Errorf("%w: read pool data file at %d: %v", ErrIO, off, err)
+	}
+	return nil
+}
+
+func (p *Pool) writeData(buf []byte, off uint64) error {
+	if _, err := p.data.WriteAt(buf, int64(off)); err != nil {
+		if isNoSpace(err) {
+			return fmt.Errorf("%w: host filesystem of %s is full", ErrNoSpace, p.dir)
+		}
+		p.log.Error("write to pool data file failed", "offset", off, "length", len(buf), "err", err)
+		return fmt.Errorf("%w: write pool data file at %d: %v", ErrIO, off, err)
+	}
+	return nil
+}
+
+// WriteAt writes to the head: in place where the head owns the block,
+// otherwise redirected to a new block.
+func (h *Handle) WriteAt(data []byte, off int64) (int, error) {
+	if !h.writable {
+		return 0, fmt.Errorf("%w: handle opened read-only", ErrReadOnly)
+	}
+	if err := h.checkRange(off, uint64(len(data))); err != nil {
+		return 0, err
+	}
+	bs := h.pool.blockSize
+	for done := uint64(0); done < uint64(len(data)); {
+		pos := uint64(off) + done
+		inner := pos % bs
+		chunk := min(bs-inner, uint64(len(data))-done)
+		if err := h.pool.writeBlock(h.vol, pos/bs, inner, data[done:done+chunk]); err != nil {
+			return int(done), err
+		}
+		done += chunk
+	}
+	return len(data), nil
+}
+
+func (h *Handle) checkRange(off int64, length uint64) error {
+	size := h.Size()
+	if off < 0 || uint64(off) > size || length > size-uint64(off) {
+		return fmt.Errorf("%w: range %d+%d is outside volume %q of %d bytes", ErrInvalidArgument, off, length, h.vol.rec.Name, size)
+	}
+	return nil
+}
+
+var blockBuffers sync.Pool
+
+func (p *Pool) getBlockBuffer() *[]byte {
+	if b, ok := blockBuffers.Get().(*[]byte); ok && uint64(len(*b)) == p.blockSize {
+		return b
+	}
+	b := make([]byte, p.blockSize)
+	return &b
+}
+
+// writeBlock writes data at offset inner of virtual block index of v's head.
+func (p *Pool) writeBlock(v *volume, index, inner uint64, data []byte) error {
+	stripe := &p.stripes[index%uint64(len(p.stripes))]
+	stripe.Lock()
+	defer stripe.Unlock()
+	bs := p.blockSize
+	for {
+		p.mapMu.RLock()
+		if err := p.checkVolumeLocked(v); err != nil {
+			p.mapMu.RUnlock()
+			return err
+		}
+		head := v.head
+		e := head.table.get(index)
+		if e.owner == head.rec.ID && e.phys != blockmap.ZeroBlock {
+			err := p.writeData(data, e.phys*bs+inner)
+			p.mapMu.RUnlock()
+			return err
+		}
+		// Redirect: the new block is written whole (merged with the old
+		// content or zeros) before any map points at it.
+		block := data
+		var bufp *[]byte
+		if uint64(len(data)) != bs {
+			bufp = p.getBlockBuffer()
+			block = *bufp
+			if e.mapped() && e.phys != blockmap.ZeroBlock {
+				if err := p.readData(block, e.phys*bs); err != nil {
+					p.mapMu.RUnlock()
+					blockBuffers.Put(bufp)
+					return err
+				}
+			} else {
+				clear(block)
+			}
+			copy(block[inner:], data)
+		}
+		p.mapMu.RUnlock()
+
+		done, err := p.redirect(v, head, index, block)
+		if bufp != nil {
+			blockBuffers.Put(bufp)
+		}
+		if err != nil || done {
+			return err
+		}
+		// The head changed under us (a snapshot): resolve again.
+	}
+}
+
+// redirect writes block to a newly allocated physical block and maps it in
+// head. It reports false if head is no longer v's head.
+func (p *Pool) redirect(v *volume, head *node, index uint64, block []byte) (bool, error) {
+	phys, err := p.alloc.alloc()
+	if err != nil {
+		return false, err
+	}
+	if err := p.writeData(block, phys*p.blockSize); err != nil {
+		p.alloc.release([]uint64{phys})
+		return false, err
+	}
+	p.mapMu.Lock()
+	defer p.mapMu.Unlock()
+	if err := p.checkVolumeLocked(v); err != nil || v.head != head {
+		p.alloc.release([]uint64{phys})
+		return false, err
+	}
+	head.table.set(index, entry{phys: phys, owner: head.rec.ID})
+	head.owned++
+	p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: head.rec.ID, Index: index}, Phys: phys})
+	return true, nil
+}
+
+// ZeroRange makes a range read as zeros (punch hole, write zeroes,
+// discard): whole blocks are unmapped and their space freed; partial
+// blocks are written with zeros.
+func (h *Handle) ZeroRange(off int64, length uint64) error {
+	if !h.writable {
+		return fmt.Errorf("%w: handle opened read-only", ErrReadOnly)
+	}
+	if err := h.checkRange(off, length); err != nil {
+		return err
+	}
+	return h.pool.zeroRange(h.vol, uint64(off), length, false)
+}
+
+// zeroRange: beyondEnd says the range is past the (new) end of the volume,
+// as when shrinking, where the size check of writeBlock does not apply.
+func (p *Pool) zeroRange(v *volume, off, length uint64, beyondEnd bool) error {
+	bs := p.blockSize
+	end := off + length
+	var freed []uint64
+	defer func() { p.punchHoles(freed) }()
+	for pos := off; pos < end; {
+		index, inner := pos/bs, pos%bs
+		chunk := min(bs-inner, end-pos)
+		if chunk == bs || beyondEnd && inner == 0 {
+			phys, err := p.unmapBlock(v, index)
+			if err != nil {
+				return err
+			}
+			if phys != noBlock {
+				freed = append(freed, phys)
+			}
+		} else {
+			zbp := p.getBlockBuffer()
+			zb := *zbp
+			clear(zb[:chunk])
+			err := p.writeBlock(v, index, inner, zb[:chunk])
+			blockBuffers.Put(zbp)
+			if err != nil {
+				return err
+			}
+		}
+		pos += chunk
+	}
+	return nil
+}
+
+const noBlock = ^uint64(0)
+
+// unmapBlock makes one block of the head read as zeros. It returns the
+// physical block it freed, or noBlock. The freed block is quarantined until
+// the commit that makes the unmapping durable.
+func (p *Pool) unmapBlock(v *volume, index uint64) (uint64, error) {
+	stripe := &p.stripes[index%uint64(len(p.stripes))]
+	stripe.Lock()
+	defer stripe.Unlock()
+	p.mapMu.Lock()
+	defer p.mapMu.Unlock()
+	if err := p.checkVolumeLocked(v); err != nil {
+		return noBlock, err
+	}
+	head := v.head
+	e := head.table.get(index)
+	freed := noBlock
+	if e.owner == head.rec.ID && e.phys != blockmap.ZeroBlock {
+		freed = e.phys
+		head.owned--
+		p.quarantine = append(p.quarantine, e.phys)
+	}
+	key := blockmap.MapKey{Node: head.rec.ID, Index: index}
+	inherited := head.parent != nil && head.parent.table.get(index).mapped() && head.parent.table.get(index).phys != blockmap.ZeroBlock
+	switch {
+	case inherited:
+		// An ancestor maps this block: hide it with a zero marker.
+		if e.owner != head.rec.ID || e.phys != blockmap.ZeroBlock {
+			head.table.set(index, entry{phys: blockmap.ZeroBlock, owner: head.rec.ID})
+			p.queueChangeLocked(blockmap.MapChange{Key: key, Phys: blockmap.ZeroBlock})
+		}
+	case e.mapped():
+		head.table.set(index, entry{})
+		p.queueChangeLocked(blockmap.MapChange{Key: key, Delete: true})
+	}
+	return freed, nil
+}
+
+// SeekData returns the first offset ≥ off that holds data (a mapped
+// block), or ok=false if there is none before the end (ENXIO).
+func (h *Handle) SeekData(off uint64) (uint64, bool) {
+	return h.seek(off, func(e entry) bool { return e.mapped() && e.phys != blockmap.ZeroBlock })
+}
+
+// SeekHole returns the first offset ≥ off in a hole; the end of the volume
+// counts as a hole. ok=false if off is at or past the end.
+func (h *Handle) SeekHole(off uint64) (uint64, bool) {
+	p := h.pool
+	p.mapMu.RLock()
+	size := h.vol.rec.Size
+	p.mapMu.RUnlock()
+	if off >= size {
+		return 0, false
+	}
+	pos, ok := h.seek(off, func(e entry) bool { return !e.mapped() || e.phys == blockmap.ZeroBlock })
+	if !ok {
+		return size, true
+	}
+	return pos, true
+}
+
+func (h *Handle) seek(off uint64, want func(entry) bool) (uint64, bool) {
+	p := h.pool
+	p.mapMu.RLock()
+	defer p.mapMu.RUnlock()
+	size := h.vol.rec.Size
+	if off >= size || h.checkLocked() != nil {
+		return 0, false
+	}
+	bs := p.blockSize
+	index, ok := h.vol.head.table.next(off/bs, (size+bs-1)/bs, want)
+	if !ok {
+		return 0, false
+	}
+	return max(off, index*bs), true
+}

@@ -1,0 +1,74 @@
+package rowengine
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Block size limits and default (DESIGN: fixed when the pool is created).
+const (
+	DefaultBlockSize = 64 << 10
+	MinBlockSize     = 4 << 10
+	MaxBlockSize     = 1 << 20
+	// MaxVolumeSize bounds a volume's virtual size (16 TiB). The in-memory
+	// table grows with the highest written block, so the bound keeps its
+	// page index under 8 MiB even at the smallest block size.
+	MaxVolumeSize = 16 << 40
+	// SectorSize: volume sizes are multiples of it, as qemu's raw driver needs.
+	SectorSize = 512
+)
+
+// Options configure a Pool. Zero values take the documented defaults.
+type Options struct {
+	// BlockSize is used only when the pool is created. Default 64 KiB;
+	// a power of two from 4 KiB to 1 MiB. Opening an existing pool keeps
+	// its own block size whatever this says.
+	BlockSize uint32
+	// Capacity caps the pool data file, in bytes. Default 0: the host
+	// filesystem is the only limit.
+	Capacity uint64
+	// CommitInterval is how often unsynced metadata is committed in the
+	// background (a guest fsync commits at once). Default 1s.
+	CommitInterval time.Duration
+	// CommitBatch commits early when this many map changes are pending.
+	// Default 65536.
+	CommitBatch int
+	// Logger receives operational messages. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock, injectable for tests. Default time.Now.
+	Now func() time.Time
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (o *Options) EnsureDefaults() {
+	if o.BlockSize == 0 {
+		o.BlockSize = DefaultBlockSize
+	}
+	if o.CommitInterval == 0 {
+		o.CommitInterval = time.Second
+	}
+	if o.CommitBatch == 0 {
+		o.CommitBatch = 65536
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Validate reports options that cannot work.
+func (o *Options) Validate() error {
+	return ValidateBlockSize(o.BlockSize)
+}
+
+// ValidateBlockSize checks a pool block size.
+func ValidateBlockSize(bs uint32) error {
+	if bs < MinBlockSize || bs > MaxBlockSize || bs&(bs-1) != 0 {
+		return fmt.Errorf("%w: block size %d: must be a power of two from %d (4 KiB) to %d (1 MiB)",
+			ErrInvalidArgument, bs, MinBlockSize, MaxBlockSize)
+	}
+	return nil
+}

@@ -1,0 +1,383 @@
+package rowengine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rowfs/rowfs/blockmap"
+)
+
+// Pool is one open pool: its metadata store, its data file, and the
+// in-memory tables every read and write resolves against.
+type Pool struct {
+	dir       string
+	opts      Options
+	blockSize uint64
+	log       *slog.Logger
+	store     *blockmap.Store
+	data      *os.File
+	lock      *os.File
+	alloc     *allocator
+	created   time.Time
+
+	// adminMu serialises operations that change volumes or nodes (create,
+	// delete, resize, and later snapshots). Lock order:
+	// adminMu → commitMu → stripes[i] → mapMu.
+	adminMu sync.Mutex
+	// commitMu serialises commits, so that a batch is durable before the
+	// blocks it frees are reused and no admin operation interleaves with one.
+	commitMu sync.Mutex
+	// stripes serialise writes to one virtual block (partial-block merges,
+	// redirects and discards of the same block), keyed by block index.
+	stripes [1024]sync.Mutex
+
+	// mapMu guards everything below. Readers hold it shared across their
+	// pread, so a block they resolved cannot be freed and reused under them.
+	mapMu      sync.RWMutex
+	volumes    map[string]*volume
+	nodes      map[uint64]*node
+	pending    []blockmap.MapChange // map changes not yet committed, in order
+	quarantine []uint64             // freed blocks whose unmapping is in pending
+	nextGen    uint64
+	closed     bool
+
+	kick    chan struct{}
+	stop    context.CancelFunc
+	stopped sync.WaitGroup
+}
+
+type node struct {
+	rec    blockmap.NodeRecord
+	parent *node
+	table  *table
+	owned  uint64 // blocks this node owns (zero markers excluded)
+}
+
+type volume struct {
+	rec     blockmap.VolumeRecord
+	head    *node
+	opens   int
+	writers int
+	deleted bool
+}
+
+// Open opens the pool in dir, creating it (and dir) if it does not exist.
+func Open(dir string, opts Options) (*Pool, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create pool directory: %w", err)
+	}
+	lock, err := lockPool(dir)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{dir: dir, opts: opts, log: opts.Logger, lock: lock,
+		volumes: map[string]*volume{}, nodes: map[uint64]*node{}, kick: make(chan struct{}, 1)}
+	if err := p.open(); err != nil {
+		p.closeFiles()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stop = cancel
+	p.stopped.Add(1)
+	go p.committer(ctx)
+	return p, nil
+}
+
+func lockPool(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open pool lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		pid := strings.TrimSpace(string(holder))
+		if pid == "" {
+			pid = "unknown"
+		}
+		return nil, fmt.Errorf("%w: pool %s is held by process %s (another rowfsd?)", ErrPoolLocked, dir, pid)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return f, nil
+}
+
+func (p *Pool) open() error {
+	store, err := blockmap.Open(blockmap.Options{Dir: filepath.Join(p.dir, "meta"), Logger: p.log})
+	if err != nil {
+		if errors.Is(err, blockmap.ErrLocked) {
+			return fmt.Errorf("%w: %v", ErrPoolLocked, err)
+		}
+		return err
+	}
+	p.store = store
+	rec, err := store.Pool()
+	switch {
+	case errors.Is(err, blockmap.ErrNotFound):
+		rec = blockmap.PoolRecord{FormatVersion: blockmap.CurrentFormatVersion, BlockSize: p.opts.BlockSize, Created: p.opts.Now().UTC()}
+		if err := store.Update(func(tx *blockmap.Txn) error { return tx.PutPool(rec) }); err != nil {
+			return fmt.Errorf("create pool record: %w", err)
+		}
+		if err := store.Sync(); err != nil {
+			return err
+		}
+		p.log.Info("created pool", "dir", p.dir, "block_size", rec.BlockSize)
+	case err != nil:
+		return fmt.Errorf("read pool record: %w", err)
+	case rec.FormatVersion > blockmap.CurrentFormatVersion:
+		return fmt.Errorf("%w: pool format %d is newer than this rowfsd understands (%d)", ErrCorrupt, rec.FormatVersion, blockmap.CurrentFormatVersion)
+	}
+	if err := ValidateBlockSize(rec.BlockSize); err != nil {
+		return fmt.Errorf("%w: pool record: %v", ErrCorrupt, err)
+	}
+	p.blockSize = uint64(rec.BlockSize)
+	p.created = rec.Created
+	p.data, err = os.OpenFile(filepath.Join(p.dir, "data"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open pool data file: %w", err)
+	}
+	return p.load()
+}
+
+// load rebuilds the in-memory state from the metadata: node tables, counters
+// and the allocator. Node ids grow with creation and a parent always exists
+// before its children, so visiting nodes and map entries in id order builds
+// every parent table before the children that share its pages.
+func (p *Pool) load() error {
+	st, err := p.data.Stat()
+	if err != nil {
+		return err
+	}
+	fileBlocks := (uint64(st.Size()) + p.blockSize - 1) / p.blockSize
+	var maxBlocks uint64
+	if p.opts.Capacity > 0 {
+		maxBlocks = p.opts.Capacity / p.blockSize
+	}
+	p.alloc = newAllocator(fileBlocks, maxBlocks)
+
+	nodeRecs, err := p.store.Nodes()
+	if err != nil {
+		return err
+	}
+	for _, rec := range nodeRecs {
+		n := &node{rec: rec}
+		if rec.Parent != 0 {
+			if n.parent = p.nodes[rec.Parent]; n.parent == nil {
+				return fmt.Errorf("%w: node %d has missing parent %d", ErrCorrupt, rec.ID, rec.Parent)
+			}
+		}
+		p.nodes[rec.ID] = n
+	}
+	var orphans []blockmap.MapChange
+	err = p.store.ScanMappings(func(k blockmap.MapKey, phys uint64) error {
+		n := p.nodes[k.Node]
+		if n == nil {
+			orphans = append(orphans, blockmap.MapChange{Key: k, Delete: true})
+			return nil
+		}
+		p.ensureTable(n).set(k.Index, entry{phys: phys, owner: n.rec.ID})
+		if phys != blockmap.ZeroBlock {
+			n.owned++
+			if !p.alloc.markUsed(phys) {
+				p.log.Error("physical block mapped twice; run rowctl fsck", "block", phys, "node", n.rec.ID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load block maps: %w", err)
+	}
+	for _, id := range slices.Sorted(mapsKeys(p.nodes)) {
+		p.ensureTable(p.nodes[id])
+	}
+	vols, err := p.store.Volumes()
+	if err != nil {
+		return err
+	}
+	for _, rec := range vols {
+		head := p.nodes[rec.Head]
+		if head == nil {
+			return fmt.Errorf("%w: volume %q has missing head node %d", ErrCorrupt, rec.Name, rec.Head)
+		}
+		p.volumes[rec.Name] = &volume{rec: rec, head: head}
+	}
+	if len(orphans) > 0 {
+		// A volume delete crashed between removing its nodes and their maps.
+		p.log.Warn("removing map entries of deleted nodes", "entries", len(orphans))
+		if err := p.store.ApplyMapChanges(orphans); err != nil {
+			return err
+		}
+		if err := p.store.Sync(); err != nil {
+			return err
+		}
+	}
+	used, _ := p.alloc.stats()
+	p.log.Info("opened pool", "dir", p.dir, "volumes", len(p.volumes), "nodes", len(p.nodes), "used_blocks", used)
+	return nil
+}
+
+func mapsKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
+	return func(yield func(K) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func (p *Pool) ensureTable(n *node) *table {
+	if n.table == nil {
+		p.nextGen++
+		if n.parent != nil {
+			n.table = p.ensureTable(n.parent).child(p.nextGen)
+		} else {
+			n.table = newTable(p.nextGen)
+		}
+	}
+	return n.table
+}
+
+// BlockSize returns the pool's block size in bytes.
+func (p *Pool) BlockSize() uint64 { return p.blockSize }
+
+// Dir returns the pool directory.
+func (p *Pool) Dir() string { return p.dir }
+
+// Close commits everything, stops background work and closes the files.
+// Handles still open fail afterwards with ErrClosed.
+func (p *Pool) Close() error {
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	p.mapMu.Lock()
+	if p.closed {
+		p.mapMu.Unlock()
+		return nil
+	}
+	p.mapMu.Unlock()
+	p.stop()
+	p.stopped.Wait()
+	err := p.commit()
+	p.mapMu.Lock()
+	p.closed = true
+	p.mapMu.Unlock()
+	return errors.Join(err, p.closeFiles())
+}
+
+func (p *Pool) closeFiles() error {
+	var errs []error
+	if p.store != nil {
+		errs = append(errs, p.store.Close())
+	}
+	if p.data != nil {
+		errs = append(errs, p.data.Close())
+	}
+	if p.lock != nil {
+		errs = append(errs, p.lock.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// committer commits pending metadata every CommitInterval, or sooner when
+// a writer finds the batch full, so that unsynced metadata stays bounded
+// and freed blocks return to the allocator without waiting for a guest fsync.
+func (p *Pool) committer(ctx context.Context) {
+	defer p.stopped.Done()
+	tick := time.NewTicker(p.opts.CommitInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-p.kick:
+		}
+		p.mapMu.RLock()
+		dirty := len(p.pending) > 0 || len(p.quarantine) > 0
+		p.mapMu.RUnlock()
+		if dirty {
+			if err := p.commit(); err != nil {
+				p.log.Error("background metadata commit failed; will retry", "err", err)
+			}
+		}
+	}
+}
+
+// Sync is the durability barrier behind a guest fsync: when it returns,
+// every write acknowledged before the call survives a crash.
+func (p *Pool) Sync() error { return p.commit() }
+
+// commit makes the data file and then the pending map changes durable, in
+// that order, so no durable map entry ever points at unwritten data; only
+// then are the blocks freed by that batch handed back to the allocator.
+func (p *Pool) commit() error {
+	p.commitMu.Lock()
+	defer p.commitMu.Unlock()
+	p.mapMu.Lock()
+	if p.closed {
+		p.mapMu.Unlock()
+		return ErrClosed
+	}
+	changes, freed := p.pending, p.quarantine
+	p.pending, p.quarantine = nil, nil
+	p.mapMu.Unlock()
+
+	err := unix.Fdatasync(int(p.data.Fd()))
+	if err != nil {
+		err = fmt.Errorf("%w: sync pool data file: %v", ErrIO, err)
+	} else if err = p.store.ApplyMapChanges(changes); err == nil {
+		err = p.store.Sync()
+	}
+	if err != nil {
+		p.mapMu.Lock()
+		p.pending = append(changes, p.pending...)
+		p.quarantine = append(freed, p.quarantine...)
+		p.mapMu.Unlock()
+		return err
+	}
+	p.alloc.release(freed)
+	return nil
+}
+
+func (p *Pool) queueChangeLocked(c blockmap.MapChange) {
+	p.pending = append(p.pending, c)
+	if len(p.pending) >= p.opts.CommitBatch {
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// punchHoles gives freed blocks' space back to the host filesystem. A
+// failure costs only space, so it is logged, not returned.
+func (p *Pool) punchHoles(blocks []uint64) {
+	slices.Sort(blocks)
+	for i := 0; i < len(blocks); {
+		j := i + 1
+		for j < len(blocks) && blocks[j] == blocks[j-1]+1 {
+			j++
+		}
+		off, length := int64(blocks[i]*p.blockSize), int64(uint64(j-i)*p.blockSize)
+		if err := unix.Fallocate(int(p.data.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length); err != nil {
+			p.log.Warn("punch hole in pool data file failed", "offset", off, "length", length, "err", err)
+		}
+		i = j
+	}
+}

@@ -1,0 +1,118 @@
+package rowengine
+
+// entriesPerPage balances sparse volumes (a page is allocated per touched
+// range) against pointer overhead: 256 entries × 16 bytes = one 4 KiB page.
+const (
+	pageShift      = 8
+	entriesPerPage = 1 << pageShift
+)
+
+// entry is one resolved mapping: which physical block holds a virtual block,
+// and which node owns that physical block. owner == 0 means unmapped (zeros).
+type entry struct {
+	phys  uint64
+	owner uint64
+}
+
+func (e entry) mapped() bool { return e.owner != 0 }
+
+type page struct {
+	gen     uint64
+	entries [entriesPerPage]entry
+}
+
+// table is a node's fully resolved block map: its own entries over its
+// ancestors'. Reading any block is two slice indexes, whatever the depth of
+// the chain. A child table shares its parent's pages and copies a page the
+// first time it writes to it (pages whose gen differs from the table's).
+type table struct {
+	gen   uint64
+	pages []*page
+}
+
+func newTable(gen uint64) *table { return &table{gen: gen} }
+
+// child returns a table that reads as t and copies pages on write; t must
+// not be written afterwards.
+func (t *table) child(gen uint64) *table {
+	pages := make([]*page, len(t.pages))
+	copy(pages, t.pages)
+	return &table{gen: gen, pages: pages}
+}
+
+func (t *table) get(index uint64) entry {
+	p := index >> pageShift
+	if p >= uint64(len(t.pages)) || t.pages[p] == nil {
+		return entry{}
+	}
+	return t.pages[p].entries[index&(entriesPerPage-1)]
+}
+
+func (t *table) set(index uint64, e entry) {
+	p := index >> pageShift
+	if p >= uint64(len(t.pages)) {
+		if !e.mapped() {
+			return
+		}
+		grown := make([]*page, p+1, max(p+1, uint64(2*len(t.pages))))
+		copy(grown, t.pages)
+		t.pages = grown
+	}
+	pg := t.pages[p]
+	switch {
+	case pg == nil:
+		if !e.mapped() {
+			return
+		}
+		pg = &page{gen: t.gen}
+		t.pages[p] = pg
+	case pg.gen != t.gen:
+		cp := *pg
+		cp.gen = t.gen
+		pg = &cp
+		t.pages[p] = pg
+	}
+	pg.entries[index&(entriesPerPage-1)] = e
+}
+
+// next returns the first index ≥ from whose entry satisfies want, skipping
+// absent pages, or ok=false if there is none below limit.
+func (t *table) next(from, limit uint64, want func(entry) bool) (uint64, bool) {
+	for i := from; i < limit; {
+		p := i >> pageShift
+		if p >= uint64(len(t.pages)) {
+			if want(entry{}) {
+				return i, true
+			}
+			return 0, false
+		}
+		pg := t.pages[p]
+		if pg == nil {
+			if want(entry{}) {
+				return i, true
+			}
+			i = (p + 1) << pageShift
+			continue
+		}
+		if want(pg.entries[i&(entriesPerPage-1)]) {
+			return i, true
+		}
+		i++
+	}
+	return 0, false
+}
+
+// each calls fn for every mapped entry below limit, in index order.
+func (t *table) each(limit uint64, fn func(index uint64, e entry)) {
+	for p, pg := range t.pages {
+		if pg == nil {
+			continue
+		}
+		base := uint64(p) << pageShift
+		for i, e := range pg.entries {
+			if idx := base + uint64(i); idx < limit && e.mapped() {
+				fn(idx, e)
+			}
+		}
+	}
+}

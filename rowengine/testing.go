@@ -1,0 +1,58 @@
+package rowengine
+
+import (
+	"log/slog"
+	"testing"
+)
+
+// TestPool opens a pool in a fresh temporary directory with small blocks
+// and a long commit interval (tests call Sync themselves). The pool is
+// checked and closed when the test ends; a checker finding fails the test.
+func TestPool(t testing.TB, opts Options) *Pool {
+	t.Helper()
+	if opts.BlockSize == 0 {
+		opts.BlockSize = MinBlockSize
+	}
+	if opts.CommitInterval == 0 {
+		opts.CommitInterval = 1 << 40
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	p, err := Open(t.TempDir(), opts)
+	if err != nil {
+		t.Fatalf("open test pool: %v", err)
+	}
+	t.Cleanup(func() {
+		if p.isClosed() {
+			return
+		}
+		MustCheck(t, p)
+		if err := p.Close(); err != nil {
+			t.Errorf("close test pool: %v", err)
+		}
+	})
+	return p
+}
+
+// MustCheck runs the checker and fails the test on any finding.
+func MustCheck(t testing.TB, p *Pool) CheckReport {
+	t.Helper()
+	rep, err := p.Check()
+	if err != nil {
+		t.Fatalf("checker could not run: %v", err)
+	}
+	for _, c := range rep.Corruptions {
+		t.Errorf("checker: corruption: %s", c)
+	}
+	for _, l := range rep.Leaks {
+		t.Errorf("checker: leak: %s", l)
+	}
+	return rep
+}
+
+func (p *Pool) isClosed() bool {
+	p.mapMu.RLock()
+	defer p.mapMu.RUnlock()
+	return p.closed
+}
