@@ -1,0 +1,104 @@
+// Command rowfsd serves a rowfs pool: volumes as files on a FUSE mount,
+// driven by rowctl over a control socket.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rowfs/rowfs/ctl/api"
+	"github.com/rowfs/rowfs/daemon"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // the daemon could not start or stopped on an error
+	exitUsage = 2 // bad flags or config
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		cfg        daemon.Config
+		configFile string
+		allowOther bool
+		usageErr   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "rowfsd --pool DIR --mount DIR [--socket PATH] [--config FILE]",
+		Short: "Serve VM disks with redirect-on-write snapshots on a FUSE mount",
+		Long: `rowfsd serves the volumes of a pool as files on a FUSE mount (qemu opens
+MOUNT/NAME as a raw image) and takes rowctl commands on a control socket.
+The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cleanly.`,
+		Version:       api.Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			merged := daemon.Config{}
+			if configFile != "" {
+				var err error
+				if merged, err = daemon.LoadConfigFile(configFile); err != nil {
+					usageErr = true
+					return err
+				}
+			}
+			// Flags given on the command line override the file.
+			flags := cmd.Flags()
+			set := func(name string, dst *string, v string) {
+				if flags.Changed(name) {
+					*dst = v
+				}
+			}
+			set("pool", &merged.Pool, cfg.Pool)
+			set("mount", &merged.Mount, cfg.Mount)
+			set("socket", &merged.Socket, cfg.Socket)
+			set("socket-group", &merged.SocketGroup, cfg.SocketGroup)
+			set("block-size", &merged.BlockSize, cfg.BlockSize)
+			set("capacity", &merged.Capacity, cfg.Capacity)
+			set("log-level", &merged.LogLevel, cfg.LogLevel)
+			if flags.Changed("allow-other") {
+				merged.AllowOther = &allowOther
+			}
+			if flags.Changed("debug-fuse") {
+				merged.DebugFUSE = cfg.DebugFUSE
+			}
+			merged.EnsureDefaults()
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return daemon.Run(ctx, merged, merged.NewLogger())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "TOML config file; flags override it")
+	f.StringVar(&cfg.Pool, "pool", "", "pool directory (created on first start)")
+	f.StringVar(&cfg.Mount, "mount", "", "mount point for the volume files")
+	f.StringVar(&cfg.Socket, "socket", api.DefaultSocket, "control socket path")
+	f.StringVar(&cfg.SocketGroup, "socket-group", "", "group that owns the control socket (mode 0660)")
+	f.StringVar(&cfg.BlockSize, "block-size", "64K", "block size of a new pool, 4K to 1M (fixed at creation)")
+	f.StringVar(&cfg.Capacity, "capacity", "", "cap on the pool's data, like 100G (default: the host filesystem)")
+	f.BoolVar(&allowOther, "allow-other", true, "let other users (libvirt's qemu) open volume files")
+	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&cfg.DebugFUSE, "debug-fuse", false, "log every FUSE request")
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		usageErr = true
+		return err
+	})
+	if err := cmd.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "rowfsd:", err)
+		if usageErr {
+			return exitUsage
+		}
+		return exitError
+	}
+	return exitOK
+}

@@ -1,0 +1,119 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/rowfs/rowfs/ctl/api"
+	"github.com/rowfs/rowfs/rowengine"
+)
+
+// Config is rowfsd's configuration. Every field can be set in the TOML
+// config file (by its toml name) and by the command-line flag of the same
+// name; flags win.
+type Config struct {
+	// Pool is the pool directory. Required.
+	Pool string `toml:"pool"`
+	// Mount is where volumes appear. Required.
+	Mount string `toml:"mount"`
+	// Socket is the control socket. Default api.DefaultSocket.
+	Socket string `toml:"socket"`
+	// SocketGroup, if set, owns the socket (mode 0660) so its members may use rowctl.
+	SocketGroup string `toml:"socket_group"`
+	// BlockSize applies when the pool is created: "64K" by default, 4K–1M.
+	BlockSize string `toml:"block_size"`
+	// Capacity caps the pool's data, e.g. "100G". Default: no cap but the host filesystem.
+	Capacity string `toml:"capacity"`
+	// AllowOther lets other users (libvirt's qemu) open volume files. Default true.
+	AllowOther *bool `toml:"allow_other"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `toml:"log_level"`
+	// DebugFUSE logs every FUSE request.
+	DebugFUSE bool `toml:"debug_fuse"`
+}
+
+// LoadConfigFile reads a TOML config file; unknown keys are an error, so a
+// typo does not silently fall back to a default.
+func LoadConfigFile(path string) (Config, error) {
+	var c Config
+	md, err := toml.DecodeFile(path, &c)
+	if err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, len(undecoded))
+		for i, k := range undecoded {
+			keys[i] = k.String()
+		}
+		return c, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+	}
+	return c, nil
+}
+
+// EnsureDefaults fills unset fields.
+func (c *Config) EnsureDefaults() {
+	if c.Socket == "" {
+		c.Socket = api.DefaultSocket
+	}
+	if c.BlockSize == "" {
+		c.BlockSize = "64K"
+	}
+	if c.AllowOther == nil {
+		yes := true
+		c.AllowOther = &yes
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+}
+
+// engineOptions validates the config and turns it into engine options.
+func (c *Config) engineOptions(log *slog.Logger) (rowengine.Options, error) {
+	var errs []error
+	if c.Pool == "" {
+		errs = append(errs, errors.New("no pool directory: set --pool or pool in the config file"))
+	}
+	if c.Mount == "" {
+		errs = append(errs, errors.New("no mount point: set --mount or mount in the config file"))
+	}
+	opts := rowengine.Options{Logger: log}
+	bs, err := api.ParseSize(c.BlockSize)
+	if err == nil && bs > 1<<30 {
+		err = fmt.Errorf("block size %s is too large", c.BlockSize)
+	}
+	if err == nil {
+		opts.BlockSize = uint32(bs)
+		err = rowengine.ValidateBlockSize(opts.BlockSize)
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("block size: %w", err))
+	}
+	if c.Capacity != "" {
+		if opts.Capacity, err = api.ParseSize(c.Capacity); err != nil {
+			errs = append(errs, fmt.Errorf("capacity: %w", err))
+		}
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	return opts, errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("log level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// NewLogger returns the daemon's logger for the configured level.
+func (c *Config) NewLogger() *slog.Logger {
+	level, _ := parseLevel(c.LogLevel)
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}

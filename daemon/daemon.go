@@ -1,0 +1,200 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rowfs/rowfs/ctl/api"
+	rowfs "github.com/rowfs/rowfs/fs"
+	"github.com/rowfs/rowfs/rowengine"
+)
+
+// Run serves the configured pool until ctx is cancelled, then shuts down
+// cleanly: control socket, mount, pool (which commits all metadata).
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	cfg.EnsureDefaults()
+	opts, err := cfg.engineOptions(log)
+	if err != nil {
+		return err
+	}
+	mountDir, err := filepath.Abs(cfg.Mount)
+	if err != nil {
+		return err
+	}
+	pool, err := rowengine.Open(cfg.Pool, opts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := pool.Close(); err != nil {
+			log.Error("closing pool", "err", err)
+		}
+	}()
+
+	if err := clearStaleMount(mountDir, log); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(mountDir, 0o755); err != nil {
+		return fmt.Errorf("create mount point: %w", err)
+	}
+	srv := &server{pool: pool, dir: mountDir, log: log}
+	mount, err := rowfs.MountPool(mountDir, rowfs.Options{
+		Engine: pool, Describer: srv, AllowOther: *cfg.AllowOther, Logger: log, Debug: cfg.DebugFUSE,
+	})
+	if err != nil {
+		return err
+	}
+	srv.mount = mount
+	defer func() {
+		if err := mount.Unmount(); err != nil {
+			log.Error("unmount", "mount", mountDir, "err", err)
+		}
+	}()
+
+	ln, err := listenControl(cfg.Socket, cfg.SocketGroup)
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{Handler: srv.routes(), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- httpSrv.Serve(ln) }()
+	defer os.Remove(cfg.Socket)
+
+	log.Info("rowfsd ready", "pool", cfg.Pool, "mount", mountDir, "socket", cfg.Socket, "block_size", pool.BlockSize(), "version", api.Version)
+	notifyReady(log)
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-served:
+		log.Error("control server stopped", "err", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = httpSrv.Shutdown(shutdownCtx)
+	return nil
+}
+
+// listenControl listens on the control socket with mode 0660. A socket file
+// left by a dead daemon is replaced; one a live daemon answers on is not.
+func listenControl(path, group string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("control socket directory: %w", err)
+	}
+	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		conn.Close()
+		return nil, fmt.Errorf("control socket %s is in use by another rowfsd; choose another --socket", path)
+	}
+	_ = os.Remove(path)
+	old := syscall.Umask(0o117)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if group != "" {
+		gid, err := lookupGroup(group)
+		if err == nil {
+			err = os.Chown(path, 0, gid)
+		}
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("control socket group %q: %w", group, err)
+		}
+	}
+	return ln, nil
+}
+
+func lookupGroup(name string) (int, error) {
+	if gid, err := strconv.Atoi(name); err == nil {
+		return gid, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// clearStaleMount detaches a mount left at dir by a daemon that died
+// without unmounting (every access to it fails with ENOTCONN).
+func clearStaleMount(dir string, log *slog.Logger) error {
+	mounted, err := isMountPoint(dir)
+	if err != nil || !mounted {
+		return err
+	}
+	log.Warn("clearing a stale mount left by a previous rowfsd", "mount", dir)
+	if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+		if out, ferr := exec.Command("fusermount3", "-u", "-z", dir).CombinedOutput(); ferr != nil {
+			return fmt.Errorf("%s is still mounted and could not be unmounted (%v; fusermount3: %s)", dir, err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
+func isMountPoint(dir string) (bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && unescapeMountPath(fields[4]) == dir {
+			return true, nil
+		}
+	}
+	return false, sc.Err()
+}
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// notifyReady tells a service manager (or a test) that the mount and the
+// control socket are up: the sd_notify protocol, READY=1 on NOTIFY_SOCKET.
+func notifyReady(log *slog.Logger) {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return
+	}
+	if strings.HasPrefix(path, "@") {
+		path = "\x00" + path[1:]
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err == nil {
+		_, err = conn.Write([]byte("READY=1\nSTATUS=serving\nMAINPID=" + strconv.Itoa(os.Getpid())))
+		conn.Close()
+	}
+	if err != nil {
+		log.Warn("sd_notify failed", "err", err)
+	}
+}

@@ -1,0 +1,24 @@
+// Package daemon wires a rowfsd process together: configuration, the pool,
+// the FUSE mount, the control API server on a Unix socket, readiness
+// notification and graceful shutdown.
+//
+// # Lifecycle
+//
+// Run opens the pool (its lock file refuses a second daemon), clears a
+// stale mount left by a killed daemon, mounts, listens on the control
+// socket, notifies readiness (sd_notify READY=1 when NOTIFY_SOCKET is set,
+// which the tests use too) and serves until its context is cancelled. Then
+// it stops the control server, unmounts (lazily if files are still open)
+// and closes the pool, which commits all metadata.
+//
+// # Concurrency
+//
+// Each control request runs in its own goroutine; the engine serialises
+// conflicting operations. Run owns every goroutine it starts and waits for
+// them before returning.
+//
+// # Errors
+//
+// httpStatus (server.go) is the one place an engine error becomes an HTTP
+// status and a stable api error code.
+package daemon

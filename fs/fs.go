@@ -1,0 +1,438 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/rowfs/rowfs/rowengine"
+)
+
+// Engine is what the mount needs of a pool.
+type Engine interface {
+	Volumes() []rowengine.VolumeInfo
+	Volume(name string) (rowengine.VolumeInfo, error)
+	OpenVolume(name string, writable bool) (*rowengine.Handle, error)
+	ResizeVolume(name string, size uint64, allowShrink bool) (rowengine.VolumeInfo, error)
+	Info() rowengine.PoolInfo
+}
+
+// Describer renders the JSON documents served as xattrs; the daemon owns
+// the wire types, so user.rowfs.info.json is byte for byte what
+// `rowctl volume info NAME --json` prints.
+type Describer interface {
+	VolumeJSON(name string) ([]byte, error)
+	PoolJSON() ([]byte, error)
+}
+
+// Options configure a mount. Zero values take the documented defaults.
+type Options struct {
+	Engine    Engine
+	Describer Describer
+	// AttrTimeout is how long the kernel caches entries and attributes.
+	// Default 1s; the daemon invalidates them on resize and delete.
+	AttrTimeout time.Duration
+	// AllowOther lets other users (libvirt runs qemu as its own user) use
+	// the mount, with default_permissions so the kernel checks modes.
+	// Off in the zero value; the daemon's config turns it on by default.
+	AllowOther bool
+	// MaxWrite is the largest read/write request. Default 1 MiB.
+	MaxWrite int
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+	// Debug logs every FUSE request.
+	Debug bool
+}
+
+// EnsureDefaults fills zero fields.
+func (o *Options) EnsureDefaults() {
+	if o.AttrTimeout == 0 {
+		o.AttrTimeout = time.Second
+	}
+	if o.MaxWrite == 0 {
+		o.MaxWrite = 1 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Mount is a mounted pool.
+type Mount struct {
+	server *fuse.Server
+	root   *rootNode
+	dir    string
+}
+
+// Capabilities rowfs asks of the kernel beyond go-fuse's defaults, measured
+// in ../shared/NOTES.md and bench/: async direct I/O keeps iodepth > 1 in
+// flight; HANDLE_KILLPRIV_V2 stops a GETXATTR security.capability before
+// every write once Getxattr is implemented.
+const extraCapabilities = fuse.CAP_ASYNC_DIO | fuse.CAP_HANDLE_KILLPRIV_V2 | fuse.CAP_PARALLEL_DIROPS
+
+// MountPool mounts the engine's volumes at dir and serves requests until Unmount.
+func MountPool(dir string, opts Options) (*Mount, error) {
+	opts.EnsureDefaults()
+	root := &rootNode{opts: opts, started: time.Now()}
+	mo := fuse.MountOptions{
+		FsName:            "rowfs",
+		Name:              "rowfs",
+		AllowOther:        opts.AllowOther,
+		MaxWrite:          opts.MaxWrite,
+		ExtraCapabilities: extraCapabilities,
+		Debug:             opts.Debug,
+		DirectMount:       true,
+		// The kernel enforces OFD locks (qemu image locking) locally.
+		EnableLocks: false,
+	}
+	if opts.AllowOther {
+		mo.Options = append(mo.Options, "default_permissions")
+	}
+	timeout := opts.AttrTimeout
+	server, err := gofs.Mount(dir, root, &gofs.Options{
+		MountOptions:   mo,
+		EntryTimeout:   &timeout,
+		AttrTimeout:    &timeout,
+		RootStableAttr: &gofs.StableAttr{Ino: 1},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	return &Mount{server: server, root: root, dir: dir}, nil
+}
+
+// Unmount unmounts, lazily if files are still open, and waits for the
+// request loop to end.
+func (m *Mount) Unmount() error {
+	err := m.server.Unmount()
+	if err != nil {
+		m.root.opts.Logger.Warn("unmount busy; detaching lazily", "mount", m.dir, "err", err)
+		err = syscall.Unmount(m.dir, syscall.MNT_DETACH)
+	}
+	m.server.Wait()
+	return err
+}
+
+// VolumeChanged drops the kernel's cached attributes of a volume (after a
+// resize through the control API).
+func (m *Mount) VolumeChanged(name string) {
+	if child := m.root.GetChild(name); child != nil {
+		child.NotifyContent(-1, 0)
+	}
+}
+
+// VolumeRemoved drops the kernel's cached entry of a deleted volume.
+func (m *Mount) VolumeRemoved(name string) {
+	m.root.NotifyEntry(name)
+}
+
+type rootNode struct {
+	gofs.Inode
+	opts    Options
+	started time.Time
+}
+
+var (
+	_ gofs.NodeLookuper    = (*rootNode)(nil)
+	_ gofs.NodeReaddirer   = (*rootNode)(nil)
+	_ gofs.NodeGetattrer   = (*rootNode)(nil)
+	_ gofs.NodeStatfser    = (*rootNode)(nil)
+	_ gofs.NodeGetxattrer  = (*rootNode)(nil)
+	_ gofs.NodeListxattrer = (*rootNode)(nil)
+	_ gofs.NodeSetxattrer  = (*rootNode)(nil)
+)
+
+// volumeIno keeps volume inode numbers stable and never reused: volume ids
+// come from a sequence that only grows.
+func volumeIno(id uint64) uint64 { return 1<<32 + id }
+
+func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	info, err := r.opts.Engine.Volume(name)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	node := &volumeNode{root: r, name: name, mode: 0o660, ctime: info.Created}
+	child := r.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: volumeIno(info.ID)})
+	child.Operations().(*volumeNode).fillAttr(info, &out.Attr)
+	return child, 0
+}
+
+func (r *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	vols := r.opts.Engine.Volumes()
+	entries := make([]fuse.DirEntry, 0, len(vols))
+	for _, v := range vols {
+		entries = append(entries, fuse.DirEntry{Name: v.Name, Mode: syscall.S_IFREG, Ino: volumeIno(v.ID)})
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
+	return gofs.NewListDirStream(entries), 0
+}
+
+func (r *rootNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFDIR | 0o755
+	out.Nlink = 2
+	out.Ino = 1
+	t := r.started
+	out.SetTimes(&t, &t, &t)
+	return 0
+}
+
+func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	info := r.opts.Engine.Info()
+	out.Bsize = uint32(info.BlockSize)
+	out.Frsize = uint32(info.BlockSize)
+	out.Blocks = info.CapacityBytes / info.BlockSize
+	out.Bfree = info.FreeBytes / info.BlockSize
+	out.Bavail = out.Bfree
+	out.Files = uint64(info.Volumes)
+	out.NameLen = 128
+	return 0
+}
+
+func (r *rootNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	switch attr {
+	case xattrKeys:
+		return xattrValue(dest, []byte(xattrKeys+"\n"+xattrKind+"\n"+xattrPoolJSON+"\n"), nil)
+	case xattrKind:
+		return xattrValue(dest, []byte("pool"), nil)
+	case xattrPoolJSON:
+		value, err := r.opts.Describer.PoolJSON()
+		return xattrValue(dest, value, err)
+	}
+	return 0, syscall.ENODATA
+}
+
+func (r *rootNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) { return 0, 0 }
+
+func (r *rootNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return refuseSetxattr(attr)
+}
+
+// volumeNode is MOUNT/NAME.
+type volumeNode struct {
+	gofs.Inode
+	root *rootNode
+	name string
+
+	attrMu sync.Mutex
+	mode   uint32
+	uid    uint32
+	gid    uint32
+	ctime  time.Time
+	mtime  time.Time
+}
+
+var (
+	_ gofs.NodeOpener        = (*volumeNode)(nil)
+	_ gofs.NodeGetattrer     = (*volumeNode)(nil)
+	_ gofs.NodeSetattrer     = (*volumeNode)(nil)
+	_ gofs.NodeReader        = (*volumeNode)(nil)
+	_ gofs.NodeWriter        = (*volumeNode)(nil)
+	_ gofs.NodeFsyncer       = (*volumeNode)(nil)
+	_ gofs.NodeFlusher       = (*volumeNode)(nil)
+	_ gofs.NodeReleaser      = (*volumeNode)(nil)
+	_ gofs.NodeAllocater     = (*volumeNode)(nil)
+	_ gofs.NodeLseeker       = (*volumeNode)(nil)
+	_ gofs.NodeGetxattrer    = (*volumeNode)(nil)
+	_ gofs.NodeSetxattrer    = (*volumeNode)(nil)
+	_ gofs.NodeRemovexattrer = (*volumeNode)(nil)
+	_ gofs.NodeListxattrer   = (*volumeNode)(nil)
+)
+
+// fileHandle is one open of a volume file.
+type fileHandle struct {
+	h *rowengine.Handle
+}
+
+func handleOf(f gofs.FileHandle) (*rowengine.Handle, syscall.Errno) {
+	fh, ok := f.(*fileHandle)
+	if !ok {
+		return nil, syscall.EBADF
+	}
+	return fh.h, 0
+}
+
+func (v *volumeNode) fillAttr(info rowengine.VolumeInfo, out *fuse.Attr) {
+	v.attrMu.Lock()
+	defer v.attrMu.Unlock()
+	out.Ino = volumeIno(info.ID)
+	out.Mode = syscall.S_IFREG | v.mode
+	out.Nlink = 1
+	out.Uid, out.Gid = v.uid, v.gid
+	out.Size = info.Size
+	out.Blocks = info.UsedBytes / 512
+	out.Blksize = uint32(info.BlockSize)
+	mtime := v.mtime
+	if mtime.IsZero() {
+		mtime = info.Created
+	}
+	out.SetTimes(&mtime, &mtime, &v.ctime)
+}
+
+func (v *volumeNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	info, err := v.root.opts.Engine.Volume(v.name)
+	if err != nil {
+		return toErrno(err)
+	}
+	v.fillAttr(info, &out.Attr)
+	return 0
+}
+
+// Setattr resizes on a size change (truncate, qemu-img resize) and keeps
+// mode, owner and times in memory, so libvirt can chown the image to its
+// qemu user for the life of the mount.
+func (v *volumeNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if size, ok := in.GetSize(); ok {
+		if _, err := v.root.opts.Engine.ResizeVolume(v.name, size, true); err != nil {
+			return toErrno(err)
+		}
+	}
+	v.attrMu.Lock()
+	if mode, ok := in.GetMode(); ok {
+		v.mode = mode & 0o7777
+	}
+	if uid, ok := in.GetUID(); ok {
+		v.uid = uid
+	}
+	if gid, ok := in.GetGID(); ok {
+		v.gid = gid
+	}
+	if mtime, ok := in.GetMTime(); ok {
+		v.mtime = mtime
+	}
+	v.ctime = time.Now()
+	v.attrMu.Unlock()
+	return v.Getattr(ctx, f, out)
+}
+
+func (v *volumeNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	writable := flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	h, err := v.root.opts.Engine.OpenVolume(v.name, writable)
+	if err != nil {
+		return nil, 0, toErrno(err)
+	}
+	return &fileHandle{h: h}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_PARALLEL_DIRECT_WRITES, 0
+}
+
+func (v *volumeNode) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	h, errno := handleOf(f)
+	if errno != 0 {
+		return nil, errno
+	}
+	n, err := h.ReadAt(dest, off)
+	if err != nil && n == 0 && !isEOF(err) {
+		return nil, toErrno(err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (v *volumeNode) Write(ctx context.Context, f gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	h, errno := handleOf(f)
+	if errno != 0 {
+		return 0, errno
+	}
+	n, err := h.WriteAt(data, off)
+	if err != nil && n == 0 {
+		return 0, toErrno(err)
+	}
+	return uint32(n), 0
+}
+
+func (v *volumeNode) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
+	if h, errno := handleOf(f); errno == 0 {
+		return toErrno(h.Sync())
+	}
+	// fsync without a handle (rare): the barrier is pool-wide anyway.
+	h, err := v.root.opts.Engine.OpenVolume(v.name, false)
+	if err != nil {
+		return toErrno(err)
+	}
+	defer h.Close()
+	return toErrno(h.Sync())
+}
+
+// Flush (close) is not a durability barrier; fsync is.
+func (v *volumeNode) Flush(ctx context.Context, f gofs.FileHandle) syscall.Errno { return 0 }
+
+func (v *volumeNode) Release(ctx context.Context, f gofs.FileHandle) syscall.Errno {
+	if h, errno := handleOf(f); errno == 0 {
+		h.Close()
+	}
+	return 0
+}
+
+const (
+	fallocKeepSize  = 0x01
+	fallocPunchHole = 0x02
+	fallocZeroRange = 0x10
+)
+
+func (v *volumeNode) Allocate(ctx context.Context, f gofs.FileHandle, off, size uint64, mode uint32) syscall.Errno {
+	h, errno := handleOf(f)
+	if errno != 0 {
+		return errno
+	}
+	end := off + size
+	grow := func() syscall.Errno {
+		if mode&fallocKeepSize == 0 && end > h.Size() {
+			_, err := v.root.opts.Engine.ResizeVolume(v.name, (end+rowengine.SectorSize-1)/rowengine.SectorSize*rowengine.SectorSize, false)
+			return toErrno(err)
+		}
+		return 0
+	}
+	switch mode &^ fallocKeepSize {
+	case 0: // preallocate: the volume is thin, so only a size change matters
+		return grow()
+	case fallocPunchHole:
+		if mode&fallocKeepSize == 0 {
+			return syscall.EOPNOTSUPP
+		}
+	case fallocZeroRange:
+		if errno := grow(); errno != 0 {
+			return errno
+		}
+	default:
+		return syscall.EOPNOTSUPP
+	}
+	end = min(end, h.Size())
+	if off >= end {
+		return 0
+	}
+	return toErrno(h.ZeroRange(int64(off), end-off))
+}
+
+func (v *volumeNode) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	h, errno := handleOf(f)
+	if errno != 0 {
+		return 0, errno
+	}
+	var pos uint64
+	var ok bool
+	switch whence {
+	case seekData:
+		pos, ok = h.SeekData(off)
+	case seekHole:
+		pos, ok = h.SeekHole(off)
+	default:
+		return 0, syscall.EINVAL
+	}
+	if !ok {
+		return 0, syscall.ENXIO
+	}
+	return pos, 0
+}
+
+const (
+	seekData = 3
+	seekHole = 4
+)
+
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }

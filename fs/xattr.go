@@ -1,0 +1,82 @@
+package fs
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+const (
+	xattrPrefix    = "user.rowfs."
+	xattrKeys      = xattrPrefix + "keys"
+	xattrKind      = xattrPrefix + "kind"
+	xattrSize      = xattrPrefix + "size"
+	xattrUsed      = xattrPrefix + "used"
+	xattrBlockSize = xattrPrefix + "block_size"
+	xattrInfoJSON  = xattrPrefix + "info.json"
+	xattrPoolJSON  = xattrPrefix + "pool.json"
+)
+
+var volumeXattrs = []string{xattrKeys, xattrKind, xattrSize, xattrUsed, xattrBlockSize, xattrInfoJSON}
+
+// xattrValue copies value into dest following getxattr(2): with an empty
+// dest it reports the size; a dest too small gives ERANGE.
+func xattrValue(dest, value []byte, err error) (uint32, syscall.Errno) {
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	if len(dest) == 0 {
+		return uint32(len(value)), 0
+	}
+	if len(dest) < len(value) {
+		return uint32(len(value)), syscall.ERANGE
+	}
+	return uint32(copy(dest, value)), 0
+}
+
+func (v *volumeNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if !strings.HasPrefix(attr, xattrPrefix) {
+		return 0, syscall.ENODATA
+	}
+	info, err := v.root.opts.Engine.Volume(v.name)
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	switch attr {
+	case xattrKeys:
+		return xattrValue(dest, []byte(strings.Join(volumeXattrs, "\n")+"\n"), nil)
+	case xattrKind:
+		return xattrValue(dest, []byte("volume"), nil)
+	case xattrSize:
+		return xattrValue(dest, strconv.AppendUint(nil, info.Size, 10), nil)
+	case xattrUsed:
+		return xattrValue(dest, strconv.AppendUint(nil, info.UsedBytes, 10), nil)
+	case xattrBlockSize:
+		return xattrValue(dest, strconv.AppendUint(nil, info.BlockSize, 10), nil)
+	case xattrInfoJSON:
+		value, err := v.root.opts.Describer.VolumeJSON(v.name)
+		return xattrValue(dest, value, err)
+	}
+	return 0, syscall.ENODATA
+}
+
+// Listxattr lists nothing: see the package doc.
+func (v *volumeNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) { return 0, 0 }
+
+func (v *volumeNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return refuseSetxattr(attr)
+}
+
+func (v *volumeNode) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	return refuseSetxattr(attr)
+}
+
+// refuseSetxattr: rowfs attributes are read-only; other attributes are not
+// stored at all.
+func refuseSetxattr(attr string) syscall.Errno {
+	if strings.HasPrefix(attr, xattrPrefix) {
+		return syscall.EPERM
+	}
+	return syscall.EOPNOTSUPP
+}
