@@ -201,7 +201,7 @@ func (p *Pool) ResizeVolume(name string, size uint64, allowShrink bool) (VolumeI
 	if size < old {
 		if !allowShrink {
 			p.mapMu.Unlock()
-			return VolumeInfo{}, fmt.Errorf("%w: shrinking %q from %d to %d bytes discards its tail; allow shrinking explicitly",
+			return VolumeInfo{}, fmt.Errorf("%w: shrinking %q from %d to %d bytes discards its tail; allow it with --shrink",
 				ErrInvalidArgument, name, old, size)
 		}
 		// Writers see the smaller size at once, so nothing lands in the

@@ -1,0 +1,262 @@
+package main
+
+// End-to-end tests: the real rowfsd and rowctl binaries, a real FUSE mount,
+// and qemu-img/qemu-io as the clients. They need root and /dev/fuse; make
+// test installs qemu-utils. Where a part cannot exist they skip, loudly.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "rowfs-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, b := range []string{"rowfsd", "rowctl"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b), "github.com/rowfs/rowfs/cmd/"+b).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b, err, out)
+			os.Exit(1)
+		}
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// requireE2E skips, loudly, where the parts cannot exist; under CI a
+// missing tool that make test should have installed is a failure.
+func requireE2E(t *testing.T, tools ...string) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		missing = append(missing, "/dev/fuse")
+	}
+	for _, tool := range append([]string{"fusermount3"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("END-TO-END TEST NOT RUN: missing %s (run `make test` as root)", strings.Join(missing, ", "))
+	fmt.Fprintln(os.Stderr, "!!! "+msg)
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// lockedBuffer collects the daemon's log from its output goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type rowfsd struct {
+	t               *testing.T
+	pool, mnt, sock string
+	cmd             *exec.Cmd
+	log             *lockedBuffer
+	exited          chan struct{}
+}
+
+// env is one test's directories: a pool, a mount point and a socket.
+type env struct {
+	t               *testing.T
+	pool, mnt, sock string
+}
+
+func newEnv(t *testing.T) env {
+	dir := t.TempDir()
+	return env{t: t, pool: filepath.Join(dir, "pool"), mnt: filepath.Join(dir, "mnt"), sock: filepath.Join(dir, "ctl.sock")}
+}
+
+// start runs rowfsd and waits for its sd_notify READY=1, never a sleep.
+func (e env) start(extra ...string) *rowfsd {
+	t := e.t
+	t.Helper()
+	notifyPath := filepath.Join(t.TempDir(), "notify")
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close()
+	args := append([]string{"--pool", e.pool, "--mount", e.mnt, "--socket", e.sock, "--block-size", "64K"}, extra...)
+	d := &rowfsd{t: t, pool: e.pool, mnt: e.mnt, sock: e.sock, log: &lockedBuffer{}, exited: make(chan struct{})}
+	d.cmd = exec.Command(filepath.Join(binDir, "rowfsd"), args...)
+	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.cmd.Wait(); close(d.exited) }()
+	t.Cleanup(d.stop)
+	ready := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, err := notify.Read(buf)
+			if err != nil {
+				ready <- err
+				return
+			}
+			if strings.Contains(string(buf[:n]), "READY=1") {
+				ready <- nil
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("waiting for rowfsd: %v\n%s", err, d.log)
+		}
+	case <-d.exited:
+		t.Fatalf("rowfsd exited before it was ready:\n%s", d.log)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("rowfsd not ready after 60s:\n%s", d.log)
+	}
+	return d
+}
+
+// stop sends SIGTERM and waits; the mount must be gone afterwards.
+func (d *rowfsd) stop() {
+	select {
+	case <-d.exited:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(60 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.exited
+		d.t.Errorf("rowfsd did not stop on SIGTERM within 60s:\n%s", d.log)
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		d.t.Errorf("rowfsd exited %d after SIGTERM:\n%s", code, d.log)
+	}
+	if mounted(d.mnt) {
+		d.t.Errorf("%s still mounted after rowfsd stopped", d.mnt)
+		exec.Command("fusermount3", "-u", "-z", d.mnt).Run()
+	}
+}
+
+// kill9 kills the daemon without any cleanup, leaving a dead mount behind.
+func (d *rowfsd) kill9() {
+	d.cmd.Process.Kill()
+	<-d.exited
+	d.t.Cleanup(func() {
+		if mounted(d.mnt) {
+			exec.Command("fusermount3", "-u", "-z", d.mnt).Run()
+		}
+	})
+}
+
+func mounted(dir string) bool {
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
+			return true
+		}
+	}
+	return false
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// rowctl runs the real rowctl binary against sock.
+func rowctl(t *testing.T, sock string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "rowctl"), append([]string{"--socket", sock}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("rowctl %v: %v", args, err)
+		}
+		code = ee.ExitCode()
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func mustRowctl(t *testing.T, sock string, args ...string) string {
+	t.Helper()
+	r := rowctl(t, sock, args...)
+	if r.code != 0 {
+		t.Fatalf("rowctl %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+func rowctlJSON(t *testing.T, sock string, into any, args ...string) {
+	t.Helper()
+	out := mustRowctl(t, sock, append(args, "--json")...)
+	if err := json.Unmarshal([]byte(out), into); err != nil {
+		t.Fatalf("rowctl %v --json: %v\n%s", args, err, out)
+	}
+}
+
+// run runs a command and fails the test on a non-zero exit.
+func runCmd(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// qemuIO runs qemu-io commands on a raw image and fails on any failed command.
+func qemuIO(t *testing.T, file, cache string, cmds ...string) string {
+	t.Helper()
+	args := []string{"-f", "raw", "-t", cache, "-d", "unmap"}
+	for _, c := range cmds {
+		args = append(args, "-c", c)
+	}
+	out := runCmd(t, "qemu-io", append(args, file)...)
+	if strings.Contains(out, "failed") || strings.Contains(out, "error") {
+		t.Fatalf("qemu-io %s: %s", file, out)
+	}
+	return out
+}

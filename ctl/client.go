@@ -1,0 +1,123 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/rowfs/rowfs/ctl/api"
+)
+
+var (
+	// ErrUnreachable: no daemon answers on the control socket.
+	ErrUnreachable = errors.New("rowfsd is not reachable")
+	// ErrUsage: the command line is wrong; the message says how.
+	ErrUsage = errors.New("usage")
+)
+
+// Client talks to rowfsd over its Unix control socket.
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// NewClient returns a client for the socket at path.
+func NewClient(path string) *Client {
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}
+	return &Client{socket: path, http: &http.Client{Transport: tr, Timeout: 10 * time.Minute}}
+}
+
+// do sends a request and decodes a JSON answer into out (if not nil).
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://rowfsd"+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w at %s (is the daemon running? set --socket or %s): %v", ErrUnreachable, c.socket, api.SocketEnv, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		apiErr := &api.Error{}
+		if err := json.NewDecoder(resp.Body).Decode(apiErr); err != nil || apiErr.Code == "" {
+			return &api.Error{Code: api.CodeInternal, Message: fmt.Sprintf("daemon answered %s", resp.Status)}
+		}
+		return apiErr
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode daemon answer: %w", err)
+	}
+	return nil
+}
+
+func volumePath(name string, suffix string) string { return api.PathVolumes + "/" + url.PathEscape(name) + suffix }
+
+// Version asks the daemon for its version.
+func (c *Client) Version(ctx context.Context) (api.VersionInfo, error) {
+	var v api.VersionInfo
+	return v, c.do(ctx, http.MethodGet, api.PathVersion, nil, &v)
+}
+
+// Pool describes the pool.
+func (c *Client) Pool(ctx context.Context) (api.Pool, error) {
+	var p api.Pool
+	return p, c.do(ctx, http.MethodGet, api.PathPool, nil, &p)
+}
+
+// Volumes lists the volumes.
+func (c *Client) Volumes(ctx context.Context) ([]api.Volume, error) {
+	var l api.VolumeList
+	return l.Volumes, c.do(ctx, http.MethodGet, api.PathVolumes, nil, &l)
+}
+
+// Volume describes one volume.
+func (c *Client) Volume(ctx context.Context, name string) (api.Volume, error) {
+	var v api.Volume
+	return v, c.do(ctx, http.MethodGet, volumePath(name, ""), nil, &v)
+}
+
+// CreateVolume creates a volume.
+func (c *Client) CreateVolume(ctx context.Context, req api.CreateVolumeRequest) (api.Volume, error) {
+	var v api.Volume
+	return v, c.do(ctx, http.MethodPost, api.PathVolumes, req, &v)
+}
+
+// ResizeVolume changes a volume's size.
+func (c *Client) ResizeVolume(ctx context.Context, name string, req api.ResizeVolumeRequest) (api.Volume, error) {
+	var v api.Volume
+	return v, c.do(ctx, http.MethodPost, volumePath(name, "/resize"), req, &v)
+}
+
+// DeleteVolume deletes a volume.
+func (c *Client) DeleteVolume(ctx context.Context, name string, force bool) error {
+	q := ""
+	if force {
+		q = "?force=true"
+	}
+	return c.do(ctx, http.MethodDelete, volumePath(name, q), nil, nil)
+}

@@ -1,0 +1,271 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rowfs/rowfs/ctl/api"
+)
+
+// app carries the global flags to every command.
+type app struct {
+	socket string
+	json   bool
+	out    io.Writer
+}
+
+func (a *app) client() *Client { return NewClient(a.socket) }
+
+// print writes v as JSON with --json, else calls human.
+func (a *app) print(v any, human func(w io.Writer)) error {
+	if a.json {
+		enc := json.NewEncoder(a.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	human(a.out)
+	return nil
+}
+
+// NewRootCommand builds the rowctl command tree writing to out.
+func NewRootCommand(out io.Writer) *cobra.Command {
+	a := &app{out: out}
+	defaultSocket := api.DefaultSocket
+	if env := os.Getenv(api.SocketEnv); env != "" {
+		defaultSocket = env
+	}
+	root := &cobra.Command{
+		Use:           "rowctl",
+		Short:         "Control rowfsd: volumes and the pool",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&a.socket, "socket", defaultSocket, "rowfsd control socket (env "+api.SocketEnv+")")
+	root.PersistentFlags().BoolVar(&a.json, "json", false, "print JSON")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %v", ErrUsage, err) })
+	root.AddCommand(volumeCommand(a), poolCommand(a), versionCommand(a))
+	root.SetOut(out)
+	return root
+}
+
+// args wraps cobra's argument checks so they count as usage errors.
+func args(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if err := check(cmd, a); err != nil {
+			return fmt.Errorf("%w: %v (see rowctl %s --help)", ErrUsage, err, cmd.CommandPath()[len("rowctl "):])
+		}
+		return nil
+	}
+}
+
+// group is a command that only holds subcommands: with none named it
+// prints its help; with an unknown one it is a usage error (cobra would
+// print help and exit 0).
+func group(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			if len(argv) > 0 {
+				return fmt.Errorf("%w: unknown command %q for %q", ErrUsage, argv[0], cmd.CommandPath())
+			}
+			return cmd.Help()
+		},
+	}
+}
+
+func parseSizeFlag(s string) (uint64, error) {
+	if s == "" {
+		return 0, fmt.Errorf("%w: --size is required", ErrUsage)
+	}
+	n, err := api.ParseSize(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	return n, nil
+}
+
+func volumeCommand(a *app) *cobra.Command {
+	cmd := group("volume", "Create, list, inspect, resize and delete volumes")
+	var size string
+	create := &cobra.Command{
+		Use:   "create NAME --size SIZE",
+		Short: "Create a volume (appears as MOUNT/NAME)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			n, err := parseSizeFlag(size)
+			if err != nil {
+				return err
+			}
+			v, err := a.client().CreateVolume(cmd.Context(), api.CreateVolumeRequest{Name: argv[0], Size: n})
+			if err != nil {
+				return err
+			}
+			return a.print(v, func(w io.Writer) {
+				fmt.Fprintf(w, "created volume %s (%s) at %s\n", v.Name, api.FormatSize(v.Size), v.Path)
+			})
+		},
+	}
+	create.Flags().StringVar(&size, "size", "", "virtual size: bytes or with a unit, like 10G, 512M, 4096")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List volumes",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			vols, err := a.client().Volumes(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.print(api.VolumeList{Volumes: vols}, func(w io.Writer) {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tSIZE\tUSED\tBACKEND\tOPEN\tCREATED")
+				for _, v := range vols {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", v.Name, api.FormatSize(v.Size), api.FormatSize(v.UsedBytes),
+						v.Backend, v.OpenHandles, v.Created.Format("2006-01-02T15:04:05Z"))
+				}
+				tw.Flush()
+			})
+		},
+	}
+
+	info := &cobra.Command{
+		Use:   "info NAME",
+		Short: "Show one volume",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			v, err := a.client().Volume(cmd.Context(), argv[0])
+			if err != nil {
+				return err
+			}
+			return a.print(v, func(w io.Writer) { printVolume(w, v) })
+		},
+	}
+
+	var shrink bool
+	resize := &cobra.Command{
+		Use:   "resize NAME --size SIZE [--shrink]",
+		Short: "Grow a volume (shrinking discards the tail and needs --shrink)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			n, err := parseSizeFlag(size)
+			if err != nil {
+				return err
+			}
+			v, err := a.client().ResizeVolume(cmd.Context(), argv[0], api.ResizeVolumeRequest{Size: n, Shrink: shrink})
+			if err != nil {
+				return err
+			}
+			return a.print(v, func(w io.Writer) { fmt.Fprintf(w, "resized volume %s to %s\n", v.Name, api.FormatSize(v.Size)) })
+		},
+	}
+	resize.Flags().StringVar(&size, "size", "", "new virtual size, like 20G")
+	resize.Flags().BoolVar(&shrink, "shrink", false, "allow a smaller size (the tail's data is discarded)")
+
+	var force bool
+	del := &cobra.Command{
+		Use:   "delete NAME [--force]",
+		Short: "Delete a volume and free its blocks (refused while its file is open)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			if err := a.client().DeleteVolume(cmd.Context(), argv[0], force); err != nil {
+				return err
+			}
+			return a.print(map[string]string{"deleted": argv[0]}, func(w io.Writer) { fmt.Fprintf(w, "deleted volume %s\n", argv[0]) })
+		},
+	}
+	del.Flags().BoolVar(&force, "force", false, "delete even while the file is open (its users get I/O errors)")
+
+	cmd.AddCommand(create, list, info, resize, del)
+	return cmd
+}
+
+func printVolume(w io.Writer, v api.Volume) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	rows := [][2]string{
+		{"name", v.Name}, {"path", v.Path}, {"backend", v.Backend},
+		{"size", fmt.Sprintf("%s (%d bytes)", api.FormatSize(v.Size), v.Size)},
+		{"used", fmt.Sprintf("%s (%d bytes)", api.FormatSize(v.UsedBytes), v.UsedBytes)},
+		{"block size", api.FormatSize(v.BlockSize)},
+		{"open handles", fmt.Sprintf("%d (%d writers)", v.OpenHandles, v.Writers)},
+		{"created", v.Created.Format("2006-01-02T15:04:05Z")},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
+	}
+	tw.Flush()
+}
+
+func poolCommand(a *app) *cobra.Command {
+	cmd := group("pool", "Inspect the pool")
+	cmd.AddCommand(&cobra.Command{
+		Use:   "info",
+		Short: "Show the pool's capacity and usage",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := a.client().Pool(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.print(p, func(w io.Writer) {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintf(tw, "pool:\t%s\nmount:\t%s\nblock size:\t%s\n", p.Dir, p.Mount, api.FormatSize(p.BlockSize))
+				fmt.Fprintf(tw, "capacity:\t%s\nused:\t%s (%d bytes)\nfree:\t%s\n", api.FormatSize(p.CapacityBytes),
+					api.FormatSize(p.UsedBytes), p.UsedBytes, api.FormatSize(p.FreeBytes))
+				fmt.Fprintf(tw, "provisioned:\t%s in %d volumes\novercommit:\t%.2fx\n", api.FormatSize(p.ProvisionedBytes), p.Volumes, p.Overcommit)
+				tw.Flush()
+			})
+		},
+	})
+	return cmd
+}
+
+func versionCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print rowctl's version and the daemon's",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := map[string]any{"rowctl": api.VersionInfo{Version: api.Version, API: "v1", GoVersion: runtime.Version()}}
+			d, err := a.client().Version(cmd.Context())
+			if err == nil {
+				out["rowfsd"] = d
+			} else {
+				out["rowfsd_error"] = err.Error()
+			}
+			return a.print(out, func(w io.Writer) {
+				fmt.Fprintf(w, "rowctl %s (%s)\n", api.Version, runtime.Version())
+				if err == nil {
+					fmt.Fprintf(w, "rowfsd %s (%s, API %s)\n", d.Version, d.GoVersion, d.API)
+				} else {
+					fmt.Fprintf(w, "rowfsd: %s\n", strings.TrimSpace(err.Error()))
+				}
+			})
+		},
+	}
+}
+
+// Main runs rowctl with the process's arguments and returns its exit code.
+func Main(argv []string, stdout, stderr io.Writer) int {
+	root := NewRootCommand(stdout)
+	root.SetArgs(argv)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(context.Background())
+	if err != nil {
+		msg := err.Error()
+		if strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") {
+			err = fmt.Errorf("%w: %s", ErrUsage, msg)
+		}
+		fmt.Fprintln(stderr, "rowctl:", strings.TrimPrefix(err.Error(), ErrUsage.Error()+": "))
+	}
+	return ExitCode(err)
+}
