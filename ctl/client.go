@@ -75,7 +75,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
-func volumePath(name string, suffix string) string { return api.PathVolumes + "/" + url.PathEscape(name) + suffix }
+func volumePath(name string, suffix string) string {
+	return api.PathVolumes + "/" + url.PathEscape(name) + suffix
+}
 
 // Version asks the daemon for its version.
 func (c *Client) Version(ctx context.Context) (api.VersionInfo, error) {

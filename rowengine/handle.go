@@ -165,6 +165,12 @@ func (h *Handle) WriteAt(data []byte, off int64) (int, error) {
 	if err := h.checkRange(off, uint64(len(data))); err != nil {
 		return 0, err
 	}
+	if done, err := h.pool.writeOwned(h.vol, data, uint64(off)); done || err != nil {
+		if err != nil {
+			return 0, err
+		}
+		return len(data), nil
+	}
 	bs := h.pool.blockSize
 	for done := uint64(0); done < uint64(len(data)); {
 		pos := uint64(off) + done
@@ -184,6 +190,46 @@ func (h *Handle) checkRange(off int64, length uint64) error {
 		return fmt.Errorf("%w: range %d+%d is outside volume %q of %d bytes", ErrInvalidArgument, off, length, h.vol.rec.Name, size)
 	}
 	return nil
+}
+
+// writeOwned is the fast path of an overwrite: if the head owns every block
+// the write touches, it writes in place, one pwrite per physically
+// contiguous run, under the shared lock only. No stripe lock is needed: a
+// block the head owns is never redirected, and it can lose that ownership
+// only under the exclusive lock. It reports false, having written nothing,
+// if any block needs a redirect.
+func (p *Pool) writeOwned(v *volume, data []byte, off uint64) (bool, error) {
+	bs := p.blockSize
+	p.mapMu.RLock()
+	defer p.mapMu.RUnlock()
+	if err := p.checkVolumeLocked(v); err != nil {
+		return false, err
+	}
+	head := v.head
+	end := off + uint64(len(data))
+	for index := off / bs; index*bs < end; index++ {
+		if e := head.table.get(index); e.owner != head.rec.ID || e.phys == blockmap.ZeroBlock {
+			return false, nil
+		}
+	}
+	var runStart, runFile, runLen uint64 // offset in data, in the data file, length
+	for pos := off; pos < end; {
+		inner := pos % bs
+		chunk := min(bs-inner, end-pos)
+		fileOff := head.table.get(pos/bs).phys*bs + inner
+		if runLen > 0 && runFile+runLen != fileOff {
+			if err := p.writeData(data[runStart:runStart+runLen], runFile); err != nil {
+				return false, err
+			}
+			runLen = 0
+		}
+		if runLen == 0 {
+			runStart, runFile = pos-off, fileOff
+		}
+		runLen += chunk
+		pos += chunk
+	}
+	return true, p.writeData(data[runStart:runStart+runLen], runFile)
 }
 
 var blockBuffers sync.Pool

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestDependencyDirection enforces cmd → daemon/ctl → fs → rowengine →
+// blockmap, and which packages may link Badger, go-fuse and go-ceph.
+func TestDependencyDirection(t *testing.T) {
+	deps := func(pkg string) []string {
+		out, err := exec.Command("go", "list", "-deps", "github.com/rowfs/rowfs/"+pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		return strings.Fields(string(out))
+	}
+	forbidden := map[string][]string{
+		"cmd/rowctl": {"badger", "go-fuse", "go-ceph", "rowfs/rowengine", "rowfs/fs", "rowfs/daemon", "rowfs/blockmap"},
+		"ctl/api":    {"github.com/"},
+		"blockmap":   {"rowfs/rowengine", "rowfs/fs", "rowfs/daemon", "rowfs/ctl", "go-fuse", "go-ceph"},
+		"rowengine":  {"go-fuse", "go-ceph", "rowfs/fs", "rowfs/daemon", "rowfs/ctl"},
+		"fs":         {"rowfs/daemon", "rowfs/ctl", "go-ceph"},
+	}
+	for pkg, bad := range forbidden {
+		for _, dep := range deps(pkg) {
+			for _, b := range bad {
+				if strings.Contains(dep, b) && !strings.HasSuffix(dep, "rowfs/"+pkg) {
+					t.Errorf("%s depends on %s", pkg, dep)
+				}
+			}
+		}
+	}
+	// Only blockmap imports Badger directly.
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "github.com/rowfs/rowfs/...").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		for _, imp := range f[1:] {
+			if strings.Contains(imp, "dgraph-io/badger") && !strings.HasSuffix(f[0], "/blockmap") {
+				t.Errorf("%s imports Badger; only blockmap may", f[0])
+			}
+			if strings.Contains(imp, "hanwen/go-fuse") && !strings.HasSuffix(f[0], "/fs") && !strings.HasSuffix(f[0], "/daemon") && !strings.Contains(f[0], "/bench") {
+				t.Errorf("%s imports go-fuse; only fs and daemon may", f[0])
+			}
+		}
+	}
+}

@@ -1,0 +1,63 @@
+package daemon
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestConfigFileSetsEveryField(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rowfsd.toml")
+	os.WriteFile(path, []byte(`
+pool = "/p"
+mount = "/m"
+socket = "/s.sock"
+socket_group = "kvm"
+block_size = "16K"
+capacity = "2G"
+allow_other = false
+log_level = "debug"
+debug_fuse = true
+`), 0o644)
+	c, err := LoadConfigFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.EnsureDefaults()
+	if c.Pool != "/p" || c.Mount != "/m" || c.Socket != "/s.sock" || c.SocketGroup != "kvm" || c.BlockSize != "16K" ||
+		c.Capacity != "2G" || *c.AllowOther || c.LogLevel != "debug" || !c.DebugFUSE {
+		t.Fatalf("config not fully read: %+v", c)
+	}
+	opts, err := c.engineOptions(slog.Default())
+	if err != nil || opts.BlockSize != 16<<10 || opts.Capacity != 2<<30 {
+		t.Fatalf("engine options %+v, %v", opts, err)
+	}
+}
+
+func TestConfigRefusesUnknownKeysAndBadValues(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rowfsd.toml")
+	os.WriteFile(path, []byte("pool = \"/p\"\nblok_size = \"4K\"\n"), 0o644)
+	if _, err := LoadConfigFile(path); err == nil || !strings.Contains(err.Error(), "blok_size") {
+		t.Fatalf("unknown key: %v", err)
+	}
+	c := Config{Pool: "/p", Mount: "/m", BlockSize: "3K", Capacity: "lots", LogLevel: "loud"}
+	_, err := c.engineOptions(slog.Default())
+	for _, want := range []string{"block size", "capacity", "log level"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("bad %s not reported: %v", want, err)
+		}
+	}
+	c = Config{}
+	c.EnsureDefaults()
+	if _, err := c.engineOptions(slog.Default()); err == nil || !strings.Contains(err.Error(), "--pool") || !strings.Contains(err.Error(), "--mount") {
+		t.Fatalf("missing pool and mount not reported: %v", err)
+	}
+}
+
+func TestUnescapeMountPath(t *testing.T) {
+	if got := unescapeMountPath(`/mnt/my\040disks`); got != "/mnt/my disks" {
+		t.Fatalf("got %q", got)
+	}
+}
