@@ -1,0 +1,48 @@
+package fs
+
+import (
+	"fmt"
+	"syscall"
+	"testing"
+
+	"github.com/rowfs/rowfs/rowengine"
+)
+
+func TestToErrno(t *testing.T) {
+	cases := map[error]syscall.Errno{
+		nil:                            0,
+		rowengine.ErrNotFound:          syscall.ENOENT,
+		rowengine.ErrExists:            syscall.EEXIST,
+		rowengine.ErrInvalidArgument:   syscall.EINVAL,
+		rowengine.ErrBusy:              syscall.EBUSY,
+		rowengine.ErrNoSpace:           syscall.ENOSPC, // never EIO: qemu pauses the VM on ENOSPC
+		rowengine.ErrReadOnly:          syscall.EROFS,
+		rowengine.ErrIO:                syscall.EIO,
+		fmt.Errorf("unexpected thing"): syscall.EIO,
+	}
+	for err, want := range cases {
+		wrapped := err
+		if err != nil {
+			wrapped = fmt.Errorf("context: %w", err)
+		}
+		if got := toErrno(wrapped); got != want {
+			t.Errorf("toErrno(%v) = %v, want %v", wrapped, got, want)
+		}
+	}
+}
+
+func TestXattrValue(t *testing.T) {
+	if n, errno := xattrValue(nil, []byte("volume"), nil); n != 6 || errno != 0 {
+		t.Errorf("size query: %d, %v", n, errno)
+	}
+	if _, errno := xattrValue(make([]byte, 3), []byte("volume"), nil); errno != syscall.ERANGE {
+		t.Errorf("short buffer: %v, want ERANGE", errno)
+	}
+	buf := make([]byte, 16)
+	if n, errno := xattrValue(buf, []byte("volume"), nil); n != 6 || errno != 0 || string(buf[:n]) != "volume" {
+		t.Errorf("copy: %d %v %q", n, errno, buf[:n])
+	}
+	if refuseSetxattr("user.rowfs.kind") != syscall.EPERM || refuseSetxattr("user.other") != syscall.EOPNOTSUPP {
+		t.Error("setxattr refusals wrong")
+	}
+}
