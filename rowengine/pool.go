@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -203,7 +204,7 @@ func (p *Pool) load() error {
 	if err != nil {
 		return fmt.Errorf("load block maps: %w", err)
 	}
-	for _, id := range slices.Sorted(mapsKeys(p.nodes)) {
+	for _, id := range slices.Sorted(maps.Keys(p.nodes)) {
 		p.ensureTable(p.nodes[id])
 	}
 	vols, err := p.store.Volumes()
@@ -230,16 +231,6 @@ func (p *Pool) load() error {
 	used, _ := p.alloc.stats()
 	p.log.Info("opened pool", "dir", p.dir, "volumes", len(p.volumes), "nodes", len(p.nodes), "used_blocks", used)
 	return nil
-}
-
-func mapsKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func (p *Pool) ensureTable(n *node) *table {
