@@ -24,6 +24,7 @@ type Engine interface {
 	OpenVolume(name string, writable bool) (*rowengine.Handle, error)
 	ResizeVolume(name string, size uint64, allowShrink bool) (rowengine.VolumeInfo, error)
 	Info() rowengine.PoolInfo
+	Sync() error
 }
 
 // Describer renders the JSON documents served as xattrs; the daemon owns
@@ -351,12 +352,7 @@ func (v *volumeNode) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32)
 		return toErrno(h.Sync())
 	}
 	// fsync without a handle (rare): the barrier is pool-wide anyway.
-	h, err := v.root.opts.Engine.OpenVolume(v.name, false)
-	if err != nil {
-		return toErrno(err)
-	}
-	defer h.Close()
-	return toErrno(h.Sync())
+	return toErrno(v.root.opts.Engine.Sync())
 }
 
 // Flush (close) is not a durability barrier; fsync is.

@@ -384,9 +384,12 @@ func (p *Pool) unmapBlock(v *volume, index uint64) (uint64, error) {
 		p.quarantine = append(p.quarantine, e.phys)
 	}
 	key := blockmap.MapKey{Node: head.rec.ID, Index: index}
-	inherited := head.parent != nil && head.parent.table.get(index).mapped() && head.parent.table.get(index).phys != blockmap.ZeroBlock
+	var inherited entry
+	if head.parent != nil {
+		inherited = head.parent.table.get(index)
+	}
 	switch {
-	case inherited:
+	case inherited.mapped() && inherited.phys != blockmap.ZeroBlock:
 		// An ancestor maps this block: hide it with a zero marker.
 		if e.owner != head.rec.ID || e.phys != blockmap.ZeroBlock {
 			head.table.set(index, entry{phys: blockmap.ZeroBlock, owner: head.rec.ID})
