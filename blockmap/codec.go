@@ -14,6 +14,7 @@ const (
 	prefixVolume  = 'V' // 'V' + name → VolumeRecord (JSON)
 	prefixNode    = 'N' // 'N' + node id → NodeRecord (JSON)
 	prefixMapping = 'B' // 'B' + node id + block index → physical block (uint64 BE)
+	prefixJob     = 'J' // 'J' + job id → JobRecord (JSON)
 )
 
 // ZeroBlock is the physical block number of a map entry that reads as zeros.
@@ -39,6 +40,9 @@ type VolumeRecord struct {
 	Backend string    `json:"backend"`
 	Head    uint64    `json:"head"`
 	Created time.Time `json:"created"`
+	// MaxSnapshots overrides the pool's chain limit for this volume; 0 means
+	// the pool default.
+	MaxSnapshots int `json:"max_snapshots,omitempty"`
 }
 
 // NodeRecord is one point of a volume's snapshot tree. Parent is 0 for a root.
@@ -51,6 +55,24 @@ type NodeRecord struct {
 	// Size is the volume's virtual size when the node was frozen; for a head
 	// it is unused (the volume record has the live size).
 	Size uint64 `json:"size"`
+	// Kind is "manual" or "auto" for a snapshot, empty for a head.
+	Kind        string `json:"kind,omitempty"`
+	Description string `json:"description,omitempty"`
+	// Hidden marks a deleted snapshot kept because children still read it,
+	// or one whose merge into its only child is under way.
+	Hidden bool `json:"hidden,omitempty"`
+}
+
+// JobRecord is one background job (delete-merge, rollback, flatten). A job
+// whose State is "running" when the pool opens is resumed.
+type JobRecord struct {
+	ID       uint64    `json:"id"`
+	Kind     string    `json:"kind"`
+	Target   string    `json:"target"`
+	State    string    `json:"state"`
+	Error    string    `json:"error,omitempty"`
+	Created  time.Time `json:"created"`
+	Finished time.Time `json:"finished,omitzero"`
 }
 
 // MapKey addresses one entry of a node's block map.
@@ -93,6 +115,13 @@ func DecodeMapKey(b []byte) (MapKey, error) {
 		return MapKey{}, fmt.Errorf("%w: map key %x", ErrCorrupt, b)
 	}
 	return MapKey{Node: binary.BigEndian.Uint64(b[1:]), Index: binary.BigEndian.Uint64(b[9:])}, nil
+}
+
+func jobKey(id uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixJob
+	binary.BigEndian.PutUint64(k[1:], id)
+	return k
 }
 
 func mapPrefix(node uint64) []byte {

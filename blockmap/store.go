@@ -101,6 +101,13 @@ func (s *Store) Nodes() ([]NodeRecord, error) {
 	return out, err
 }
 
+// Jobs returns every job record, ordered by id.
+func (s *Store) Jobs() ([]JobRecord, error) {
+	var out []JobRecord
+	err := s.scanJSON(prefixJob, "job", func() any { out = append(out, JobRecord{}); return &out[len(out)-1] })
+	return out, err
+}
+
 func (s *Store) scanJSON(prefix byte, what string, next func() any) error {
 	return s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefix}, PrefetchValues: true, PrefetchSize: 64})
@@ -254,6 +261,12 @@ func (t *Txn) PutNode(rec NodeRecord) error { return putJSON(t.txn, nodeKey(rec.
 
 // DeleteNode removes a node record (not its map: see Store.DeleteNodeMappings).
 func (t *Txn) DeleteNode(id uint64) error { return t.txn.Delete(nodeKey(id)) }
+
+// PutJob writes a job record.
+func (t *Txn) PutJob(rec JobRecord) error { return putJSON(t.txn, jobKey(rec.ID), rec) }
+
+// DeleteJob removes a job record.
+func (t *Txn) DeleteJob(id uint64) error { return t.txn.Delete(jobKey(id)) }
 
 // SetMapping sets one map entry inside the transaction.
 func (t *Txn) SetMapping(k MapKey, phys uint64) error {

@@ -157,7 +157,7 @@ func (s *server) volumeInfo(w http.ResponseWriter, r *http.Request) {
 func (s *server) deleteVolume(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	force := r.URL.Query().Get("force") == "true"
-	if err := s.pool.DeleteVolume(name, force); err != nil {
+	if _, err := s.pool.DeleteVolume(name, force); err != nil {
 		s.fail(w, r, err)
 		return
 	}

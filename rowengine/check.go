@@ -70,9 +70,27 @@ func (p *Pool) Check() (CheckReport, error) {
 	if len(p.volumes) != len(vols) {
 		rep.corrupt("%d volumes in memory, %d in metadata", len(p.volumes), len(vols))
 	}
+	children := map[uint64]int{}
 	for _, n := range nodes {
-		if _, ok := volByID[n.Volume]; !ok {
-			rep.corrupt("node %d: volume %d does not exist", n.ID, n.Volume)
+		children[n.Parent]++
+	}
+	jobRunning := false
+	p.jobsMu.Lock()
+	for _, j := range p.jobs {
+		jobRunning = jobRunning || j.rec.State == JobRunning
+	}
+	p.jobsMu.Unlock()
+	for _, n := range nodes {
+		if _, ok := volByID[n.Volume]; !ok && !n.Hidden {
+			rep.corrupt("node %d: volume %d does not exist and the node is not hidden", n.ID, n.Volume)
+		}
+		if n.Hidden && children[n.ID] < 2 && !jobRunning {
+			rep.Leaks = append(rep.Leaks, fmt.Sprintf("deleted node %d (%d children) awaits its merge; the next delete or restart finishes it", n.ID, children[n.ID]))
+		}
+		if mem := p.nodes[n.ID]; mem == nil {
+			rep.corrupt("node %d: in metadata, not in memory", n.ID)
+		} else if mem.rec != n || (mem.parent == nil) != (n.Parent == 0) || mem.parent != nil && mem.parent.rec.ID != n.Parent {
+			rep.corrupt("node %d: in-memory record or parent differs from metadata", n.ID)
 		}
 		seen := map[uint64]bool{n.ID: true}
 		for cur := n; cur.Parent != 0; {
@@ -122,9 +140,24 @@ func (p *Pool) Check() (CheckReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	if len(p.nodes) != len(nodes) {
+		rep.corrupt("%d nodes in memory, %d in metadata", len(p.nodes), len(nodes))
+	}
+	volOwned := map[*volume]uint64{}
 	for id, n := range p.nodes {
+		if n.vol != nil {
+			volOwned[n.vol] += recount[id]
+		}
+		for _, c := range n.children {
+			if c.parent != n {
+				rep.corrupt("node %d: child %d points at parent %v", id, c.rec.ID, c.parent)
+			}
+		}
 		if n.owned != recount[id] {
 			rep.corrupt("node %d: counter says %d owned blocks, recount %d", id, n.owned, recount[id])
+		}
+		if msg := checkResolution(n, durable[id]); msg != "" {
+			rep.corrupt("node %d: %s", id, msg)
 		}
 		own := map[uint64]uint64{}
 		n.table.each(^uint64(0), func(index uint64, e entry) {
@@ -134,6 +167,11 @@ func (p *Pool) Check() (CheckReport, error) {
 		})
 		if !mapsEqual(own, durable[id]) {
 			rep.corrupt("node %d: in-memory map (%d entries) differs from metadata (%d entries)", id, len(own), len(durable[id]))
+		}
+	}
+	for _, v := range p.volumes {
+		if v.owned != volOwned[v] {
+			rep.corrupt("volume %q: counter says %d owned blocks, recount %d", v.rec.Name, v.owned, volOwned[v])
 		}
 	}
 	for phys := uint64(0); phys < limit; phys++ {
@@ -160,4 +198,38 @@ func mapsEqual(a, b map[uint64]uint64) bool {
 		}
 	}
 	return true
+}
+
+// checkResolution verifies that n's table resolves every block to n's own
+// entry where it has one and to its parent's resolution elsewhere.
+func checkResolution(n *node, own map[uint64]uint64) string {
+	pages := len(n.table.pages)
+	if n.parent != nil {
+		pages = max(pages, len(n.parent.table.pages))
+	}
+	for pi := range pages {
+		var mine, theirs *page
+		if pi < len(n.table.pages) {
+			mine = n.table.pages[pi]
+		}
+		if n.parent != nil && pi < len(n.parent.table.pages) {
+			theirs = n.parent.table.pages[pi]
+		}
+		if mine == theirs && mine != nil {
+			continue // shared, so no own entries in it
+		}
+		for k := range entriesPerPage {
+			i := uint64(pi)<<pageShift + uint64(k)
+			want := entry{}
+			if phys, ok := own[i]; ok {
+				want = entry{phys: phys, owner: n.rec.ID}
+			} else if n.parent != nil {
+				want = n.parent.table.get(i)
+			}
+			if got := n.table.get(i); got != want {
+				return fmt.Sprintf("block %d resolves to %d (owner %d), want %d (owner %d)", i, int64(got.phys), got.owner, int64(want.phys), want.owner)
+			}
+		}
+	}
+	return ""
 }

@@ -188,11 +188,11 @@ func TestDeleteVolume(t *testing.T) {
 	p := TestPool(t, Options{})
 	h := mustCreate(t, p, "vol", 1<<20)
 	h.WriteAt(make([]byte, 1<<20), 0)
-	if err := p.DeleteVolume("vol", false); !errors.Is(err, ErrBusy) {
+	if _, err := p.DeleteVolume("vol", false); !errors.Is(err, ErrBusy) {
 		t.Fatalf("delete open volume: %v, want ErrBusy", err)
 	}
 	h.Close()
-	if err := p.DeleteVolume("vol", false); err != nil {
+	if _, err := p.DeleteVolume("vol", false); err != nil {
 		t.Fatal(err)
 	}
 	if used := p.Info().UsedBytes; used != 0 {
@@ -201,7 +201,7 @@ func TestDeleteVolume(t *testing.T) {
 	if _, err := p.Volume("vol"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("deleted volume still found: %v", err)
 	}
-	if err := p.DeleteVolume("vol", false); !errors.Is(err, ErrNotFound) {
+	if _, err := p.DeleteVolume("vol", false); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
 }
@@ -209,7 +209,7 @@ func TestDeleteVolume(t *testing.T) {
 func TestForceDeleteFailsOpenHandles(t *testing.T) {
 	p := TestPool(t, Options{})
 	h := mustCreate(t, p, "vol", 1<<20)
-	if err := p.DeleteVolume("vol", true); err != nil {
+	if _, err := p.DeleteVolume("vol", true); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.WriteAt([]byte{1}, 0); !errors.Is(err, ErrNotFound) {

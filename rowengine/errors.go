@@ -27,6 +27,10 @@ var (
 	ErrIO = errors.New("I/O error")
 	// ErrCorrupt: metadata contradicts itself; see the checker's report.
 	ErrCorrupt = blockmap.ErrCorrupt
+	// ErrChainLimit: a snapshot would exceed the volume's chain limit.
+	ErrChainLimit = errors.New("snapshot chain limit reached")
+	// ErrJobFailed: a background job ended with an error (in its message).
+	ErrJobFailed = errors.New("job failed")
 	// ErrPoolLocked: another process has the pool open.
 	ErrPoolLocked = errors.New("pool is in use")
 )

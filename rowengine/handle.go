@@ -14,6 +14,7 @@ import (
 type Handle struct {
 	pool     *Pool
 	vol      *volume
+	snap     *node // nil: the volume's head; else a read-only snapshot
 	writable bool
 	once     sync.Once
 }
@@ -40,6 +41,9 @@ func (p *Pool) OpenVolume(name string, writable bool) (*Handle, error) {
 // Close releases the handle. It does not sync.
 func (h *Handle) Close() error {
 	h.once.Do(func() {
+		if h.snap != nil {
+			return
+		}
 		h.pool.mapMu.Lock()
 		h.vol.opens--
 		if h.writable {
@@ -50,18 +54,37 @@ func (h *Handle) Close() error {
 	return nil
 }
 
-// Size returns the volume's current virtual size.
+// Size returns the volume's current virtual size (a snapshot's: its size
+// when it was taken).
 func (h *Handle) Size() uint64 {
 	h.pool.mapMu.RLock()
 	defer h.pool.mapMu.RUnlock()
-	return h.vol.rec.Size
+	_, size := h.viewLocked()
+	return size
+}
+
+// viewLocked returns the table and size the handle reads.
+func (h *Handle) viewLocked() (*table, uint64) {
+	if h.snap != nil {
+		return h.snap.table, h.snap.rec.Size
+	}
+	return h.vol.head.table, h.vol.rec.Size
 }
 
 // Sync is the durability barrier (fsync/fdatasync).
 func (h *Handle) Sync() error { return h.pool.commit() }
 
-// checkLocked reports a deleted volume or a closed pool.
-func (h *Handle) checkLocked() error { return h.pool.checkVolumeLocked(h.vol) }
+// checkLocked reports a deleted volume or snapshot, or a closed pool. A
+// deleted snapshot's blocks may be reused, so its reads must stop at once.
+func (h *Handle) checkLocked() error {
+	if h.snap != nil && (h.snap.removed || h.snap.rec.Hidden) {
+		if h.pool.closed {
+			return ErrClosed
+		}
+		return fmt.Errorf("%w: snapshot %q was deleted", ErrNotFound, h.snap.rec.Name)
+	}
+	return h.pool.checkVolumeLocked(h.vol)
+}
 
 func (p *Pool) checkVolumeLocked(v *volume) error {
 	if p.closed {
@@ -86,12 +109,11 @@ func (h *Handle) ReadAt(buf []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("%w: negative offset", ErrInvalidArgument)
 	}
-	size := h.vol.rec.Size
+	tbl, size := h.viewLocked()
 	if uint64(off) >= size {
 		return 0, io.EOF
 	}
 	n := min(uint64(len(buf)), size-uint64(off))
-	tbl := h.vol.head.table
 	// Walk the blocks, coalescing runs that are contiguous in the data file
 	// into one pread.
 	var runStart, runPhys, runLen uint64 // buffer offset, file offset, length
@@ -146,7 +168,9 @@ func (p *Pool) readData(buf []byte, off uint64) error {
 }
 
 func (p *Pool) writeData(buf []byte, off uint64) error {
-	if _, err := p.data.WriteAt(buf, int64(off)); err != nil {
+	n, err := p.data.WriteAt(buf, int64(off))
+	p.dataWritten.Add(uint64(n))
+	if err != nil {
 		if isNoSpace(err) {
 			return fmt.Errorf("%w: host filesystem of %s is full", ErrNoSpace, p.dir)
 		}
@@ -281,20 +305,23 @@ func (p *Pool) writeBlock(v *volume, index, inner uint64, data []byte) error {
 		}
 		p.mapMu.RUnlock()
 
-		done, err := p.redirect(v, head, index, block)
+		done, err := p.redirect(v, head, index, e, block, true)
 		if bufp != nil {
 			blockBuffers.Put(bufp)
 		}
 		if err != nil || done {
 			return err
 		}
-		// The head changed under us (a snapshot): resolve again.
+		// The head changed under us (a snapshot), or the block did (a
+		// merge handed it to the head): resolve again.
 	}
 }
 
 // redirect writes block to a newly allocated physical block and maps it in
-// head. It reports false if head is no longer v's head.
-func (p *Pool) redirect(v *volume, head *node, index uint64, block []byte) (bool, error) {
+// n (v's head if mustBeHead, else any live node: flatten copies into
+// snapshots). It reports false, having changed nothing, if n's entry is no
+// longer seen, so the caller resolves again.
+func (p *Pool) redirect(v *volume, n *node, index uint64, seen entry, block []byte, mustBeHead bool) (bool, error) {
 	phys, err := p.alloc.alloc()
 	if err != nil {
 		return false, err
@@ -305,13 +332,13 @@ func (p *Pool) redirect(v *volume, head *node, index uint64, block []byte) (bool
 	}
 	p.mapMu.Lock()
 	defer p.mapMu.Unlock()
-	if err := p.checkVolumeLocked(v); err != nil || v.head != head {
+	if err := p.checkVolumeLocked(v); err != nil || n.removed || mustBeHead && v.head != n || n.table.get(index) != seen {
 		p.alloc.release([]uint64{phys})
 		return false, err
 	}
-	head.table.set(index, entry{phys: phys, owner: head.rec.ID})
-	head.owned++
-	p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: head.rec.ID, Index: index}, Phys: phys})
+	p.rewriteSubtree(n, index, seen, entry{phys: phys, owner: n.rec.ID})
+	p.addOwned(n, 1)
+	p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: n.rec.ID, Index: index}, Phys: phys})
 	return true, nil
 }
 
@@ -380,7 +407,7 @@ func (p *Pool) unmapBlock(v *volume, index uint64) (uint64, error) {
 	freed := noBlock
 	if e.owner == head.rec.ID && e.phys != blockmap.ZeroBlock {
 		freed = e.phys
-		head.owned--
+		p.addOwned(head, -1)
 		p.quarantine = append(p.quarantine, e.phys)
 	}
 	key := blockmap.MapKey{Node: head.rec.ID, Index: index}
@@ -395,8 +422,12 @@ func (p *Pool) unmapBlock(v *volume, index uint64) (uint64, error) {
 			head.table.set(index, entry{phys: blockmap.ZeroBlock, owner: head.rec.ID})
 			p.queueChangeLocked(blockmap.MapChange{Key: key, Phys: blockmap.ZeroBlock})
 		}
-	case e.mapped():
-		head.table.set(index, entry{})
+	case e.owner == head.rec.ID:
+		// Drop the head's entry: it reads what it inherits, nothing or an
+		// ancestor's zero marker. The table must resolve to exactly that,
+		// not to "unmapped", or a later merge of the ancestor would
+		// change what the head reads.
+		head.table.set(index, inherited)
 		p.queueChangeLocked(blockmap.MapChange{Key: key, Delete: true})
 	}
 	return freed, nil
@@ -411,10 +442,7 @@ func (h *Handle) SeekData(off uint64) (uint64, bool) {
 // SeekHole returns the first offset ≥ off in a hole; the end of the volume
 // counts as a hole. ok=false if off is at or past the end.
 func (h *Handle) SeekHole(off uint64) (uint64, bool) {
-	p := h.pool
-	p.mapMu.RLock()
-	size := h.vol.rec.Size
-	p.mapMu.RUnlock()
+	size := h.Size()
 	if off >= size {
 		return 0, false
 	}
@@ -429,12 +457,12 @@ func (h *Handle) seek(off uint64, want func(entry) bool) (uint64, bool) {
 	p := h.pool
 	p.mapMu.RLock()
 	defer p.mapMu.RUnlock()
-	size := h.vol.rec.Size
+	tbl, size := h.viewLocked()
 	if off >= size || h.checkLocked() != nil {
 		return 0, false
 	}
 	bs := p.blockSize
-	index, ok := h.vol.head.table.next(off/bs, (size+bs-1)/bs, want)
+	index, ok := tbl.next(off/bs, (size+bs-1)/bs, want)
 	if !ok {
 		return 0, false
 	}

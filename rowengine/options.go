@@ -15,6 +15,10 @@ const (
 	// table grows with the highest written block, so the bound keeps its
 	// page index under 8 MiB even at the smallest block size.
 	MaxVolumeSize = 16 << 40
+	// DefaultMaxSnapshots is the default chain limit (ZStack's and the
+	// design's figure); MaxChainLimit bounds what may be configured.
+	DefaultMaxSnapshots = 128
+	MaxChainLimit       = 4096
 	// SectorSize: volume sizes are multiples of it, as qemu's raw driver needs.
 	SectorSize = 512
 )
@@ -34,6 +38,9 @@ type Options struct {
 	// CommitBatch commits early when this many map changes are pending.
 	// Default 65536.
 	CommitBatch int
+	// MaxSnapshots is the default chain limit: how many snapshots may lie
+	// on the path from a volume's head to its root. Default 128.
+	MaxSnapshots int
 	// Logger receives operational messages. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock, injectable for tests. Default time.Now.
@@ -51,6 +58,9 @@ func (o *Options) EnsureDefaults() {
 	if o.CommitBatch == 0 {
 		o.CommitBatch = 65536
 	}
+	if o.MaxSnapshots == 0 {
+		o.MaxSnapshots = DefaultMaxSnapshots
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -61,6 +71,9 @@ func (o *Options) EnsureDefaults() {
 
 // Validate reports options that cannot work.
 func (o *Options) Validate() error {
+	if o.MaxSnapshots < 1 || o.MaxSnapshots > MaxChainLimit {
+		return fmt.Errorf("%w: max snapshots %d: must be 1 to %d", ErrInvalidArgument, o.MaxSnapshots, MaxChainLimit)
+	}
 	return ValidateBlockSize(o.BlockSize)
 }
 

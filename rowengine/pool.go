@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -53,24 +54,44 @@ type Pool struct {
 	nextGen    uint64
 	closed     bool
 
+	// dataWritten counts bytes written to the data file since Open.
+	dataWritten atomic.Uint64
+
+	// jobs are the background jobs of this run, finished ones included.
+	jobsMu sync.Mutex
+	jobs   map[uint64]*job
+
 	kick    chan struct{}
+	ctx     context.Context // cancelled by Close: background work stops
 	stop    context.CancelFunc
 	stopped sync.WaitGroup
 }
 
 type node struct {
-	rec    blockmap.NodeRecord
-	parent *node
-	table  *table
-	owned  uint64 // blocks this node owns (zero markers excluded)
+	rec      blockmap.NodeRecord
+	parent   *node
+	children []*node
+	vol      *volume // nil once the volume is deleted (a hidden node kept for clones)
+	table    *table
+	owned    uint64 // blocks this node owns (zero markers excluded)
+	removed  bool   // detached from the tree; open snapshot handles fail
 }
 
 type volume struct {
 	rec     blockmap.VolumeRecord
 	head    *node
+	owned   uint64 // blocks owned by all of the volume's nodes
 	opens   int
 	writers int
 	deleted bool
+}
+
+// addOwned keeps the node's and its volume's counters in step.
+func (p *Pool) addOwned(n *node, delta int64) {
+	n.owned = uint64(int64(n.owned) + delta)
+	if n.vol != nil {
+		n.vol.owned = uint64(int64(n.vol.owned) + delta)
+	}
 }
 
 // Open opens the pool in dir, creating it (and dir) if it does not exist.
@@ -87,15 +108,20 @@ func Open(dir string, opts Options) (*Pool, error) {
 		return nil, err
 	}
 	p := &Pool{dir: dir, opts: opts, log: opts.Logger, lock: lock,
-		volumes: map[string]*volume{}, nodes: map[uint64]*node{}, kick: make(chan struct{}, 1)}
+		volumes: map[string]*volume{}, nodes: map[uint64]*node{}, jobs: map[uint64]*job{}, kick: make(chan struct{}, 1)}
+	p.ctx, p.stop = context.WithCancel(context.Background())
 	if err := p.open(); err != nil {
 		p.closeFiles()
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p.stop = cancel
 	p.stopped.Add(1)
-	go p.committer(ctx)
+	go p.committer(p.ctx)
+	if err := p.resumeJobs(); err != nil {
+		p.stop()
+		p.stopped.Wait()
+		p.closeFiles()
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -182,6 +208,7 @@ func (p *Pool) load() error {
 			if n.parent = p.nodes[rec.Parent]; n.parent == nil {
 				return fmt.Errorf("%w: node %d has missing parent %d", ErrCorrupt, rec.ID, rec.Parent)
 			}
+			n.parent.children = append(n.parent.children, n)
 		}
 		p.nodes[rec.ID] = n
 	}
@@ -218,6 +245,15 @@ func (p *Pool) load() error {
 		}
 		p.volumes[rec.Name] = &volume{rec: rec, head: head}
 	}
+	byID := map[uint64]*volume{}
+	for _, v := range p.volumes {
+		byID[v.rec.ID] = v
+	}
+	for _, n := range p.nodes {
+		if n.vol = byID[n.rec.Volume]; n.vol != nil {
+			n.vol.owned += n.owned
+		}
+	}
 	if len(orphans) > 0 {
 		// A volume delete crashed between removing its nodes and their maps.
 		p.log.Warn("removing map entries of deleted nodes", "entries", len(orphans))
@@ -253,7 +289,10 @@ func (p *Pool) Dir() string { return p.dir }
 
 // Close commits everything, stops background work and closes the files.
 // Handles still open fail afterwards with ErrClosed.
+// Background jobs stop between steps and resume at the next Open.
 func (p *Pool) Close() error {
+	p.stop()
+	p.stopped.Wait()
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
 	p.mapMu.Lock()
@@ -262,8 +301,6 @@ func (p *Pool) Close() error {
 		return nil
 	}
 	p.mapMu.Unlock()
-	p.stop()
-	p.stopped.Wait()
 	err := p.commit()
 	p.mapMu.Lock()
 	p.closed = true

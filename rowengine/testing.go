@@ -1,6 +1,7 @@
 package rowengine
 
 import (
+	"context"
 	"log/slog"
 	"testing"
 )
@@ -35,9 +36,11 @@ func TestPool(t testing.TB, opts Options) *Pool {
 	return p
 }
 
-// MustCheck runs the checker and fails the test on any finding.
+// MustCheck waits for running jobs, runs the checker and fails the test
+// on any finding.
 func MustCheck(t testing.TB, p *Pool) CheckReport {
 	t.Helper()
+	WaitJobs(t, p)
 	rep, err := p.Check()
 	if err != nil {
 		t.Fatalf("checker could not run: %v", err)
@@ -55,4 +58,17 @@ func (p *Pool) isClosed() bool {
 	p.mapMu.RLock()
 	defer p.mapMu.RUnlock()
 	return p.closed
+}
+
+// WaitJobs waits for every running job and fails the test if one failed.
+func WaitJobs(t testing.TB, p *Pool) {
+	t.Helper()
+	for _, j := range p.Jobs() {
+		if j.State != JobRunning {
+			continue
+		}
+		if _, err := p.WaitJob(context.Background(), j.ID); err != nil {
+			t.Errorf("%v", err)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package rowengine
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/rowfs/rowfs/blockmap"
@@ -20,6 +21,18 @@ type VolumeInfo struct {
 	BlockSize uint64
 	// UsedBytes is what the head node owns (its own, incremental blocks).
 	UsedBytes uint64
+	// SnapshotBytes is what the volume's snapshots own, hidden ones
+	// included; TotalBytes adds the head's.
+	SnapshotBytes uint64
+	TotalBytes    uint64
+	// Snapshots counts visible snapshots; ChainLength those on the head's
+	// path, which MaxSnapshots limits.
+	Snapshots    int
+	ChainLength  int
+	MaxSnapshots int
+	// Parent is VOL@SNAP for a clone that still shares blocks with its
+	// origin, else empty.
+	Parent string
 	// OpenHandles and Writers count open files on the mount.
 	OpenHandles int
 	Writers     int
@@ -40,6 +53,9 @@ type PoolInfo struct {
 	// ProvisionedBytes is the sum of the volumes' virtual sizes.
 	ProvisionedBytes uint64
 	Volumes          int
+	// DataBytesWritten counts bytes written to the pool data file since
+	// the pool was opened (guest writes, redirects, copies).
+	DataBytesWritten uint64
 }
 
 // Overcommit is provisioned over capacity (1.0 = fully provisioned).
@@ -100,6 +116,7 @@ func (p *Pool) CreateVolume(name string, size uint64) (VolumeInfo, error) {
 	p.ensureTable(head)
 	p.nodes[nrec.ID] = head
 	v := &volume{rec: vrec, head: head}
+	head.vol = v
 	p.volumes[name] = v
 	info := p.volumeInfoLocked(v)
 	p.mapMu.Unlock()
@@ -109,79 +126,100 @@ func (p *Pool) CreateVolume(name string, size uint64) (VolumeInfo, error) {
 
 // DeleteVolume removes a volume and frees its blocks. It refuses an open
 // volume unless force is set; handles left open then fail with ErrNotFound.
-func (p *Pool) DeleteVolume(name string, force bool) error {
+// Snapshots a clone still reads stay, hidden, until the clone no longer
+// needs them; the result names them. The rest is freed by a job.
+func (p *Pool) DeleteVolume(name string, force bool) (VolumeDeleteResult, error) {
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
 	v, err := p.lookup(name)
 	if err != nil {
-		return err
+		return VolumeDeleteResult{}, err
 	}
 	p.mapMu.RLock()
 	opens := v.opens
 	p.mapMu.RUnlock()
 	if opens > 0 && !force {
-		return fmt.Errorf("%w: volume %q is open (%d handles): stop the VM using it first, or force", ErrBusy, name, opens)
+		return VolumeDeleteResult{}, fmt.Errorf("%w: volume %q is open (%d handles): stop the VM using it first, or force", ErrBusy, name, opens)
 	}
 
-	// Hold commitMu throughout: no batch with this volume's entries may be
-	// in flight, and blocks freed here must not be reused before the
-	// unmapping below is durable.
 	p.commitMu.Lock()
 	defer p.commitMu.Unlock()
 	p.mapMu.Lock()
-	v.deleted = true
-	delete(p.volumes, name)
-	var victims []*node
-	for _, n := range p.nodes {
-		if n.rec.Volume == v.rec.ID {
-			victims = append(victims, n)
-		}
-	}
-	gone := map[uint64]bool{}
-	var freed []uint64
-	for _, n := range victims {
-		gone[n.rec.ID] = true
-		delete(p.nodes, n.rec.ID)
-		n.table.each(^uint64(0), func(_ uint64, e entry) {
-			if e.owner == n.rec.ID && e.phys != blockmap.ZeroBlock {
-				freed = append(freed, e.phys)
+	defer p.mapMu.Unlock()
+	head := v.head
+	snaps := slices.DeleteFunc(p.nodesOfLocked(v), func(n *node) bool { return n == head })
+	var res VolumeDeleteResult
+	for _, n := range snaps {
+		for _, d := range subtree(n) {
+			if d.vol != v && d.vol != nil && d.vol.head == d {
+				res.KeptForClones = append(res.KeptForClones, fmt.Sprintf("%s (read by clone %s)", nodeRef(n), d.vol.rec.Name))
+				break
 			}
-		})
-	}
-	kept := p.pending[:0]
-	for _, c := range p.pending {
-		if !gone[c.Key.Node] {
-			kept = append(kept, c)
 		}
 	}
-	p.pending = kept
-	p.mapMu.Unlock()
-
+	// A job merges the volume's snapshots, and any deleted node the head
+	// was keeping (a clone's hidden origin).
+	needJob := len(snaps) > 0 || head.parent != nil && head.parent.rec.Hidden
+	var jobRec blockmap.JobRecord
 	err = p.store.Update(func(tx *blockmap.Txn) error {
-		for _, n := range victims {
-			if err := tx.DeleteNode(n.rec.ID); err != nil {
+		for _, n := range snaps {
+			rec := n.rec
+			rec.Hidden = true
+			if err := tx.PutNode(rec); err != nil {
 				return err
 			}
 		}
+		if needJob {
+			var err error
+			if jobRec, err = p.newJobTx(tx, JobVolumeDelete, name); err != nil {
+				return err
+			}
+		}
+		if err := tx.DeleteNode(head.rec.ID); err != nil {
+			return err
+		}
 		return tx.DeleteVolume(name)
 	})
-	for _, n := range victims {
-		if err == nil {
-			// A crash before this finishes leaves orphaned entries, which
-			// the next Open removes.
-			err = p.store.DeleteNodeMappings(n.rec.ID)
-		}
-	}
-	if err == nil {
-		err = p.store.Sync()
-	}
 	if err != nil {
-		return fmt.Errorf("delete volume %q: %w", name, err)
+		return VolumeDeleteResult{}, fmt.Errorf("delete volume %q: %w", name, err)
 	}
-	p.alloc.release(freed)
-	p.punchHoles(freed)
-	p.log.Info("deleted volume", "name", name, "freed_blocks", len(freed))
-	return nil
+	v.deleted = true
+	delete(p.volumes, name)
+	freed := p.detachLocked(head)
+	for _, n := range p.nodesOfLocked(v) {
+		n.rec.Hidden = true
+		n.vol = nil
+	}
+	headID := head.rec.ID
+	run := func(j *job) error {
+		if err := p.purge([]uint64{headID}, freed); err != nil {
+			return err
+		}
+		return p.runReap(j)
+	}
+	if !needJob {
+		// Nothing to merge: finish now.
+		if err := p.purge([]uint64{headID}, freed); err != nil {
+			return VolumeDeleteResult{}, fmt.Errorf("delete volume %q: %w", name, err)
+		}
+	} else {
+		var total uint64
+		for _, n := range snaps {
+			total += n.owned
+		}
+		info := p.launch(jobRec, (uint64(len(freed))+total)*p.blockSize, run)
+		res.Job = &info
+	}
+	p.log.Info("deleted volume", "name", name, "freed_blocks", len(freed), "snapshots", len(snaps), "kept_for_clones", len(res.KeptForClones))
+	return res, nil
+}
+
+// VolumeDeleteResult says what a volume delete left to do.
+type VolumeDeleteResult struct {
+	// KeptForClones lists snapshots kept (hidden) because clones read them.
+	KeptForClones []string
+	// Job frees the volume's snapshots; nil if it had none.
+	Job *JobInfo
 }
 
 // ResizeVolume changes a volume's virtual size. Shrinking discards the tail
@@ -271,16 +309,29 @@ func (p *Pool) Volumes() []VolumeInfo {
 }
 
 func (p *Pool) volumeInfoLocked(v *volume) VolumeInfo {
-	return VolumeInfo{
+	bs := p.blockSize
+	info := VolumeInfo{
 		Name: v.rec.Name, ID: v.rec.ID, Size: v.rec.Size, Backend: v.rec.Backend, Created: v.rec.Created,
-		BlockSize: p.blockSize, UsedBytes: v.head.owned * p.blockSize, OpenHandles: v.opens, Writers: v.writers,
+		BlockSize: bs, UsedBytes: v.head.owned * bs, SnapshotBytes: (v.owned - v.head.owned) * bs, TotalBytes: v.owned * bs,
+		ChainLength: len(chainLocked(v)), MaxSnapshots: p.maxSnapshotsLocked(v),
+		OpenHandles: v.opens, Writers: v.writers,
 	}
+	for _, n := range p.nodes {
+		if n.vol == v && n != v.head && !n.rec.Hidden {
+			info.Snapshots++
+		}
+	}
+	if root := cloneRootLocked(v); root != nil {
+		info.Parent = nodeRef(root.parent)
+	}
+	return info
 }
 
 // Info describes the pool.
 func (p *Pool) Info() PoolInfo {
 	used, _ := p.alloc.stats()
-	info := PoolInfo{Dir: p.dir, BlockSize: p.blockSize, Created: p.created, UsedBytes: used * p.blockSize}
+	info := PoolInfo{Dir: p.dir, BlockSize: p.blockSize, Created: p.created, UsedBytes: used * p.blockSize,
+		DataBytesWritten: p.dataWritten.Load()}
 	p.mapMu.RLock()
 	for _, v := range p.volumes {
 		info.ProvisionedBytes += v.rec.Size

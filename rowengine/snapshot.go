@@ -1,0 +1,845 @@
+package rowengine
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rowfs/rowfs/blockmap"
+)
+
+// Snapshot kinds. A head has none.
+const (
+	KindManual = "manual"
+	KindAuto   = "auto"
+	// AutoPrefix starts automatic snapshots' names; manual names may not.
+	AutoPrefix = "auto"
+)
+
+// SnapshotOptions qualify CreateSnapshot.
+type SnapshotOptions struct {
+	Description string
+	// Auto makes an automatic snapshot: named auto-<UTC time> if no name is
+	// given, and at the chain limit it rotates out the oldest automatic one.
+	Auto bool
+}
+
+// SnapshotInfo describes one node of a volume's tree.
+type SnapshotInfo struct {
+	ID     uint64
+	Name   string // empty for the head
+	Volume string // empty for a node of a deleted volume
+	// Parent is the parent node's id (0 for a root); ParentRef names it as
+	// VOL@SNAP when it belongs to another volume (a clone's origin).
+	Parent      uint64
+	ParentRef   string
+	Created     time.Time
+	Kind        string // manual, auto; "head" for the head
+	Description string
+	Size        uint64
+	OwnBytes    uint64
+	Hidden      bool
+	Head        bool
+	Children    int
+}
+
+// DeleteOptions qualify DeleteSnapshot.
+type DeleteOptions struct {
+	Recursive bool // delete the snapshot's whole subtree
+	DryRun    bool // plan only
+}
+
+// DeletePlan says what a delete does. FreedBytes is exact for what the
+// delete itself finishes (merges of other hidden nodes it unblocks
+// included).
+type DeletePlan struct {
+	Deleted    []string // snapshot names removed from view
+	FreedBytes uint64   // space returned to the pool
+	MovedBytes uint64   // space handed to a child (no data copied)
+	// KeptHidden lists nodes that stay, hidden, because more than one
+	// child still reads them, with the reason.
+	KeptHidden []string
+}
+
+// DeleteResult is a delete's plan and, unless it was a dry run or had no
+// work left, the job finishing it.
+type DeleteResult struct {
+	Plan DeletePlan
+	Job  *JobInfo
+}
+
+// ValidateSnapshotName checks a snapshot name: NameRule, and manual names
+// may not start with AutoPrefix.
+func ValidateSnapshotName(name string, auto bool) error {
+	if err := ValidateVolumeName(name); err != nil {
+		return fmt.Errorf("%w: snapshot name %q: names are %s", ErrInvalidArgument, name, NameRule)
+	}
+	if !auto && strings.HasPrefix(name, AutoPrefix) {
+		return fmt.Errorf("%w: snapshot name %q: names starting with %q are reserved for automatic snapshots", ErrInvalidArgument, name, AutoPrefix)
+	}
+	return nil
+}
+
+// nodesOfLocked returns v's nodes in id order.
+func (p *Pool) nodesOfLocked(v *volume) []*node {
+	var out []*node
+	for _, n := range p.nodes {
+		if n.vol == v {
+			out = append(out, n)
+		}
+	}
+	slices.SortFunc(out, func(a, b *node) int { return cmpUint(a.rec.ID, b.rec.ID) })
+	return out
+}
+
+// findSnapshotLocked resolves a visible snapshot of v by name.
+func (p *Pool) findSnapshotLocked(v *volume, name string) (*node, error) {
+	var hidden *node
+	for _, n := range p.nodes {
+		if n.vol != v || n == v.head || n.rec.Name != name {
+			continue
+		}
+		if !n.rec.Hidden {
+			return n, nil
+		}
+		hidden = n
+	}
+	if hidden != nil {
+		return nil, fmt.Errorf("%w: snapshot %s@%s was deleted; it is kept hidden only while %d children still read it",
+			ErrInvalidArgument, v.rec.Name, name, len(hidden.children))
+	}
+	return nil, fmt.Errorf("%w: snapshot %s@%s", ErrNotFound, v.rec.Name, name)
+}
+
+// lookupSnapshot resolves VOL and SNAP under the shared lock.
+func (p *Pool) lookupSnapshot(volume, name string) (*volume, *node, error) {
+	v, err := p.lookup(volume)
+	if err != nil {
+		return nil, nil, err
+	}
+	p.mapMu.RLock()
+	defer p.mapMu.RUnlock()
+	n, err := p.findSnapshotLocked(v, name)
+	return v, n, err
+}
+
+func nodeRef(n *node) string {
+	vol := "(deleted)"
+	if n.vol != nil {
+		vol = n.vol.rec.Name
+	}
+	name := n.rec.Name
+	if name == "" {
+		name = fmt.Sprintf("#%d", n.rec.ID)
+	}
+	return vol + "@" + name
+}
+
+func (p *Pool) snapshotInfoLocked(n *node) SnapshotInfo {
+	info := SnapshotInfo{ID: n.rec.ID, Name: n.rec.Name, Parent: n.rec.Parent, Created: n.rec.Created,
+		Kind: n.rec.Kind, Description: n.rec.Description, Size: n.rec.Size, OwnBytes: n.owned * p.blockSize,
+		Hidden: n.rec.Hidden, Children: len(n.children)}
+	if n.vol != nil {
+		info.Volume = n.vol.rec.Name
+		if n.vol.head == n {
+			info.Head, info.Kind, info.Size = true, "head", n.vol.rec.Size
+		}
+	}
+	if n.parent != nil && n.parent.vol != n.vol {
+		info.ParentRef = nodeRef(n.parent)
+	}
+	return info
+}
+
+// Snapshots lists a volume's tree in id order: its snapshots, hidden ones
+// included (Hidden set), and its head (Head set).
+func (p *Pool) Snapshots(volume string) ([]SnapshotInfo, error) {
+	v, err := p.lookup(volume)
+	if err != nil {
+		return nil, err
+	}
+	p.mapMu.RLock()
+	defer p.mapMu.RUnlock()
+	var out []SnapshotInfo
+	for _, n := range p.nodesOfLocked(v) {
+		out = append(out, p.snapshotInfoLocked(n))
+	}
+	return out, nil
+}
+
+// Snapshot describes one visible snapshot.
+func (p *Pool) Snapshot(volume, name string) (SnapshotInfo, error) {
+	_, n, err := p.lookupSnapshot(volume, name)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	p.mapMu.RLock()
+	defer p.mapMu.RUnlock()
+	return p.snapshotInfoLocked(n), nil
+}
+
+// OpenSnapshot opens a snapshot read-only. Its handle fails with
+// ErrNotFound once the snapshot is deleted.
+func (p *Pool) OpenSnapshot(volume, name string) (*Handle, error) {
+	v, n, err := p.lookupSnapshot(volume, name)
+	if err != nil {
+		return nil, err
+	}
+	return &Handle{pool: p, vol: v, snap: n}, nil
+}
+
+// maxSnapshotsLocked is the volume's chain limit.
+func (p *Pool) maxSnapshotsLocked(v *volume) int {
+	if v.rec.MaxSnapshots > 0 {
+		return v.rec.MaxSnapshots
+	}
+	return p.opts.MaxSnapshots
+}
+
+// chainLocked returns the visible snapshots of v on the path from its head
+// to the root, nearest first: what the chain limit counts.
+func chainLocked(v *volume) []*node {
+	var out []*node
+	for n := v.head.parent; n != nil; n = n.parent {
+		if n.vol == v && !n.rec.Hidden {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// CreateSnapshot freezes the volume's head as a snapshot and starts a new
+// empty head under it. It is point-in-time exact: a write that completed
+// before the call is in the snapshot; one that starts after it returns is
+// not. Its cost does not depend on the volume's size.
+func (p *Pool) CreateSnapshot(volume, name string, opts SnapshotOptions) (SnapshotInfo, error) {
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	v, err := p.lookup(volume)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	now := p.opts.Now().UTC()
+	if name == "" && opts.Auto {
+		name = p.autoNameLocked(v, now)
+	}
+	if err := ValidateSnapshotName(name, opts.Auto); err != nil {
+		return SnapshotInfo{}, err
+	}
+	if len(opts.Description) > 1024 {
+		return SnapshotInfo{}, fmt.Errorf("%w: description of %d bytes; at most 1024", ErrInvalidArgument, len(opts.Description))
+	}
+	p.mapMu.RLock()
+	_, findErr := p.findSnapshotLocked(v, name)
+	p.mapMu.RUnlock()
+	if findErr == nil {
+		return SnapshotInfo{}, fmt.Errorf("%w: snapshot %s@%s", ErrExists, volume, name)
+	}
+	if err := p.makeRoomLocked(v, opts.Auto); err != nil {
+		return SnapshotInfo{}, err
+	}
+
+	kind := KindManual
+	if opts.Auto {
+		kind = KindAuto
+	}
+	p.mapMu.Lock()
+	old := v.head
+	frozen := old.rec
+	frozen.Name, frozen.Kind, frozen.Description, frozen.Size, frozen.Created = name, kind, opts.Description, v.rec.Size, now
+	var headRec blockmap.NodeRecord
+	vrec := v.rec
+	err = p.store.Update(func(tx *blockmap.Txn) error {
+		id, err := tx.NextID()
+		if err != nil {
+			return err
+		}
+		headRec = blockmap.NodeRecord{ID: id, Volume: v.rec.ID, Parent: old.rec.ID, Created: now}
+		vrec.Head = id
+		if err := tx.PutNode(frozen); err != nil {
+			return err
+		}
+		if err := tx.PutNode(headRec); err != nil {
+			return err
+		}
+		return tx.PutVolume(vrec)
+	})
+	if err != nil {
+		p.mapMu.Unlock()
+		return SnapshotInfo{}, fmt.Errorf("create snapshot %s@%s: %w", volume, name, err)
+	}
+	old.rec = frozen
+	p.attachLocked(v, old, headRec)
+	v.rec = vrec
+	info := p.snapshotInfoLocked(old)
+	p.mapMu.Unlock()
+	// Make the snapshot and everything written before it durable.
+	if err := p.commit(); err != nil {
+		return SnapshotInfo{}, err
+	}
+	p.log.Info("created snapshot", "volume", volume, "snapshot", name, "kind", kind, "id", frozen.ID)
+	return info, nil
+}
+
+// attachLocked adds a new head node under parent and makes it v's head.
+func (p *Pool) attachLocked(v *volume, parent *node, rec blockmap.NodeRecord) *node {
+	p.nextGen++
+	n := &node{rec: rec, parent: parent, vol: v, table: parent.table.child(p.nextGen)}
+	parent.children = append(parent.children, n)
+	p.nodes[rec.ID] = n
+	v.head = n
+	return n
+}
+
+func (p *Pool) autoNameLocked(v *volume, now time.Time) string {
+	base := AutoPrefix + "-" + now.Format("20060102T150405Z")
+	name := base
+	p.mapMu.RLock()
+	defer p.mapMu.RUnlock()
+	for i := 2; ; i++ {
+		if _, err := p.findSnapshotLocked(v, name); err != nil {
+			return name
+		}
+		name = fmt.Sprintf("%s-%d", base, i)
+	}
+}
+
+// makeRoomLocked enforces the chain limit before a new snapshot: a manual
+// one is refused, an automatic one first merges away the oldest automatic
+// snapshots of the chain. Caller holds adminMu.
+func (p *Pool) makeRoomLocked(v *volume, auto bool) error {
+	for {
+		p.mapMu.RLock()
+		chain, limit := chainLocked(v), p.maxSnapshotsLocked(v)
+		var oldestAuto *node
+		for _, n := range chain {
+			if n.rec.Kind == KindAuto {
+				oldestAuto = n
+			}
+		}
+		p.mapMu.RUnlock()
+		if len(chain) < limit {
+			return nil
+		}
+		oldest := chain[len(chain)-1]
+		if !auto {
+			return fmt.Errorf("%w: volume %q has %d snapshots on its chain (limit %d); delete one first, e.g. the oldest: rowctl snapshot delete %s@%s (or raise the limit: rowctl volume set %s max-snapshots=N)",
+				ErrChainLimit, v.rec.Name, len(chain), limit, v.rec.Name, oldest.rec.Name, v.rec.Name)
+		}
+		if oldestAuto == nil {
+			return fmt.Errorf("%w: volume %q has %d snapshots on its chain (limit %d) and none is automatic, so none can rotate out; delete one, e.g. %s@%s",
+				ErrChainLimit, v.rec.Name, len(chain), limit, v.rec.Name, oldest.rec.Name)
+		}
+		p.log.Info("rotating out the oldest automatic snapshot", "volume", v.rec.Name, "snapshot", oldestAuto.rec.Name)
+		if err := p.hide([]*node{oldestAuto}, nil); err != nil {
+			return err
+		}
+		if err := p.reap(oldestAuto, func(uint64) {}); err != nil {
+			return err
+		}
+	}
+}
+
+// hide marks nodes deleted (hidden) durably, with the job that finishes
+// them if job is non-nil. Caller holds adminMu.
+func (p *Pool) hide(nodes []*node, job func(tx *blockmap.Txn) error) error {
+	err := p.store.Update(func(tx *blockmap.Txn) error {
+		for _, n := range nodes {
+			rec := n.rec
+			rec.Hidden = true
+			if err := tx.PutNode(rec); err != nil {
+				return err
+			}
+		}
+		if job != nil {
+			return job(tx)
+		}
+		return nil
+	})
+	if err == nil {
+		err = p.store.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("mark snapshots deleted: %w", err)
+	}
+	p.mapMu.Lock()
+	for _, n := range nodes {
+		n.rec.Hidden = true
+	}
+	p.mapMu.Unlock()
+	return nil
+}
+
+// DeleteSnapshot deletes a snapshot (or, with Recursive, its subtree).
+// What a child still reads moves to it; what no child reads is freed; a
+// snapshot more than one child reads stays hidden until it can merge. The
+// decision is durable when it returns; the merge runs as a job.
+func (p *Pool) DeleteSnapshot(volume, name string, opts DeleteOptions) (DeleteResult, error) {
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	_, s, err := p.lookupSnapshot(volume, name)
+	if err != nil {
+		return DeleteResult{}, err
+	}
+	p.mapMu.RLock()
+	targets := []*node{s}
+	if opts.Recursive {
+		targets = subtree(s)
+		for _, n := range targets {
+			if n.vol != nil && n.vol.head == n {
+				p.mapMu.RUnlock()
+				return DeleteResult{}, fmt.Errorf("%w: the subtree of %s@%s holds the head of volume %q: roll %q back elsewhere or delete it first",
+					ErrBusy, volume, name, n.vol.rec.Name, n.vol.rec.Name)
+			}
+		}
+	}
+	plan := p.planDeleteLocked(targets)
+	p.mapMu.RUnlock()
+	res := DeleteResult{Plan: plan}
+	if opts.DryRun {
+		return res, nil
+	}
+	var jobRec blockmap.JobRecord
+	err = p.hide(targets, func(tx *blockmap.Txn) (err error) {
+		jobRec, err = p.newJobTx(tx, JobDelete, volume+"@"+name)
+		return err
+	})
+	if err != nil {
+		return DeleteResult{}, err
+	}
+	job := p.launch(jobRec, (plan.FreedBytes+plan.MovedBytes), p.runReap)
+	res.Job = &job
+	p.log.Info("deleting snapshot", "volume", volume, "snapshot", name, "recursive", opts.Recursive,
+		"frees", plan.FreedBytes, "moves", plan.MovedBytes, "job", job.ID)
+	return res, nil
+}
+
+// planDeleteLocked predicts what hiding targets and reaping frees: the
+// targets themselves and the hidden ancestors their removal unblocks.
+func (p *Pool) planDeleteLocked(targets []*node) DeletePlan {
+	var plan DeletePlan
+	gone := map[*node]bool{}
+	for _, n := range targets {
+		gone[n] = true
+		if n.rec.Name != "" && !n.rec.Hidden {
+			plan.Deleted = append(plan.Deleted, n.rec.Name)
+		}
+	}
+	bs := p.blockSize
+	// Leaves first: a node whose children are all gone goes whole.
+	for i := len(targets) - 1; i >= 0; i-- {
+		n := targets[i]
+		live := liveChildren(n, gone)
+		switch len(live) {
+		case 0:
+			plan.FreedBytes += n.owned * bs
+		case 1:
+			freed := freeableOnMerge(n, live[0])
+			plan.FreedBytes += freed * bs
+			plan.MovedBytes += (n.owned - freed) * bs
+		default:
+			plan.KeptHidden = append(plan.KeptHidden, fmt.Sprintf("%s: still read by %s", nodeRef(n), describeNodes(live)))
+		}
+	}
+	// Hidden ancestors the removal unblocks.
+	for n := targets[0]; n.parent != nil && n.parent.rec.Hidden && len(liveChildren(n, gone)) == 0 && gone[n]; {
+		parent := n.parent
+		live := liveChildren(parent, gone)
+		if len(live) == 0 {
+			gone[parent] = true
+			plan.FreedBytes += parent.owned * bs
+			n = parent
+			continue
+		}
+		if len(live) == 1 {
+			freed := freeableOnMerge(parent, live[0])
+			plan.FreedBytes += freed * bs
+			plan.MovedBytes += (parent.owned - freed) * bs
+		}
+		break
+	}
+	return plan
+}
+
+func liveChildren(n *node, gone map[*node]bool) []*node {
+	var out []*node
+	for _, c := range n.children {
+		if !gone[c] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func describeNodes(nodes []*node) string {
+	var parts []string
+	for _, n := range nodes {
+		switch {
+		case n.vol != nil && n.vol.head == n:
+			parts = append(parts, "the head of volume "+n.vol.rec.Name)
+		default:
+			parts = append(parts, nodeRef(n))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// RollbackResult is the volume after a rollback and the job freeing the
+// abandoned head's blocks.
+type RollbackResult struct {
+	Volume VolumeInfo
+	Job    *JobInfo
+}
+
+// RollbackVolume makes the volume read as snapshot name again: the head's
+// own blocks are released and a new empty head starts under the
+// snapshot, whose size the volume takes. Snapshots of the old branch stay.
+// Refused while the volume is open for writing, unless force.
+func (p *Pool) RollbackVolume(volume, name string, force bool) (RollbackResult, error) {
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	v, s, err := p.lookupSnapshot(volume, name)
+	if err != nil {
+		return RollbackResult{}, err
+	}
+	p.commitMu.Lock()
+	defer p.commitMu.Unlock()
+	p.mapMu.Lock()
+	defer p.mapMu.Unlock()
+	if v.writers > 0 && !force {
+		return RollbackResult{}, fmt.Errorf("%w: volume %q is open for writing (%d writers): stop the VM first (or force the rollback)",
+			ErrBusy, volume, v.writers)
+	}
+	old := v.head
+	vrec := v.rec
+	vrec.Size = s.rec.Size
+	now := p.opts.Now().UTC()
+	var headRec blockmap.NodeRecord
+	var jobRec blockmap.JobRecord
+	err = p.store.Update(func(tx *blockmap.Txn) error {
+		id, err := tx.NextID()
+		if err != nil {
+			return err
+		}
+		headRec = blockmap.NodeRecord{ID: id, Volume: v.rec.ID, Parent: s.rec.ID, Created: now}
+		vrec.Head = id
+		if jobRec, err = p.newJobTx(tx, JobRollback, volume+"@"+name); err != nil {
+			return err
+		}
+		if err := tx.PutNode(headRec); err != nil {
+			return err
+		}
+		if err := tx.DeleteNode(old.rec.ID); err != nil {
+			return err
+		}
+		return tx.PutVolume(vrec)
+	})
+	if err != nil {
+		return RollbackResult{}, fmt.Errorf("roll back %s to %s: %w", volume, name, err)
+	}
+	freed := p.detachLocked(old)
+	p.attachLocked(v, s, headRec)
+	v.rec = vrec
+	info := p.volumeInfoLocked(v)
+	owned := uint64(len(freed)) * p.blockSize
+	oldID := old.rec.ID
+	jobInfo := p.launch(jobRec, owned, func(j *job) error {
+		if err := p.purge([]uint64{oldID}, freed); err != nil {
+			return err
+		}
+		j.done.Add(owned)
+		return p.runReap(j)
+	})
+	p.log.Info("rolled back volume", "volume", volume, "snapshot", name, "freed_bytes", owned, "job", jobInfo.ID)
+	return RollbackResult{Volume: info, Job: &jobInfo}, nil
+}
+
+// CloneVolume creates volume name from a snapshot of another volume,
+// instantly: the clone reads the snapshot's blocks until it overwrites
+// them. The snapshot cannot go away while the clone reads it.
+func (p *Pool) CloneVolume(srcVolume, snap, name string) (VolumeInfo, error) {
+	if err := ValidateVolumeName(name); err != nil {
+		return VolumeInfo{}, err
+	}
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	_, s, err := p.lookupSnapshot(srcVolume, snap)
+	if err != nil {
+		return VolumeInfo{}, err
+	}
+	p.mapMu.Lock()
+	defer p.mapMu.Unlock()
+	if _, exists := p.volumes[name]; exists {
+		return VolumeInfo{}, fmt.Errorf("%w: volume %q", ErrExists, name)
+	}
+	now := p.opts.Now().UTC()
+	var vrec blockmap.VolumeRecord
+	var nrec blockmap.NodeRecord
+	err = p.store.Update(func(tx *blockmap.Txn) error {
+		vid, err := tx.NextID()
+		if err != nil {
+			return err
+		}
+		nid, err := tx.NextID()
+		if err != nil {
+			return err
+		}
+		nrec = blockmap.NodeRecord{ID: nid, Volume: vid, Parent: s.rec.ID, Created: now}
+		vrec = blockmap.VolumeRecord{ID: vid, Name: name, Size: s.rec.Size, Backend: BackendRow, Head: nid, Created: now}
+		if err := tx.PutNode(nrec); err != nil {
+			return err
+		}
+		return tx.PutVolume(vrec)
+	})
+	if err == nil {
+		err = p.store.Sync()
+	}
+	if err != nil {
+		return VolumeInfo{}, fmt.Errorf("clone %s@%s to %q: %w", srcVolume, snap, name, err)
+	}
+	v := &volume{rec: vrec}
+	p.volumes[name] = v
+	p.attachLocked(v, s, nrec)
+	p.log.Info("cloned volume", "from", srcVolume+"@"+snap, "to", name)
+	return p.volumeInfoLocked(v), nil
+}
+
+// cloneRootLocked returns the oldest node of v on its head's path whose
+// parent belongs to another volume, or nil if v shares nothing.
+func cloneRootLocked(v *volume) *node {
+	for n := v.head; n != nil; n = n.parent {
+		if n.vol == v && n.parent != nil && n.parent.vol != v {
+			return n
+		}
+	}
+	return nil
+}
+
+// FlattenVolume copies into a clone every block it still reads from its
+// origin, then cuts it loose. It runs as a job; the clone stays usable.
+func (p *Pool) FlattenVolume(name string) (JobInfo, error) {
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	v, err := p.lookup(name)
+	if err != nil {
+		return JobInfo{}, err
+	}
+	p.mapMu.RLock()
+	root := cloneRootLocked(v)
+	var shared uint64
+	if root != nil {
+		shared = inheritedBlocks(root)
+	}
+	p.mapMu.RUnlock()
+	if root == nil {
+		return JobInfo{}, fmt.Errorf("%w: volume %q is not a clone; it shares no blocks", ErrInvalidArgument, name)
+	}
+	var rec blockmap.JobRecord
+	err = p.store.Update(func(tx *blockmap.Txn) (err error) {
+		rec, err = p.newJobTx(tx, JobFlatten, name)
+		return err
+	})
+	if err == nil {
+		err = p.store.Sync()
+	}
+	if err != nil {
+		return JobInfo{}, fmt.Errorf("flatten %q: %w", name, err)
+	}
+	return p.launch(rec, shared*p.blockSize, func(j *job) error { return p.runFlatten(j, name) }), nil
+}
+
+func inheritedBlocks(root *node) uint64 {
+	var n uint64
+	root.table.each(^uint64(0), func(_ uint64, e entry) {
+		if e.owner != root.rec.ID && e.phys != blockmap.ZeroBlock {
+			n++
+		}
+	})
+	return n
+}
+
+// flattenBatch is how many blocks one flatten step copies under adminMu.
+const flattenBatch = 256
+
+// runFlatten copies in steps, each re-resolving the clone, so other admin
+// work interleaves and a resumed job starts where the durable state is.
+func (p *Pool) runFlatten(j *job, name string) error {
+	bs := p.blockSize
+	for {
+		if p.ctx.Err() != nil {
+			return errInterrupted
+		}
+		finished, copied, err := p.flattenStep(name)
+		j.done.Add(copied * bs)
+		if err != nil || finished {
+			return err
+		}
+	}
+}
+
+func (p *Pool) flattenStep(name string) (finished bool, copied uint64, err error) {
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	v, err := p.lookup(name)
+	if err != nil {
+		return false, 0, err
+	}
+	p.mapMu.RLock()
+	root := cloneRootLocked(v)
+	var todo []uint64
+	if root != nil {
+		root.table.each(^uint64(0), func(i uint64, e entry) {
+			if len(todo) < flattenBatch && e.owner != root.rec.ID && e.phys != blockmap.ZeroBlock {
+				todo = append(todo, i)
+			}
+		})
+	}
+	p.mapMu.RUnlock()
+	if root == nil {
+		return true, 0, nil
+	}
+	if len(todo) == 0 {
+		return true, 0, p.cutLoose(root)
+	}
+	bufp := p.getBlockBuffer()
+	defer blockBuffers.Put(bufp)
+	for _, i := range todo {
+		if err := p.copyUp(v, root, i, *bufp); err != nil {
+			return false, copied, err
+		}
+		copied++
+	}
+	return false, copied, p.commit()
+}
+
+// copyUp gives root its own copy of block index, which it inherits.
+func (p *Pool) copyUp(v *volume, root *node, index uint64, buf []byte) error {
+	stripe := &p.stripes[index%uint64(len(p.stripes))]
+	stripe.Lock()
+	defer stripe.Unlock()
+	for {
+		p.mapMu.RLock()
+		e := root.table.get(index)
+		if e.owner == root.rec.ID || e.phys == blockmap.ZeroBlock || !e.mapped() {
+			p.mapMu.RUnlock()
+			return nil
+		}
+		err := p.readData(buf, e.phys*p.blockSize)
+		p.mapMu.RUnlock()
+		if err != nil {
+			return err
+		}
+		done, err := p.redirect(v, root, index, e, buf, false)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// cutLoose ends a flattened clone's tie to its origin: root reads only
+// its own blocks, its inherited zero markers are dropped, and the origin
+// loses a child (which may let a hidden origin merge).
+func (p *Pool) cutLoose(root *node) error {
+	if err := p.commit(); err != nil {
+		return err
+	}
+	p.mapMu.Lock()
+	rec := root.rec
+	rec.Parent = 0
+	err := p.store.Update(func(tx *blockmap.Txn) error { return tx.PutNode(rec) })
+	if err == nil {
+		err = p.store.Sync()
+	}
+	if err != nil {
+		p.mapMu.Unlock()
+		return fmt.Errorf("flatten: detach node %d: %w", root.rec.ID, err)
+	}
+	origin := root.parent
+	root.table.each(^uint64(0), func(i uint64, e entry) {
+		if e.owner != root.rec.ID {
+			p.rewriteSubtree(root, i, e, entry{})
+		}
+	})
+	origin.children = slices.DeleteFunc(origin.children, func(c *node) bool { return c == root })
+	root.parent, root.rec = nil, rec
+	p.mapMu.Unlock()
+	return p.reap(origin, func(uint64) {})
+}
+
+// Extent is a byte range.
+type Extent struct {
+	Offset uint64
+	Length uint64
+}
+
+// Diff returns the extents that differ between two nodes of a volume's
+// tree, from the maps alone (no data is read). to == "" means the head.
+func (p *Pool) Diff(volume, from, to string) ([]Extent, error) {
+	v, a, err := p.lookupSnapshot(volume, from)
+	if err != nil {
+		return nil, err
+	}
+	p.mapMu.RLock()
+	defer p.mapMu.RUnlock()
+	b, bSize := v.head, v.rec.Size
+	if to != "" {
+		if b, err = p.findSnapshotLocked(v, to); err != nil {
+			return nil, err
+		}
+		bSize = b.rec.Size
+	}
+	bs := p.blockSize
+	size := max(a.rec.Size, bSize)
+	blocks := (size + bs - 1) / bs
+	visible := func(e entry) uint64 {
+		if !e.mapped() {
+			return blockmap.ZeroBlock
+		}
+		return e.phys
+	}
+	var out []Extent
+	for i := uint64(0); i < blocks; i++ {
+		if pi := i >> pageShift; pi < uint64(len(a.table.pages)) && pi < uint64(len(b.table.pages)) && a.table.pages[pi] == b.table.pages[pi] {
+			i = (pi+1)<<pageShift - 1 // shared page: identical
+			continue
+		}
+		if visible(a.table.get(i)) == visible(b.table.get(i)) {
+			continue
+		}
+		off := i * bs
+		length := min(bs, size-off)
+		if k := len(out) - 1; k >= 0 && out[k].Offset+out[k].Length == off {
+			out[k].Length += length
+		} else {
+			out = append(out, Extent{Offset: off, Length: length})
+		}
+	}
+	return out, nil
+}
+
+// SetMaxSnapshots sets a volume's chain limit; 0 restores the pool default.
+func (p *Pool) SetMaxSnapshots(volume string, limit int) (VolumeInfo, error) {
+	if limit < 0 || limit > MaxChainLimit {
+		return VolumeInfo{}, fmt.Errorf("%w: max-snapshots=%d: must be 1 to %d, or 0 for the pool default", ErrInvalidArgument, limit, MaxChainLimit)
+	}
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	v, err := p.lookup(volume)
+	if err != nil {
+		return VolumeInfo{}, err
+	}
+	rec := v.rec
+	rec.MaxSnapshots = limit
+	err = p.store.Update(func(tx *blockmap.Txn) error { return tx.PutVolume(rec) })
+	if err == nil {
+		err = p.store.Sync()
+	}
+	if err != nil {
+		return VolumeInfo{}, fmt.Errorf("set max-snapshots of %q: %w", volume, err)
+	}
+	p.mapMu.Lock()
+	defer p.mapMu.Unlock()
+	v.rec.MaxSnapshots = limit
+	return p.volumeInfoLocked(v), nil
+}

@@ -1,0 +1,279 @@
+package rowengine
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/rowfs/rowfs/blockmap"
+)
+
+// mergeBatch bounds how many map entries one merge step moves while it
+// holds the map lock, so guest I/O waits at most one step.
+const mergeBatch = 4096
+
+// rewriteSubtree replaces old with repl at index in root's table and in
+// every descendant that still inherits old there. Descendants that shared
+// root's page now share its new one; those with their own page are set
+// individually. Caller holds mapMu exclusively.
+func (p *Pool) rewriteSubtree(root *node, index uint64, old, repl entry) {
+	pi := index >> pageShift
+	var oldPage *page
+	if pi < uint64(len(root.table.pages)) {
+		oldPage = root.table.pages[pi]
+	}
+	root.table.set(index, repl)
+	var newPage *page
+	if pi < uint64(len(root.table.pages)) {
+		newPage = root.table.pages[pi]
+	}
+	var walk func(n *node)
+	walk = func(n *node) {
+		for _, d := range n.children {
+			t := d.table
+			switch {
+			case oldPage != nil && pi < uint64(len(t.pages)) && t.pages[pi] == oldPage:
+				t.pages[pi] = newPage
+			case t.get(index) == old:
+				t.set(index, repl)
+			}
+			walk(d)
+		}
+	}
+	walk(root)
+}
+
+// detachLocked removes leaf nodes from memory: their pending map changes
+// are dropped and the blocks they owned returned, to be released once the
+// caller's transaction deleting their records is durable (see purge).
+// Caller holds commitMu, so no batch holding their entries is in flight,
+// and mapMu exclusively.
+func (p *Pool) detachLocked(victims ...*node) (freed []uint64) {
+	gone := map[uint64]bool{}
+	for _, n := range victims {
+		gone[n.rec.ID] = true
+		n.removed = true
+		delete(p.nodes, n.rec.ID)
+		if n.parent != nil {
+			n.parent.children = slices.DeleteFunc(n.parent.children, func(c *node) bool { return c == n })
+		}
+		n.table.each(^uint64(0), func(_ uint64, e entry) {
+			if e.owner == n.rec.ID && e.phys != blockmap.ZeroBlock {
+				freed = append(freed, e.phys)
+			}
+		})
+		p.addOwned(n, -int64(n.owned))
+	}
+	kept := p.pending[:0]
+	for _, c := range p.pending {
+		if !gone[c.Key.Node] {
+			kept = append(kept, c)
+		}
+	}
+	p.pending = kept
+	return freed
+}
+
+// purge finishes removing nodes whose records are deleted: their map
+// entries go, and once that is durable their blocks are reused. A crash
+// before the end leaves entries of missing nodes, which Open removes.
+func (p *Pool) purge(ids []uint64, freed []uint64) error {
+	for _, id := range ids {
+		if err := p.store.DeleteNodeMappings(id); err != nil {
+			return err
+		}
+	}
+	if err := p.store.Sync(); err != nil {
+		return err
+	}
+	p.alloc.release(freed)
+	p.punchHoles(freed)
+	return nil
+}
+
+// removeLeaf deletes a node without children and frees what it owns.
+// Caller holds adminMu.
+func (p *Pool) removeLeaf(n *node) error {
+	p.commitMu.Lock()
+	p.mapMu.Lock()
+	if len(n.children) > 0 {
+		p.mapMu.Unlock()
+		p.commitMu.Unlock()
+		return fmt.Errorf("%w: node %d has children", ErrBusy, n.rec.ID)
+	}
+	err := p.store.Update(func(tx *blockmap.Txn) error { return tx.DeleteNode(n.rec.ID) })
+	var freed []uint64
+	if err == nil {
+		freed = p.detachLocked(n)
+	}
+	p.mapMu.Unlock()
+	p.commitMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("remove node %d: %w", n.rec.ID, err)
+	}
+	return p.purge([]uint64{n.rec.ID}, freed)
+}
+
+// reap finishes deleted (hidden) nodes from n upwards: a hidden leaf is
+// removed, a hidden node with one child is merged into it, one with more
+// children stays until they go. Caller holds adminMu.
+func (p *Pool) reap(n *node, progress func(blocks uint64)) error {
+	for n != nil && n.rec.Hidden && !n.removed {
+		switch len(n.children) {
+		case 0:
+			parent := n.parent
+			owned := n.owned
+			if err := p.removeLeaf(n); err != nil {
+				return err
+			}
+			progress(owned)
+			n = parent
+		case 1:
+			return p.merge(n, n.children[0], progress)
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// merge folds hidden node s into its only child c. Blocks c still sees
+// through s change owner (the map entry moves; no data is copied); blocks c
+// has overwritten are freed. Each step is committed before the next, and
+// moving an entry from s to c never changes what c reads, so a crash at
+// any point leaves a pool whose next Open resumes the merge.
+// Caller holds adminMu.
+func (p *Pool) merge(s, c *node, progress func(blocks uint64)) error {
+	for cursor := uint64(0); ; {
+		if err := p.ctx.Err(); err != nil {
+			return errInterrupted
+		}
+		p.mapMu.Lock()
+		limit := uint64(len(s.table.pages)) << pageShift
+		var freed []uint64
+		var moved uint64
+		for n := 0; n < mergeBatch; n++ {
+			i, ok := s.table.next(cursor, limit, func(e entry) bool { return e.owner == s.rec.ID })
+			if !ok {
+				cursor = limit
+				break
+			}
+			cursor = i + 1
+			e := s.table.get(i)
+			p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: s.rec.ID, Index: i}, Delete: true})
+			if e.phys != blockmap.ZeroBlock {
+				p.addOwned(s, -1)
+				moved++
+			}
+			if c.table.get(i) == e {
+				p.rewriteSubtree(c, i, e, entry{phys: e.phys, owner: c.rec.ID})
+				p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: c.rec.ID, Index: i}, Phys: e.phys})
+				if e.phys != blockmap.ZeroBlock {
+					p.addOwned(c, 1)
+				}
+			} else if e.phys != blockmap.ZeroBlock {
+				p.quarantine = append(p.quarantine, e.phys)
+				freed = append(freed, e.phys)
+			}
+		}
+		p.mapMu.Unlock()
+		if err := p.commit(); err != nil {
+			return err
+		}
+		p.punchHoles(freed)
+		progress(moved)
+		if cursor >= limit {
+			break
+		}
+	}
+
+	// Every entry of s has moved or gone: c takes s's place in the tree.
+	p.commitMu.Lock()
+	p.mapMu.Lock()
+	crec := c.rec
+	crec.Parent = s.rec.Parent
+	err := p.store.Update(func(tx *blockmap.Txn) error {
+		if err := tx.PutNode(crec); err != nil {
+			return err
+		}
+		return tx.DeleteNode(s.rec.ID)
+	})
+	if err == nil {
+		parent := s.parent
+		c.rec = crec
+		p.detachLocked(s) // owns nothing any more
+		c.parent = parent
+		if parent != nil {
+			parent.children = append(parent.children, c)
+		}
+	}
+	p.mapMu.Unlock()
+	p.commitMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("merge node %d into %d: %w", s.rec.ID, c.rec.ID, err)
+	}
+	return p.purge([]uint64{s.rec.ID}, nil)
+}
+
+// reapAll finishes every deleted node that can be finished, children
+// before parents. Caller holds adminMu.
+func (p *Pool) reapAll(progress func(blocks uint64)) error {
+	p.mapMu.RLock()
+	var hidden []*node
+	for _, n := range p.nodes {
+		if n.rec.Hidden {
+			hidden = append(hidden, n)
+		}
+	}
+	p.mapMu.RUnlock()
+	slices.SortFunc(hidden, func(a, b *node) int { return -cmpUint(a.rec.ID, b.rec.ID) })
+	for _, n := range hidden {
+		if err := p.reap(n, progress); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hiddenBlocks is what reapAll has left to process, for job progress.
+func (p *Pool) hiddenBlocks() uint64 {
+	p.mapMu.RLock()
+	defer p.mapMu.RUnlock()
+	var total uint64
+	for _, n := range p.nodes {
+		if n.rec.Hidden && len(n.children) < 2 {
+			total += n.owned
+		}
+	}
+	return total
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// subtree returns n and its descendants, parents before children.
+func subtree(n *node) []*node {
+	out := []*node{n}
+	for i := 0; i < len(out); i++ {
+		out = append(out, out[i].children...)
+	}
+	return out
+}
+
+// freeableOnMerge counts the blocks merging s into its child c would free:
+// those c no longer sees.
+func freeableOnMerge(s, c *node) uint64 {
+	var n uint64
+	s.table.each(^uint64(0), func(i uint64, e entry) {
+		if e.owner == s.rec.ID && e.phys != blockmap.ZeroBlock && c.table.get(i) != e {
+			n++
+		}
+	})
+	return n
+}
