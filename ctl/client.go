@@ -115,11 +115,12 @@ func (c *Client) ResizeVolume(ctx context.Context, name string, req api.ResizeVo
 	return v, c.do(ctx, http.MethodPost, volumePath(name, "/resize"), req, &v)
 }
 
-// DeleteVolume deletes a volume.
-func (c *Client) DeleteVolume(ctx context.Context, name string, force bool) error {
+// DeleteVolume deletes a volume; the job, if any, frees its snapshots.
+func (c *Client) DeleteVolume(ctx context.Context, name string, force bool) (api.DeleteVolumeResult, error) {
 	q := ""
 	if force {
 		q = "?force=true"
 	}
-	return c.do(ctx, http.MethodDelete, volumePath(name, q), nil, nil)
+	var r api.DeleteVolumeResult
+	return r, c.do(ctx, http.MethodDelete, volumePath(name, q), nil, &r)
 }

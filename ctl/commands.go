@@ -51,7 +51,7 @@ func NewRootCommand(out io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&a.socket, "socket", defaultSocket, "rowfsd control socket (env "+api.SocketEnv+")")
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "print JSON")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %v", ErrUsage, err) })
-	root.AddCommand(volumeCommand(a), poolCommand(a), versionCommand(a))
+	root.AddCommand(volumeCommand(a), snapshotCommand(a), duCommand(a), jobCommand(a), poolCommand(a), versionCommand(a))
 	root.SetOut(out)
 	return root
 }
@@ -177,15 +177,25 @@ func volumeCommand(a *app) *cobra.Command {
 		Short: "Delete a volume and free its blocks (refused while its file is open)",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			if err := a.client().DeleteVolume(cmd.Context(), argv[0], force); err != nil {
+			r, err := a.client().DeleteVolume(cmd.Context(), argv[0], force)
+			if err != nil {
 				return err
 			}
-			return a.print(map[string]string{"deleted": argv[0]}, func(w io.Writer) { fmt.Fprintf(w, "deleted volume %s\n", argv[0]) })
+			if r.Job, err = a.waitJob(cmd.Context(), r.Job); err != nil {
+				return err
+			}
+			return a.print(r, func(w io.Writer) {
+				fmt.Fprintf(w, "deleted volume %s\n", argv[0])
+				for _, k := range r.KeptForClones {
+					fmt.Fprintf(w, "kept hidden: %s\n", k)
+				}
+			})
 		},
 	}
 	del.Flags().BoolVar(&force, "force", false, "delete even while the file is open (its users get I/O errors)")
 
 	cmd.AddCommand(create, list, info, resize, del)
+	cmd.AddCommand(cloneCommands(a)...)
 	return cmd
 }
 
@@ -194,7 +204,11 @@ func printVolume(w io.Writer, v api.Volume) {
 	rows := [][2]string{
 		{"name", v.Name}, {"path", v.Path}, {"backend", v.Backend},
 		{"size", fmt.Sprintf("%s (%d bytes)", api.FormatSize(v.Size), v.Size)},
-		{"used", fmt.Sprintf("%s (%d bytes)", api.FormatSize(v.UsedBytes), v.UsedBytes)},
+		{"head bytes", fmt.Sprintf("%s (%d bytes)", api.FormatSize(v.UsedBytes), v.UsedBytes)},
+		{"snapshot bytes", fmt.Sprintf("%s (%d bytes)", api.FormatSize(v.SnapshotBytes), v.SnapshotBytes)},
+		{"total bytes", fmt.Sprintf("%s (%d bytes)", api.FormatSize(v.TotalBytes), v.TotalBytes)},
+		{"snapshots", fmt.Sprintf("%d (chain %d of max %d)", v.Snapshots, v.ChainLength, v.MaxSnapshots)},
+		{"parent", orDash(v.Parent)},
 		{"block size", api.FormatSize(v.BlockSize)},
 		{"open handles", fmt.Sprintf("%d (%d writers)", v.OpenHandles, v.Writers)},
 		{"created", v.Created.Format("2006-01-02T15:04:05Z")},
@@ -268,4 +282,11 @@ func Main(argv []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "rowctl:", strings.TrimPrefix(err.Error(), ErrUsage.Error()+": "))
 	}
 	return ExitCode(err)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

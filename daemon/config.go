@@ -29,6 +29,9 @@ type Config struct {
 	BlockSize string `toml:"block_size"`
 	// Capacity caps the pool's data, e.g. "100G". Default: no cap but the host filesystem.
 	Capacity string `toml:"capacity"`
+	// MaxSnapshots is the default chain limit per volume (rowctl volume set
+	// overrides it per volume). Default 128.
+	MaxSnapshots int `toml:"max_snapshots"`
 	// AllowOther lets other users (libvirt's qemu) open volume files. Default true.
 	AllowOther *bool `toml:"allow_other"`
 	// LogLevel is debug, info, warn or error. Default info.
@@ -97,6 +100,10 @@ func (c *Config) engineOptions(log *slog.Logger) (rowengine.Options, error) {
 		if opts.Capacity, err = api.ParseSize(c.Capacity); err != nil {
 			errs = append(errs, fmt.Errorf("capacity: %w", err))
 		}
+	}
+	opts.MaxSnapshots = c.MaxSnapshots
+	if c.MaxSnapshots < 0 || c.MaxSnapshots > rowengine.MaxChainLimit {
+		errs = append(errs, fmt.Errorf("max snapshots %d: must be 1 to %d", c.MaxSnapshots, rowengine.MaxChainLimit))
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"path/filepath"
 	"runtime"
+	"strconv"
 
 	"github.com/rowfs/rowfs/ctl/api"
+	rowfs "github.com/rowfs/rowfs/fs"
 	"github.com/rowfs/rowfs/rowengine"
 )
 
@@ -21,6 +23,7 @@ const maxRequestBytes = 1 << 20
 type mountNotifier interface {
 	VolumeChanged(name string)
 	VolumeRemoved(name string)
+	SnapshotsChanged(volume string)
 }
 
 type server struct {
@@ -39,6 +42,17 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET "+api.PathVolume, s.volumeInfo)
 	mux.HandleFunc("DELETE "+api.PathVolume, s.deleteVolume)
 	mux.HandleFunc("POST "+api.PathVolumeResize, s.resizeVolume)
+	mux.HandleFunc("POST "+api.PathVolumeSet, s.setVolume)
+	mux.HandleFunc("GET "+api.PathSnapshots, s.listSnapshots)
+	mux.HandleFunc("POST "+api.PathSnapshots, s.createSnapshot)
+	mux.HandleFunc("GET "+api.PathSnapshot, s.snapshotInfo)
+	mux.HandleFunc("DELETE "+api.PathSnapshot, s.deleteSnapshot)
+	mux.HandleFunc("POST "+api.PathRollback, s.rollback)
+	mux.HandleFunc("GET "+api.PathDiff, s.diff)
+	mux.HandleFunc("POST "+api.PathClone, s.clone)
+	mux.HandleFunc("POST "+api.PathFlatten, s.flatten)
+	mux.HandleFunc("GET "+api.PathJobs, s.listJobs)
+	mux.HandleFunc("GET "+api.PathJob, s.jobInfo)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -57,6 +71,10 @@ func httpStatus(err error) (int, string) {
 		return http.StatusBadRequest, api.CodeInvalidArgument
 	case errors.Is(err, rowengine.ErrBusy):
 		return http.StatusConflict, api.CodeBusy
+	case errors.Is(err, rowengine.ErrChainLimit):
+		return http.StatusConflict, api.CodeChainLimit
+	case errors.Is(err, rowengine.ErrJobFailed):
+		return http.StatusInternalServerError, api.CodeJobFailed
 	case errors.Is(err, rowengine.ErrNoSpace):
 		return http.StatusInsufficientStorage, api.CodeNoSpace
 	case errors.Is(err, rowengine.ErrReadOnly):
@@ -115,13 +133,14 @@ func (s *server) poolDoc() api.Pool {
 	i := s.pool.Info()
 	return api.Pool{Dir: i.Dir, Mount: s.dir, BlockSize: i.BlockSize, Created: i.Created.UTC(), UsedBytes: i.UsedBytes,
 		FreeBytes: i.FreeBytes, CapacityBytes: i.CapacityBytes, ProvisionedBytes: i.ProvisionedBytes,
-		Overcommit: i.Overcommit(), Volumes: i.Volumes}
+		Overcommit: i.Overcommit(), Volumes: i.Volumes, DataBytesWritten: i.DataBytesWritten}
 }
 
 func (s *server) volumeDoc(v rowengine.VolumeInfo) api.Volume {
 	return api.Volume{Name: v.Name, ID: v.ID, Backend: v.Backend, Size: v.Size, Created: v.Created.UTC(),
-		BlockSize: v.BlockSize, UsedBytes: v.UsedBytes, OpenHandles: v.OpenHandles, Writers: v.Writers,
-		Path: filepath.Join(s.dir, v.Name)}
+		BlockSize: v.BlockSize, UsedBytes: v.UsedBytes, SnapshotBytes: v.SnapshotBytes, TotalBytes: v.TotalBytes,
+		Snapshots: v.Snapshots, ChainLength: v.ChainLength, MaxSnapshots: v.MaxSnapshots, Parent: v.Parent,
+		OpenHandles: v.OpenHandles, Writers: v.Writers, Path: filepath.Join(s.dir, v.Name)}
 }
 
 func (s *server) listVolumes(w http.ResponseWriter, r *http.Request) {
@@ -157,12 +176,14 @@ func (s *server) volumeInfo(w http.ResponseWriter, r *http.Request) {
 func (s *server) deleteVolume(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	force := r.URL.Query().Get("force") == "true"
-	if _, err := s.pool.DeleteVolume(name, force); err != nil {
+	res, err := s.pool.DeleteVolume(name, force)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	s.mount.VolumeRemoved(name)
-	w.WriteHeader(http.StatusNoContent)
+	s.mount.SnapshotsChanged(name)
+	writeJSON(w, http.StatusOK, api.DeleteVolumeResult{KeptForClones: orEmpty(res.KeptForClones), Job: jobDocPtr(res.Job)})
 }
 
 func (s *server) resizeVolume(w http.ResponseWriter, r *http.Request) {
@@ -190,3 +211,226 @@ func (s *server) VolumeJSON(name string) ([]byte, error) {
 }
 
 func (s *server) PoolJSON() ([]byte, error) { return json.Marshal(s.poolDoc()) }
+
+func (s *server) setVolume(w http.ResponseWriter, r *http.Request) {
+	var req api.SetVolumeRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	name := r.PathValue("name")
+	v, err := s.pool.Volume(name)
+	if err == nil && req.MaxSnapshots != nil {
+		v, err = s.pool.SetMaxSnapshots(name, *req.MaxSnapshots)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.volumeDoc(v))
+}
+
+func (s *server) snapshotDoc(n rowengine.SnapshotInfo) api.Snapshot {
+	doc := api.Snapshot{Name: n.Name, ID: n.ID, Volume: n.Volume, Parent: n.Parent, ParentRef: n.ParentRef,
+		Created: n.Created.UTC(), Kind: n.Kind, Description: n.Description, Size: n.Size, OwnBytes: n.OwnBytes,
+		Hidden: n.Hidden, Head: n.Head, Children: n.Children}
+	if !n.Head && !n.Hidden {
+		doc.Path = filepath.Join(s.dir, rowfs.SnapshotsDir, n.Volume, n.Name)
+	}
+	return doc
+}
+
+func (s *server) snapshotList(volume string) (api.SnapshotList, error) {
+	nodes, err := s.pool.Snapshots(volume)
+	if err != nil {
+		return api.SnapshotList{}, err
+	}
+	out := api.SnapshotList{Volume: volume, Snapshots: []api.Snapshot{}}
+	for _, n := range nodes {
+		out.Snapshots = append(out.Snapshots, s.snapshotDoc(n))
+	}
+	return out, nil
+}
+
+func (s *server) listSnapshots(w http.ResponseWriter, r *http.Request) {
+	out, err := s.snapshotList(r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) createSnapshot(w http.ResponseWriter, r *http.Request) {
+	var req api.CreateSnapshotRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	name := r.PathValue("name")
+	n, err := s.pool.CreateSnapshot(name, req.Name, rowengine.SnapshotOptions{Description: req.Description, Auto: req.Auto})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.mount.SnapshotsChanged(name)
+	writeJSON(w, http.StatusCreated, s.snapshotDoc(n))
+}
+
+func (s *server) snapshotInfo(w http.ResponseWriter, r *http.Request) {
+	n, err := s.pool.Snapshot(r.PathValue("name"), r.PathValue("snap"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.snapshotDoc(n))
+}
+
+func (s *server) deleteSnapshot(w http.ResponseWriter, r *http.Request) {
+	name, q := r.PathValue("name"), r.URL.Query()
+	opts := rowengine.DeleteOptions{Recursive: q.Get("recursive") == "true", DryRun: q.Get("dry_run") == "true"}
+	res, err := s.pool.DeleteSnapshot(name, r.PathValue("snap"), opts)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !opts.DryRun {
+		s.mount.SnapshotsChanged(name)
+	}
+	p := res.Plan
+	writeJSON(w, http.StatusOK, api.DeleteSnapshotResult{DryRun: opts.DryRun, Job: jobDocPtr(res.Job), Plan: api.DeletePlan{
+		Deleted: orEmpty(p.Deleted), FreedBytes: p.FreedBytes, MovedBytes: p.MovedBytes, KeptHidden: orEmpty(p.KeptHidden)}})
+}
+
+func (s *server) rollback(w http.ResponseWriter, r *http.Request) {
+	var req api.RollbackRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	name := r.PathValue("name")
+	res, err := s.pool.RollbackVolume(name, req.Snapshot, req.Force)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.mount.VolumeChanged(name)
+	writeJSON(w, http.StatusOK, api.RollbackResult{Volume: s.volumeDoc(res.Volume), Job: jobDocPtr(res.Job)})
+}
+
+func (s *server) diff(w http.ResponseWriter, r *http.Request) {
+	name, q := r.PathValue("name"), r.URL.Query()
+	from, to := q.Get("from"), q.Get("to")
+	if from == "" {
+		writeError(w, http.StatusBadRequest, api.CodeInvalidArgument, "diff needs ?from=SNAPSHOT")
+		return
+	}
+	extents, err := s.pool.Diff(name, from, to)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := api.Diff{Volume: name, From: from, To: to, Extents: []api.Extent{}}
+	for _, e := range extents {
+		out.Extents = append(out.Extents, api.Extent{Offset: e.Offset, Length: e.Length})
+		out.ChangedBytes += e.Length
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) clone(w http.ResponseWriter, r *http.Request) {
+	var req api.CloneRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	v, err := s.pool.CloneVolume(r.PathValue("name"), req.Snapshot, req.Name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.volumeDoc(v))
+}
+
+func (s *server) flatten(w http.ResponseWriter, r *http.Request) {
+	job, err := s.pool.FlattenVolume(r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, jobDoc(job))
+}
+
+func (s *server) listJobs(w http.ResponseWriter, r *http.Request) {
+	out := api.JobList{Jobs: []api.Job{}}
+	for _, j := range s.pool.Jobs() {
+		out.Jobs = append(out.Jobs, jobDoc(j))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) jobInfo(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeInvalidArgument, fmt.Sprintf("job id %q is not a number", r.PathValue("id")))
+		return
+	}
+	j, err := s.pool.Job(id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, jobDoc(j))
+}
+
+func jobDoc(j rowengine.JobInfo) api.Job {
+	return api.Job{ID: j.ID, Kind: j.Kind, Target: j.Target, State: j.State, Done: j.Done, Total: j.Total,
+		Error: j.Error, Created: j.Created.UTC(), Finished: j.Finished.UTC()}
+}
+
+func jobDocPtr(j *rowengine.JobInfo) *api.Job {
+	if j == nil {
+		return nil
+	}
+	doc := jobDoc(*j)
+	return &doc
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// SnapshotJSON and SnapshotsJSON serve the snapshot xattrs.
+func (s *server) SnapshotJSON(volume, snap string) ([]byte, error) {
+	n, err := s.pool.Snapshot(volume, snap)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(s.snapshotDoc(n))
+}
+
+// SnapshotsJSON lists the visible snapshots, newest last, dropping the
+// oldest and setting "truncated" when the document would reach limit bytes.
+func (s *server) SnapshotsJSON(volume string, limit int) ([]byte, error) {
+	list, err := s.snapshotList(volume)
+	if err != nil {
+		return nil, err
+	}
+	type doc struct {
+		Volume    string         `json:"volume"`
+		Snapshots []api.Snapshot `json:"snapshots"`
+		Truncated bool           `json:"truncated"`
+	}
+	d := doc{Volume: volume, Snapshots: []api.Snapshot{}}
+	for _, n := range list.Snapshots {
+		if !n.Head && !n.Hidden {
+			d.Snapshots = append(d.Snapshots, n)
+		}
+	}
+	for {
+		out, err := json.Marshal(d)
+		if err != nil || len(out) < limit || len(d.Snapshots) == 0 {
+			return out, err
+		}
+		d.Snapshots, d.Truncated = d.Snapshots[1:], true
+	}
+}

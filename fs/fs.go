@@ -25,6 +25,9 @@ type Engine interface {
 	ResizeVolume(name string, size uint64, allowShrink bool) (rowengine.VolumeInfo, error)
 	Info() rowengine.PoolInfo
 	Sync() error
+	Snapshots(volume string) ([]rowengine.SnapshotInfo, error)
+	Snapshot(volume, name string) (rowengine.SnapshotInfo, error)
+	OpenSnapshot(volume, name string) (*rowengine.Handle, error)
 }
 
 // Describer renders the JSON documents served as xattrs; the daemon owns
@@ -33,6 +36,9 @@ type Engine interface {
 type Describer interface {
 	VolumeJSON(name string) ([]byte, error)
 	PoolJSON() ([]byte, error)
+	SnapshotJSON(volume, snap string) ([]byte, error)
+	// SnapshotsJSON lists a volume's snapshots in under limit bytes.
+	SnapshotsJSON(volume string, limit int) ([]byte, error)
 }
 
 // Options configure a mount. Zero values take the documented defaults.
@@ -157,6 +163,10 @@ var (
 func volumeIno(id uint64) uint64 { return 1<<32 + id }
 
 func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if name == SnapshotsDir {
+		dirAttr(&out.Attr, snapshotsDirIno, r)
+		return r.NewInode(ctx, &snapshotsRoot{root: r}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: snapshotsDirIno}), 0
+	}
 	info, err := r.opts.Engine.Volume(name)
 	if err != nil {
 		return nil, toErrno(err)
@@ -169,7 +179,8 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 
 func (r *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	vols := r.opts.Engine.Volumes()
-	entries := make([]fuse.DirEntry, 0, len(vols))
+	entries := make([]fuse.DirEntry, 0, len(vols)+1)
+	entries = append(entries, fuse.DirEntry{Name: SnapshotsDir, Mode: syscall.S_IFDIR, Ino: snapshotsDirIno})
 	for _, v := range vols {
 		entries = append(entries, fuse.DirEntry{Name: v.Name, Mode: syscall.S_IFREG, Ino: volumeIno(v.ID)})
 	}
@@ -324,6 +335,10 @@ func (v *volumeNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 }
 
 func (v *volumeNode) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return readHandle(f, dest, off)
+}
+
+func readHandle(f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	h, errno := handleOf(f)
 	if errno != 0 {
 		return nil, errno
@@ -359,6 +374,10 @@ func (v *volumeNode) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32)
 func (v *volumeNode) Flush(ctx context.Context, f gofs.FileHandle) syscall.Errno { return 0 }
 
 func (v *volumeNode) Release(ctx context.Context, f gofs.FileHandle) syscall.Errno {
+	return releaseHandle(f)
+}
+
+func releaseHandle(f gofs.FileHandle) syscall.Errno {
 	if h, errno := handleOf(f); errno == 0 {
 		h.Close()
 	}
@@ -406,6 +425,10 @@ func (v *volumeNode) Allocate(ctx context.Context, f gofs.FileHandle, off, size 
 }
 
 func (v *volumeNode) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	return seekHandle(f, off, whence)
+}
+
+func seekHandle(f gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
 	h, errno := handleOf(f)
 	if errno != 0 {
 		return 0, errno

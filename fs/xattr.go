@@ -16,9 +16,16 @@ const (
 	xattrBlockSize = xattrPrefix + "block_size"
 	xattrInfoJSON  = xattrPrefix + "info.json"
 	xattrPoolJSON  = xattrPrefix + "pool.json"
+	xattrBtime     = xattrPrefix + "btime"
+	// On volume files.
+	xattrSnapshots     = xattrPrefix + "snapshots"
+	xattrSnapshotsJSON = xattrPrefix + "snapshots.json"
+	xattrParent        = xattrPrefix + "parent"
+	xattrSnapshotBytes = xattrPrefix + "snapshot_bytes"
 )
 
-var volumeXattrs = []string{xattrKeys, xattrKind, xattrSize, xattrUsed, xattrBlockSize, xattrInfoJSON}
+var volumeXattrs = []string{xattrKeys, xattrKind, xattrSize, xattrUsed, xattrBlockSize, xattrInfoJSON,
+	xattrSnapshots, xattrSnapshotsJSON, xattrParent, xattrSnapshotBytes}
 
 // xattrValue copies value into dest following getxattr(2): with an empty
 // dest it reports the size; a dest too small gives ERANGE.
@@ -57,6 +64,15 @@ func (v *volumeNode) Getxattr(ctx context.Context, attr string, dest []byte) (ui
 	case xattrInfoJSON:
 		value, err := v.root.opts.Describer.VolumeJSON(v.name)
 		return xattrValue(dest, value, err)
+	case xattrSnapshots:
+		return xattrValue(dest, strconv.AppendInt(nil, int64(info.Snapshots), 10), nil)
+	case xattrSnapshotsJSON:
+		value, err := v.root.opts.Describer.SnapshotsJSON(v.name, maxSnapshotsJSON)
+		return xattrValue(dest, value, err)
+	case xattrParent:
+		return xattrValue(dest, []byte(info.Parent), nil)
+	case xattrSnapshotBytes:
+		return xattrValue(dest, strconv.AppendUint(nil, info.SnapshotBytes, 10), nil)
 	}
 	return 0, syscall.ENODATA
 }

@@ -408,7 +408,7 @@ func (p *Pool) DeleteSnapshot(volume, name string, opts DeleteOptions) (DeleteRe
 	if err != nil {
 		return DeleteResult{}, err
 	}
-	job := p.launch(jobRec, (plan.FreedBytes+plan.MovedBytes), p.runReap)
+	job := p.launch(jobRec, (plan.FreedBytes + plan.MovedBytes), p.runReap)
 	res.Job = &job
 	p.log.Info("deleting snapshot", "volume", volume, "snapshot", name, "recursive", opts.Recursive,
 		"frees", plan.FreedBytes, "moves", plan.MovedBytes, "job", job.ID)

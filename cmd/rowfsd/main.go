@@ -66,6 +66,9 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 			set("block-size", &merged.BlockSize, cfg.BlockSize)
 			set("capacity", &merged.Capacity, cfg.Capacity)
 			set("log-level", &merged.LogLevel, cfg.LogLevel)
+			if flags.Changed("max-snapshots") {
+				merged.MaxSnapshots = cfg.MaxSnapshots
+			}
 			if flags.Changed("allow-other") {
 				merged.AllowOther = &allowOther
 			}
@@ -86,6 +89,7 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 	f.StringVar(&cfg.SocketGroup, "socket-group", "", "group that owns the control socket (mode 0660)")
 	f.StringVar(&cfg.BlockSize, "block-size", "64K", "block size of a new pool, 4K to 1M (fixed at creation)")
 	f.StringVar(&cfg.Capacity, "capacity", "", "cap on the pool's data, like 100G (default: the host filesystem)")
+	f.IntVar(&cfg.MaxSnapshots, "max-snapshots", 128, "default chain limit: snapshots on a volume's path from root to head")
 	f.BoolVar(&allowOther, "allow-other", true, "let other users (libvirt's qemu) open volume files")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&cfg.DebugFUSE, "debug-fuse", false, "log every FUSE request")

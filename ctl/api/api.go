@@ -25,6 +25,18 @@ const (
 	PathVolumes      = "/v1/volumes"
 	PathVolume       = "/v1/volumes/{name}"
 	PathVolumeResize = "/v1/volumes/{name}/resize"
+	PathVolumeSet    = "/v1/volumes/{name}/set"
+	// PathSnapshots: GET lists the volume's tree, POST creates a snapshot.
+	PathSnapshots = "/v1/volumes/{name}/snapshots"
+	// PathSnapshot: GET describes, DELETE deletes (?recursive=true&dry_run=true).
+	PathSnapshot = "/v1/volumes/{name}/snapshots/{snap}"
+	PathRollback = "/v1/volumes/{name}/rollback"
+	// PathDiff: GET ?from=SNAP[&to=SNAP]; to defaults to the head.
+	PathDiff    = "/v1/volumes/{name}/diff"
+	PathClone   = "/v1/volumes/{name}/clone"
+	PathFlatten = "/v1/volumes/{name}/flatten"
+	PathJobs    = "/v1/jobs"
+	PathJob     = "/v1/jobs/{id}"
 )
 
 // Stable error codes.
@@ -37,6 +49,8 @@ const (
 	CodeReadOnly        = "read_only"
 	CodeInternal        = "internal"
 	CodeUnavailable     = "unavailable"
+	CodeChainLimit      = "chain_limit"
+	CodeJobFailed       = "job_failed"
 )
 
 // Error is the body of every non-2xx response.
@@ -64,7 +78,17 @@ type Volume struct {
 	// BlockSize is the pool's allocation unit.
 	BlockSize uint64 `json:"block_size"`
 	// UsedBytes is what the volume's head owns.
-	UsedBytes   uint64 `json:"used_bytes"`
+	UsedBytes uint64 `json:"used_bytes"`
+	// SnapshotBytes is what its snapshots own; TotalBytes adds the head.
+	SnapshotBytes uint64 `json:"snapshot_bytes"`
+	TotalBytes    uint64 `json:"total_bytes"`
+	Snapshots     int    `json:"snapshots"`
+	// ChainLength counts the snapshots on the head's path; MaxSnapshots
+	// is the limit in force.
+	ChainLength  int `json:"chain_length"`
+	MaxSnapshots int `json:"max_snapshots"`
+	// Parent is VOL@SNAP for a clone still sharing blocks, else empty.
+	Parent      string `json:"parent"`
 	OpenHandles int    `json:"open_handles"`
 	Writers     int    `json:"writers"`
 	// Path is the volume file on the mount.
@@ -84,6 +108,9 @@ type Pool struct {
 	// Overcommit is provisioned over capacity.
 	Overcommit float64 `json:"overcommit"`
 	Volumes    int     `json:"volumes"`
+	// DataBytesWritten counts bytes written to the pool data file since
+	// the daemon started.
+	DataBytesWritten uint64 `json:"data_bytes_written"`
 }
 
 // CreateVolumeRequest is the body of POST PathVolumes.
@@ -101,4 +128,120 @@ type ResizeVolumeRequest struct {
 // VolumeList answers GET PathVolumes.
 type VolumeList struct {
 	Volumes []Volume `json:"volumes"`
+}
+
+// SetVolumeRequest is the body of POST PathVolumeSet. Absent fields are
+// left alone.
+type SetVolumeRequest struct {
+	// MaxSnapshots: 0 restores the pool default.
+	MaxSnapshots *int `json:"max_snapshots,omitempty"`
+}
+
+// Snapshot is one node of a volume's tree.
+type Snapshot struct {
+	Name   string `json:"name"`
+	ID     uint64 `json:"id"`
+	Volume string `json:"volume"`
+	// Parent is the parent node's id (0 for a root); ParentRef names it
+	// as VOL@SNAP when it belongs to another volume.
+	Parent      uint64    `json:"parent"`
+	ParentRef   string    `json:"parent_ref,omitempty"`
+	Created     time.Time `json:"created"`
+	Kind        string    `json:"kind"` // manual, auto, head
+	Description string    `json:"description,omitempty"`
+	Size        uint64    `json:"size"`
+	OwnBytes    uint64    `json:"own_bytes"`
+	Hidden      bool      `json:"hidden"`
+	Head        bool      `json:"head"`
+	Children    int       `json:"children"`
+	// Path is the read-only snapshot file; empty for the head and hidden nodes.
+	Path string `json:"path,omitempty"`
+}
+
+// SnapshotList answers GET PathSnapshots: every node of the volume's tree,
+// hidden ones and the head included, in creation order.
+type SnapshotList struct {
+	Volume    string     `json:"volume"`
+	Snapshots []Snapshot `json:"snapshots"`
+}
+
+// CreateSnapshotRequest is the body of POST PathSnapshots.
+type CreateSnapshotRequest struct {
+	// Name may be empty when Auto is set: auto-<UTC timestamp>.
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	Auto        bool   `json:"auto,omitempty"`
+}
+
+// DeletePlan says what a snapshot delete frees and moves.
+type DeletePlan struct {
+	Deleted    []string `json:"deleted"`
+	FreedBytes uint64   `json:"freed_bytes"`
+	MovedBytes uint64   `json:"moved_bytes"`
+	KeptHidden []string `json:"kept_hidden"`
+}
+
+// DeleteSnapshotResult answers DELETE PathSnapshot.
+type DeleteSnapshotResult struct {
+	DryRun bool       `json:"dry_run"`
+	Plan   DeletePlan `json:"plan"`
+	Job    *Job       `json:"job,omitempty"`
+}
+
+// DeleteVolumeResult answers DELETE PathVolume.
+type DeleteVolumeResult struct {
+	// KeptForClones lists snapshots kept hidden because clones read them.
+	KeptForClones []string `json:"kept_for_clones"`
+	Job           *Job     `json:"job,omitempty"`
+}
+
+// RollbackRequest is the body of POST PathRollback.
+type RollbackRequest struct {
+	Snapshot string `json:"snapshot"`
+	Force    bool   `json:"force,omitempty"`
+}
+
+// RollbackResult answers POST PathRollback.
+type RollbackResult struct {
+	Volume Volume `json:"volume"`
+	Job    *Job   `json:"job,omitempty"`
+}
+
+// CloneRequest is the body of POST PathClone ({name} is the source volume).
+type CloneRequest struct {
+	Snapshot string `json:"snapshot"`
+	Name     string `json:"name"`
+}
+
+// Extent is a byte range.
+type Extent struct {
+	Offset uint64 `json:"offset"`
+	Length uint64 `json:"length"`
+}
+
+// Diff answers GET PathDiff.
+type Diff struct {
+	Volume       string   `json:"volume"`
+	From         string   `json:"from"`
+	To           string   `json:"to"` // empty: the head
+	ChangedBytes uint64   `json:"changed_bytes"`
+	Extents      []Extent `json:"extents"`
+}
+
+// Job is a background job. Done and Total are bytes processed.
+type Job struct {
+	ID       uint64    `json:"id"`
+	Kind     string    `json:"kind"`
+	Target   string    `json:"target"`
+	State    string    `json:"state"` // running, done, failed
+	Done     uint64    `json:"done_bytes"`
+	Total    uint64    `json:"total_bytes"`
+	Error    string    `json:"error,omitempty"`
+	Created  time.Time `json:"created"`
+	Finished time.Time `json:"finished,omitzero"`
+}
+
+// JobList answers GET PathJobs.
+type JobList struct {
+	Jobs []Job `json:"jobs"`
 }

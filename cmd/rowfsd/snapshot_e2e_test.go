@@ -1,0 +1,386 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pkg/xattr"
+
+	"github.com/rowfs/rowfs/ctl/api"
+)
+
+func snapshotList(t *testing.T, sock, vol string) api.SnapshotList {
+	t.Helper()
+	var l api.SnapshotList
+	rowctlJSON(t, sock, &l, "snapshot", "list", vol)
+	return l
+}
+
+func getxattr(t *testing.T, path, name string) string {
+	t.Helper()
+	v, err := xattr.Get(path, name)
+	if err != nil {
+		t.Fatalf("getxattr %s %s: %v", path, name, err)
+	}
+	return string(v)
+}
+
+// TestSnapshotFiles: every .snapshots/ file equals the reference the
+// volume matched when it was taken (qemu-img compare), survives a resize
+// of the volume, is read-only, carries its xattrs, and disappears with
+// its delete; a clone reads as its origin.
+func TestSnapshotFiles(t *testing.T) {
+	requireE2E(t, "qemu-io", "qemu-img")
+	e := newEnv(t)
+	e.start()
+	vol := createVolume(t, e.sock, "vm", "64M")
+	ref := filepath.Join(t.TempDir(), "ref.raw")
+	runCmd(t, "qemu-img", "create", "-q", "-f", "raw", ref, "64M")
+	refs := map[string]string{}
+	for i := range 5 {
+		cmds := []string{
+			fmt.Sprintf("write -P %d %d 1M", 10+i, i*3<<20),
+			fmt.Sprintf("write -P %d %d 4k", 20+i, 40<<20+i*8192),
+			fmt.Sprintf("write -P %d 0 64k", 30+i),
+		}
+		qemuIO(t, vol, "none", cmds...)
+		qemuIO(t, ref, "none", cmds...)
+		name := fmt.Sprintf("s%d", i)
+		mustRowctl(t, e.sock, "snapshot", "create", "vm@"+name, "--description", "step "+strconv.Itoa(i))
+		refs[name] = filepath.Join(t.TempDir(), name+".raw")
+		runCmd(t, "cp", "--sparse=always", ref, refs[name])
+	}
+	// The head moves on; the snapshots must not.
+	qemuIO(t, vol, "none", "write -P 99 0 8M")
+	mustRowctl(t, e.sock, "volume", "resize", "vm", "--size", "96M")
+	for name, r := range refs {
+		snap := filepath.Join(e.mnt, ".snapshots", "vm", name)
+		runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", snap, r)
+		if st, err := os.Stat(snap); err != nil || st.Size() != 64<<20 {
+			t.Fatalf("%s: size %v (%v), want 64M", snap, st.Size(), err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "conv.raw")
+	runCmd(t, "qemu-img", "convert", "-O", "raw", filepath.Join(e.mnt, ".snapshots", "vm", "s2"), out)
+	runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", out, refs["s2"])
+
+	s0 := filepath.Join(e.mnt, ".snapshots", "vm", "s0")
+	if _, err := os.OpenFile(s0, os.O_RDWR, 0); !errorsIs(err, syscall.EROFS) {
+		t.Errorf("open snapshot for writing: %v, want EROFS", err)
+	}
+	if err := os.Truncate(s0, 0); !errorsIs(err, syscall.EROFS) {
+		t.Errorf("truncate snapshot: %v, want EROFS", err)
+	}
+	if got := getxattr(t, s0, "user.rowfs.kind"); got != "snapshot" {
+		t.Errorf("kind %q", got)
+	}
+	if got := getxattr(t, s0, "user.rowfs.used"); got == "0" || got == "" {
+		t.Errorf("s0 used %q", got)
+	}
+	if got := getxattr(t, s0, "user.rowfs.btime"); !strings.HasPrefix(got, "20") {
+		t.Errorf("btime %q", got)
+	}
+	if got := getxattr(t, s0, "user.rowfs.info.json"); !strings.Contains(got, `"description":"step 0"`) {
+		t.Errorf("info.json %s", got)
+	}
+	if got := getxattr(t, vol, "user.rowfs.snapshots"); got != "5" {
+		t.Errorf("snapshots xattr %q, want 5", got)
+	}
+	if got := getxattr(t, vol, "user.rowfs.snapshots.json"); !strings.Contains(got, `"name":"s4"`) || strings.Contains(got, `"truncated":true`) {
+		t.Errorf("snapshots.json %s", got)
+	}
+	if got := getxattr(t, vol, "user.rowfs.snapshot_bytes"); got == "0" {
+		t.Errorf("snapshot_bytes %q", got)
+	}
+	if got := getxattr(t, vol, "user.rowfs.parent"); got != "" {
+		t.Errorf("parent of a non-clone %q", got)
+	}
+
+	// A clone reads as its origin and says where it came from.
+	var clone api.Volume
+	rowctlJSON(t, e.sock, &clone, "volume", "clone", "vm@s3", "copy")
+	runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", clone.Path, refs["s3"])
+	if got := getxattr(t, clone.Path, "user.rowfs.parent"); got != "vm@s3" {
+		t.Errorf("clone parent %q", got)
+	}
+	mustRowctl(t, e.sock, "volume", "flatten", "copy")
+	runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", clone.Path, refs["s3"])
+	if got := getxattr(t, clone.Path, "user.rowfs.parent"); got != "" {
+		t.Errorf("parent after flatten %q", got)
+	}
+	// Deleting the origin volume keeps what a clone reads.
+	rowctlJSON(t, e.sock, &clone, "volume", "clone", "vm@s1", "copy2")
+	r := rowctl(t, e.sock, "volume", "delete", "vm")
+	if r.code != 0 || !strings.Contains(r.stdout, "kept hidden: vm@s1 (read by clone copy2)") {
+		t.Fatalf("delete origin: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", clone.Path, refs["s1"])
+	if _, err := os.Stat(s0); !errorsIs(err, syscall.ENOENT) {
+		t.Errorf("snapshot file of a deleted volume: %v", err)
+	}
+}
+
+func errorsIs(err error, target syscall.Errno) bool {
+	var errno syscall.Errno
+	for e := err; e != nil; {
+		if en, ok := e.(syscall.Errno); ok {
+			errno = en
+			break
+		}
+		u, ok := e.(interface{ Unwrap() error })
+		if !ok {
+			break
+		}
+		e = u.Unwrap()
+	}
+	return errno == target
+}
+
+// TestRollbackWhileOpen: refused while qemu-io holds the volume open for
+// writing, allowed once it exits, and the new content is visible at once.
+func TestRollbackWhileOpen(t *testing.T) {
+	requireE2E(t, "qemu-io")
+	e := newEnv(t)
+	e.start()
+	vol := createVolume(t, e.sock, "vm", "16M")
+	qemuIO(t, vol, "none", "write -P 1 0 1M")
+	mustRowctl(t, e.sock, "snapshot", "create", "vm@before")
+	qemuIO(t, vol, "writeback", "write -P 2 0 1M")
+
+	q := exec.Command("qemu-io", "-f", "raw", "-t", "none", vol)
+	stdin, err := q.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qout bytes.Buffer
+	q.Stdout, q.Stderr = &qout, &qout
+	if err := q.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var v api.Volume
+		rowctlJSON(t, e.sock, &v, "volume", "info", "vm")
+		if v.Writers > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("qemu-io never opened the volume: %s", qout.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	before := snapshotList(t, e.sock, "vm")
+	r := rowctl(t, e.sock, "snapshot", "rollback", "vm@before")
+	if r.code != 1 || !strings.Contains(r.stderr, "stop the VM first") {
+		t.Fatalf("rollback while open: exit %d %q", r.code, r.stderr)
+	}
+	if after := snapshotList(t, e.sock, "vm"); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("refused rollback changed the tree")
+	}
+	io.WriteString(stdin, "quit\n")
+	stdin.Close()
+	if err := q.Wait(); err != nil {
+		t.Fatalf("qemu-io: %v %s", err, qout.String())
+	}
+	mustRowctl(t, e.sock, "snapshot", "rollback", "vm@before")
+	qemuIO(t, vol, "writeback", "read -P 1 0 1M")
+	qemuIO(t, vol, "none", "read -P 1 0 1M")
+}
+
+// TestSnapshotsWhileWriting: 200 snapshots taken while 4 qemu-io writers
+// append numbered records; in every snapshot each writer's records form
+// a prefix of its sequence.
+func TestSnapshotsWhileWriting(t *testing.T) {
+	requireE2E(t, "qemu-io")
+	e := newEnv(t)
+	e.start()
+	const writers, recSize, region = 4, 512, 16 << 20
+	vol := createVolume(t, e.sock, "vm", "64M")
+	mustRowctl(t, e.sock, "volume", "set", "vm", "max-snapshots=256")
+	var stop atomic.Bool
+	var sent [writers]atomic.Int64
+	var wg sync.WaitGroup
+	outs := make([]*bytes.Buffer, writers)
+	for w := range writers {
+		// Image locking would refuse a second writer; these four share the
+		// file on purpose, each in its own region.
+		q := exec.Command("qemu-io", "-t", "none", "--image-opts", "driver=raw,file.driver=file,file.filename="+vol+",file.locking=off")
+		stdin, err := q.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs[w] = &bytes.Buffer{}
+		q.Stdout, q.Stderr = outs[w], outs[w]
+		if err := q.Start(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bw := bufio.NewWriter(stdin)
+			for k := int64(0); k < region/recSize && !stop.Load(); k++ {
+				fmt.Fprintf(bw, "write -P %d %d %d\n", k%255+1, int64(w)*region+k*recSize, recSize)
+				bw.Flush()
+				sent[w].Store(k + 1)
+			}
+			io.WriteString(bw, "quit\n")
+			bw.Flush()
+			stdin.Close()
+			q.Wait()
+		}()
+	}
+	t.Cleanup(func() { stop.Store(true); wg.Wait() })
+	const snaps = 200
+	var bounds [snaps][writers]int64
+	for i := range snaps {
+		mustRowctl(t, e.sock, "snapshot", "create", fmt.Sprintf("vm@p%03d", i))
+		for w := range writers {
+			bounds[i][w] = sent[w].Load()
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	for w, o := range outs {
+		if strings.Contains(o.String(), "failed") {
+			t.Fatalf("writer %d: %s", w, o.String()[:min(2000, o.Len())])
+		}
+	}
+	var prefixes []int64
+	for i := range snaps {
+		f, err := os.Open(filepath.Join(e.mnt, ".snapshots", "vm", fmt.Sprintf("p%03d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for w := range writers {
+			n := bounds[i][w] + 1 // records that can be in the snapshot, and one past
+			buf := make([]byte, min(n*recSize, region))
+			if _, err := f.ReadAt(buf, int64(w)*region); err != nil {
+				t.Fatal(err)
+			}
+			prefix := int64(-1)
+			for k := int64(0); k*recSize < int64(len(buf)); k++ {
+				rec := buf[k*recSize : (k+1)*recSize]
+				full := bytes.Count(rec, []byte{byte(k%255 + 1)}) == recSize
+				empty := bytes.Count(rec, []byte{0}) == recSize
+				switch {
+				case full && prefix < 0:
+				case empty && prefix < 0:
+					prefix = k
+				case empty:
+				default:
+					t.Fatalf("snapshot p%03d, writer %d: record %d is %v after a prefix of %d: not a point-in-time prefix", i, w, k, rec[:8], prefix)
+				}
+			}
+			if prefix < 0 {
+				t.Fatalf("snapshot p%03d, writer %d: holds more records than were sent when it returned", i, w)
+			}
+			prefixes = append(prefixes, prefix)
+		}
+		f.Close()
+	}
+	t.Logf("%d snapshots × %d writers verified; prefixes from %d to %d records", snaps, writers, prefixes[0], prefixes[len(prefixes)-1])
+	if prefixes[len(prefixes)-1] == 0 {
+		t.Fatalf("the writers wrote nothing while the snapshots were taken")
+	}
+}
+
+// TestSnapshotBadInput: refusals with their exit codes and messages; the
+// tree is byte for byte the same afterwards.
+func TestSnapshotBadInput(t *testing.T) {
+	requireE2E(t)
+	e := newEnv(t)
+	e.start()
+	createVolume(t, e.sock, "vm", "16M")
+	mustRowctl(t, e.sock, "volume", "set", "vm", "max-snapshots=3")
+	for _, s := range []string{"a", "b"} {
+		mustRowctl(t, e.sock, "snapshot", "create", "vm@"+s)
+	}
+	mustRowctl(t, e.sock, "snapshot", "rollback", "vm@a")
+	mustRowctl(t, e.sock, "snapshot", "create", "vm@c")
+	mustRowctl(t, e.sock, "snapshot", "delete", "vm@a") // two children: hidden
+	mustRowctl(t, e.sock, "snapshot", "create", "vm@d")
+	mustRowctl(t, e.sock, "snapshot", "create", "vm@e")
+	before := mustRowctl(t, e.sock, "snapshot", "list", "vm", "--json")
+	if !strings.Contains(mustRowctl(t, e.sock, "snapshot", "list", "vm", "--tree"), "a [hidden, 2 children]") {
+		t.Errorf("tree does not show the hidden node")
+	}
+	cases := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"snapshot", "create", "vm@auto-1"}, 2, "reserved for automatic snapshots"},
+		{[]string{"snapshot", "create", "vm@b"}, 1, "already exists"},
+		{[]string{"snapshot", "create", "vm@x!y"}, 2, "names are"},
+		{[]string{"snapshot", "create", "vm@f"}, 1, "delete one first"},
+		{[]string{"snapshot", "create", "vm", "--auto"}, 1, "none is automatic"},
+		{[]string{"snapshot", "create", "ghost@x"}, 3, `volume "ghost"`},
+		{[]string{"snapshot", "delete", "vm@zz"}, 3, "snapshot vm@zz"},
+		{[]string{"snapshot", "delete", "vm"}, 2, "is the volume's head"},
+		{[]string{"snapshot", "rollback", "vm@a"}, 2, "kept hidden"},
+		{[]string{"snapshot", "delete", "vm@c", "--recursive"}, 1, `head of volume "vm"`},
+		{[]string{"snapshot", "diff", "vm@zz"}, 3, "snapshot vm@zz"},
+		{[]string{"volume", "clone", "vm@zz", "new"}, 3, "snapshot vm@zz"},
+		{[]string{"volume", "flatten", "vm"}, 2, "not a clone"},
+		{[]string{"volume", "set", "vm", "colour=blue"}, 2, "unknown setting"},
+		{[]string{"snapshot", "create", "noat"}, 2, "want VOLUME@SNAPSHOT"},
+	}
+	for _, c := range cases {
+		r := rowctl(t, e.sock, c.args...)
+		if r.code != c.code || !strings.Contains(r.stderr, c.msg) {
+			t.Errorf("rowctl %s: exit %d, stderr %q; want exit %d and %q", strings.Join(c.args, " "), r.code, r.stderr, c.code, c.msg)
+		}
+		if after := mustRowctl(t, e.sock, "snapshot", "list", "vm", "--json"); after != before {
+			t.Fatalf("rowctl %s changed the tree", strings.Join(c.args, " "))
+		}
+	}
+}
+
+// TestDeleteJobSurvivesKill9: a merge interrupted by kill -9 resumes
+// after restart and finishes with the data intact.
+func TestDeleteJobSurvivesKill9(t *testing.T) {
+	requireE2E(t, "qemu-io")
+	e := newEnv(t)
+	d := e.start("--block-size", "4K")
+	vol := createVolume(t, e.sock, "vm", "256M")
+	qemuIO(t, vol, "none", "write -P 5 0 256M")
+	mustRowctl(t, e.sock, "snapshot", "create", "vm@big")
+	qemuIO(t, vol, "none", "write -P 6 0 1M")
+	mustRowctl(t, e.sock, "snapshot", "create", "vm@next")
+	want := fileSum(t, filepath.Join(e.mnt, ".snapshots", "vm", "next"))
+	var res api.DeleteSnapshotResult
+	rowctlJSON(t, e.sock, &res, "snapshot", "delete", "vm@big", "--no-wait")
+	d.kill9()
+	d = e.start("--block-size", "4K")
+	resumed := strings.Contains(d.log.String(), "resuming job")
+	var job api.Job
+	rowctlJSON(t, e.sock, &job, "job", "wait", strconv.FormatUint(res.Job.ID, 10))
+	if job.State != "done" {
+		t.Fatalf("job after restart: %+v", job)
+	}
+	if got := fileSum(t, filepath.Join(e.mnt, ".snapshots", "vm", "next")); got != want {
+		t.Fatalf("vm@next changed across the interrupted merge")
+	}
+	l := snapshotList(t, e.sock, "vm")
+	for _, s := range l.Snapshots {
+		if s.Name == "big" {
+			t.Fatalf("big still listed: %+v", s)
+		}
+		if s.Name == "next" && s.OwnBytes != 256<<20 {
+			t.Fatalf("next owns %d bytes, want 256 MiB", s.OwnBytes)
+		}
+	}
+	t.Logf("merge job %d: %s, %d of %d bytes; interrupted by kill -9 and resumed: %v", job.ID, job.State, job.Done, job.Total, resumed)
+}

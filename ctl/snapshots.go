@@ -1,0 +1,534 @@
+package ctl
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/rowfs/rowfs/ctl/api"
+)
+
+// Snapshots lists a volume's tree.
+func (c *Client) Snapshots(ctx context.Context, volume string) (api.SnapshotList, error) {
+	var l api.SnapshotList
+	return l, c.do(ctx, http.MethodGet, volumePath(volume, "/snapshots"), nil, &l)
+}
+
+// CreateSnapshot takes a snapshot.
+func (c *Client) CreateSnapshot(ctx context.Context, volume string, req api.CreateSnapshotRequest) (api.Snapshot, error) {
+	var s api.Snapshot
+	return s, c.do(ctx, http.MethodPost, volumePath(volume, "/snapshots"), req, &s)
+}
+
+// DeleteSnapshot deletes a snapshot (or plans it, with dryRun).
+func (c *Client) DeleteSnapshot(ctx context.Context, volume, snap string, recursive, dryRun bool) (api.DeleteSnapshotResult, error) {
+	q := url.Values{}
+	if recursive {
+		q.Set("recursive", "true")
+	}
+	if dryRun {
+		q.Set("dry_run", "true")
+	}
+	var r api.DeleteSnapshotResult
+	return r, c.do(ctx, http.MethodDelete, volumePath(volume, "/snapshots/"+url.PathEscape(snap)+"?"+q.Encode()), nil, &r)
+}
+
+// Rollback rolls a volume back to a snapshot.
+func (c *Client) Rollback(ctx context.Context, volume string, req api.RollbackRequest) (api.RollbackResult, error) {
+	var r api.RollbackResult
+	return r, c.do(ctx, http.MethodPost, volumePath(volume, "/rollback"), req, &r)
+}
+
+// Diff lists the extents changed between two snapshots (to "" = the head).
+func (c *Client) Diff(ctx context.Context, volume, from, to string) (api.Diff, error) {
+	q := url.Values{"from": {from}}
+	if to != "" {
+		q.Set("to", to)
+	}
+	var d api.Diff
+	return d, c.do(ctx, http.MethodGet, volumePath(volume, "/diff?"+q.Encode()), nil, &d)
+}
+
+// Clone creates a volume from a snapshot.
+func (c *Client) Clone(ctx context.Context, volume string, req api.CloneRequest) (api.Volume, error) {
+	var v api.Volume
+	return v, c.do(ctx, http.MethodPost, volumePath(volume, "/clone"), req, &v)
+}
+
+// Flatten starts copying what a clone shares.
+func (c *Client) Flatten(ctx context.Context, volume string) (api.Job, error) {
+	var j api.Job
+	return j, c.do(ctx, http.MethodPost, volumePath(volume, "/flatten"), nil, &j)
+}
+
+// SetVolume changes volume settings.
+func (c *Client) SetVolume(ctx context.Context, volume string, req api.SetVolumeRequest) (api.Volume, error) {
+	var v api.Volume
+	return v, c.do(ctx, http.MethodPost, volumePath(volume, "/set"), req, &v)
+}
+
+// Jobs lists background jobs.
+func (c *Client) Jobs(ctx context.Context) ([]api.Job, error) {
+	var l api.JobList
+	return l.Jobs, c.do(ctx, http.MethodGet, api.PathJobs, nil, &l)
+}
+
+// Job describes one job.
+func (c *Client) Job(ctx context.Context, id uint64) (api.Job, error) {
+	var j api.Job
+	return j, c.do(ctx, http.MethodGet, api.PathJobs+"/"+strconv.FormatUint(id, 10), nil, &j)
+}
+
+// jobPoll is how often WaitJob asks for progress.
+const jobPoll = 100 * time.Millisecond
+
+// WaitJob polls a job until it ends, calling progress after each poll.
+func (c *Client) WaitJob(ctx context.Context, id uint64, progress func(api.Job)) (api.Job, error) {
+	for {
+		j, err := c.Job(ctx, id)
+		if err != nil {
+			return j, err
+		}
+		if progress != nil {
+			progress(j)
+		}
+		switch j.State {
+		case "running":
+		case "failed":
+			return j, &api.Error{Code: api.CodeJobFailed, Message: fmt.Sprintf("job %d (%s %s) failed: %s", j.ID, j.Kind, j.Target, j.Error)}
+		default:
+			return j, nil
+		}
+		select {
+		case <-ctx.Done():
+			return j, ctx.Err()
+		case <-time.After(jobPoll):
+		}
+	}
+}
+
+// splitRef splits VOL@SNAP; the snapshot part is required unless optional.
+func splitRef(ref string, optional bool) (string, string, error) {
+	vol, snap, ok := strings.Cut(ref, "@")
+	if vol == "" || ok && snap == "" || !ok && !optional {
+		return "", "", fmt.Errorf("%w: %q: want VOLUME@SNAPSHOT", ErrUsage, ref)
+	}
+	return vol, snap, nil
+}
+
+// waitJob follows a job to its end: a progress bar on a terminal, nothing
+// otherwise (scripts use --json or job wait).
+func (a *app) waitJob(ctx context.Context, job *api.Job) (*api.Job, error) {
+	if job == nil {
+		return nil, nil
+	}
+	var bar *progressbar.ProgressBar
+	if f, ok := a.out.(*os.File); ok && term.IsTerminal(int(f.Fd())) && !a.json {
+		bar = progressbar.DefaultBytes(int64(max(job.Total, 1)), fmt.Sprintf("job %d: %s %s", job.ID, job.Kind, job.Target))
+	}
+	j, err := a.client().WaitJob(ctx, job.ID, func(j api.Job) {
+		if bar != nil {
+			bar.ChangeMax64(int64(max(j.Total, 1)))
+			_ = bar.Set64(int64(j.Done))
+		}
+	})
+	if bar != nil {
+		_ = bar.Finish()
+		fmt.Fprintln(a.out)
+	}
+	return &j, err
+}
+
+func snapshotCommand(a *app) *cobra.Command {
+	cmd := group("snapshot", "Create, list, roll back to, delete and diff snapshots (VOLUME@SNAPSHOT)")
+
+	var description string
+	var auto bool
+	create := &cobra.Command{
+		Use:   "create VOLUME@SNAPSHOT [--description TEXT] | VOLUME --auto",
+		Short: "Snapshot a volume (instant; point-in-time exact)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			vol, snap, err := splitRef(argv[0], auto)
+			if err != nil {
+				return err
+			}
+			s, err := a.client().CreateSnapshot(cmd.Context(), vol, api.CreateSnapshotRequest{Name: snap, Description: description, Auto: auto})
+			if err != nil {
+				return err
+			}
+			return a.print(s, func(w io.Writer) { fmt.Fprintf(w, "created %s snapshot %s@%s (%s)\n", s.Kind, vol, s.Name, s.Path) })
+		},
+	}
+	create.Flags().StringVar(&description, "description", "", "free text kept with the snapshot")
+	create.Flags().BoolVar(&auto, "auto", false, "automatic snapshot: named auto-<UTC time>; at the chain limit it rotates out the oldest automatic one")
+
+	var tree bool
+	list := &cobra.Command{
+		Use:   "list VOLUME [--tree]",
+		Short: "List a volume's snapshots",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			l, err := a.client().Snapshots(cmd.Context(), argv[0])
+			if err != nil {
+				return err
+			}
+			return a.print(l, func(w io.Writer) {
+				if tree {
+					printTree(w, l, func(s api.Snapshot) string { return snapshotLabel(s) })
+					return
+				}
+				printSnapshots(w, l)
+			})
+		},
+	}
+	list.Flags().BoolVar(&tree, "tree", false, "draw the tree, head marked")
+
+	var force bool
+	rollback := &cobra.Command{
+		Use:   "rollback VOLUME@SNAPSHOT [--force]",
+		Short: "Make the volume read as the snapshot again (the VM must be stopped)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			vol, snap, err := splitRef(argv[0], false)
+			if err != nil {
+				return err
+			}
+			r, err := a.client().Rollback(cmd.Context(), vol, api.RollbackRequest{Snapshot: snap, Force: force})
+			if err != nil {
+				return err
+			}
+			if r.Job, err = a.waitJob(cmd.Context(), r.Job); err != nil {
+				return err
+			}
+			return a.print(r, func(w io.Writer) {
+				fmt.Fprintf(w, "rolled %s back to %s (size %s)\n", vol, snap, api.FormatSize(r.Volume.Size))
+			})
+		},
+	}
+	rollback.Flags().BoolVar(&force, "force", false, "roll back even while the volume is open for writing (its writer sees the change underneath it)")
+
+	var recursive, dryRun, noWait bool
+	del := &cobra.Command{
+		Use:   "delete VOLUME@SNAPSHOT [--recursive] [--dry-run]",
+		Short: "Delete a snapshot: what a child still reads moves to it, the rest is freed",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			vol, snap, err := splitRef(argv[0], true)
+			if err != nil {
+				return err
+			}
+			if snap == "" {
+				return fmt.Errorf("%w: %q is the volume's head, not a snapshot: delete the volume with rowctl volume delete %s", ErrUsage, vol, vol)
+			}
+			r, err := a.client().DeleteSnapshot(cmd.Context(), vol, snap, recursive, dryRun)
+			if err != nil {
+				return err
+			}
+			if !noWait {
+				if r.Job, err = a.waitJob(cmd.Context(), r.Job); err != nil {
+					return err
+				}
+			}
+			return a.print(r, func(w io.Writer) { printDeletePlan(w, r) })
+		},
+	}
+	del.Flags().BoolVar(&recursive, "recursive", false, "delete the snapshot's whole subtree (refused if it holds a volume's head)")
+	del.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be freed and change nothing")
+	del.Flags().BoolVar(&noWait, "no-wait", false, "return once the delete is decided; the merge runs as a job (rowctl job wait)")
+
+	diff := &cobra.Command{
+		Use:   "diff VOLUME@A [VOLUME@B]",
+		Short: "List the extents changed from A to B (default: the head), from the block maps alone",
+		Args:  args(cobra.RangeArgs(1, 2)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			vol, from, err := splitRef(argv[0], false)
+			if err != nil {
+				return err
+			}
+			to := ""
+			if len(argv) == 2 {
+				vol2, snap, err := splitRef(argv[1], false)
+				if err != nil {
+					return err
+				}
+				if vol2 != vol {
+					return fmt.Errorf("%w: both snapshots must be of one volume (%s, %s)", ErrUsage, vol, vol2)
+				}
+				to = snap
+			}
+			d, err := a.client().Diff(cmd.Context(), vol, from, to)
+			if err != nil {
+				return err
+			}
+			return a.print(d, func(w io.Writer) {
+				target := "head"
+				if to != "" {
+					target = vol + "@" + to
+				}
+				fmt.Fprintf(w, "%s@%s → %s: %d extents, %s changed\n", vol, from, target, len(d.Extents), api.FormatSize(d.ChangedBytes))
+				for _, e := range d.Extents {
+					fmt.Fprintf(w, "%d\t%d\n", e.Offset, e.Length)
+				}
+			})
+		},
+	}
+	cmd.AddCommand(create, list, rollback, del, diff)
+	return cmd
+}
+
+func snapshotLabel(s api.Snapshot) string {
+	switch {
+	case s.Head:
+		return "(head)"
+	case s.Hidden:
+		return fmt.Sprintf("%s [hidden, %d children]", s.Name, s.Children)
+	}
+	label := fmt.Sprintf("%s [%s, own %s, %s]", s.Name, s.Kind, api.FormatSize(s.OwnBytes), s.Created.Format("2006-01-02T15:04:05Z"))
+	if s.Description != "" {
+		label += " " + strconv.Quote(s.Description)
+	}
+	return label
+}
+
+func printSnapshots(w io.Writer, l api.SnapshotList) {
+	byID := map[uint64]api.Snapshot{}
+	for _, s := range l.Snapshots {
+		byID[s.ID] = s
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tID\tPARENT\tCREATED\tKIND\tOWN\tDESCRIPTION")
+	for _, s := range l.Snapshots {
+		if s.Head {
+			continue
+		}
+		parent := "-"
+		switch {
+		case s.ParentRef != "":
+			parent = s.ParentRef
+		case s.Parent != 0:
+			parent = byID[s.Parent].Name
+		}
+		kind := s.Kind
+		if s.Hidden {
+			kind = "hidden"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.ID, parent, s.Created.Format("2006-01-02T15:04:05Z"),
+			kind, api.FormatSize(s.OwnBytes), s.Description)
+	}
+	tw.Flush()
+}
+
+// printTree draws the volume's tree; a clone's origin is shown as its root.
+func printTree(w io.Writer, l api.SnapshotList, label func(api.Snapshot) string) {
+	children := map[uint64][]api.Snapshot{}
+	inList := map[uint64]bool{}
+	for _, s := range l.Snapshots {
+		inList[s.ID] = true
+	}
+	var roots []api.Snapshot
+	for _, s := range l.Snapshots {
+		if s.Parent == 0 || !inList[s.Parent] {
+			roots = append(roots, s)
+		} else {
+			children[s.Parent] = append(children[s.Parent], s)
+		}
+	}
+	var draw func(s api.Snapshot, prefix string, last bool, top bool)
+	draw = func(s api.Snapshot, prefix string, last, top bool) {
+		branch, next := "├── ", prefix+"│   "
+		if last {
+			branch, next = "└── ", prefix+"    "
+		}
+		if top {
+			branch, next = "", prefix
+			if s.ParentRef != "" {
+				fmt.Fprintf(w, "%s (origin)\n", s.ParentRef)
+				branch, next = "└── ", "    "
+			}
+		}
+		fmt.Fprintf(w, "%s%s%s\n", prefix, branch, label(s))
+		kids := children[s.ID]
+		for i, c := range kids {
+			draw(c, next, i == len(kids)-1, false)
+		}
+	}
+	for _, r := range roots {
+		draw(r, "", true, true)
+	}
+}
+
+func printDeletePlan(w io.Writer, r api.DeleteSnapshotResult) {
+	verb := "deleted"
+	if r.DryRun {
+		verb = "would delete"
+	}
+	fmt.Fprintf(w, "%s %s: frees %s (%d bytes), moves %s to a child without copying\n", verb, strings.Join(r.Plan.Deleted, ", "),
+		api.FormatSize(r.Plan.FreedBytes), r.Plan.FreedBytes, api.FormatSize(r.Plan.MovedBytes))
+	for _, k := range r.Plan.KeptHidden {
+		fmt.Fprintf(w, "kept hidden until it can merge: %s\n", k)
+	}
+}
+
+func duCommand(a *app) *cobra.Command {
+	var tree bool
+	cmd := &cobra.Command{
+		Use:   "du VOLUME [--tree]",
+		Short: "Space used by a volume: head, snapshots, each node's own bytes",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			v, err := a.client().Volume(cmd.Context(), argv[0])
+			if err != nil {
+				return err
+			}
+			l, err := a.client().Snapshots(cmd.Context(), argv[0])
+			if err != nil {
+				return err
+			}
+			out := map[string]any{"volume": v, "nodes": l.Snapshots}
+			return a.print(out, func(w io.Writer) {
+				if tree {
+					printTree(w, l, func(s api.Snapshot) string {
+						name := s.Name
+						if s.Head {
+							name = "(head)"
+						} else if s.Hidden {
+							name += " [hidden]"
+						}
+						return fmt.Sprintf("%-10s %s", api.FormatSize(s.OwnBytes), name)
+					})
+				}
+				fmt.Fprintf(w, "head %s, snapshots %s, total %s; virtual size %s\n", api.FormatSize(v.UsedBytes),
+					api.FormatSize(v.SnapshotBytes), api.FormatSize(v.TotalBytes), api.FormatSize(v.Size))
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&tree, "tree", false, "each node's own bytes, as a tree")
+	return cmd
+}
+
+func jobCommand(a *app) *cobra.Command {
+	cmd := group("job", "Follow background jobs (deletes, rollbacks, flattens)")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List jobs, newest first",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			jobs, err := a.client().Jobs(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.print(api.JobList{Jobs: jobs}, func(w io.Writer) {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tKIND\tTARGET\tSTATE\tPROGRESS\tCREATED\tERROR")
+				for _, j := range jobs {
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s/%s\t%s\t%s\n", j.ID, j.Kind, j.Target, j.State, api.FormatSize(j.Done),
+						api.FormatSize(j.Total), j.Created.Format("2006-01-02T15:04:05Z"), j.Error)
+				}
+				tw.Flush()
+			})
+		},
+	}
+	wait := &cobra.Command{
+		Use:   "wait ID",
+		Short: "Wait for a job to end (a progress bar on a terminal)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			id, err := strconv.ParseUint(argv[0], 10, 64)
+			if err != nil {
+				return fmt.Errorf("%w: job id %q is not a number", ErrUsage, argv[0])
+			}
+			j, err := a.client().Job(cmd.Context(), id)
+			if err != nil {
+				return err
+			}
+			done, err := a.waitJob(cmd.Context(), &j)
+			if err != nil {
+				return err
+			}
+			return a.print(done, func(w io.Writer) { fmt.Fprintf(w, "job %d %s: %s\n", done.ID, done.Kind, done.State) })
+		},
+	}
+	cmd.AddCommand(list, wait)
+	return cmd
+}
+
+// cloneCommands are volume clone, flatten and set.
+func cloneCommands(a *app) []*cobra.Command {
+	clone := &cobra.Command{
+		Use:   "clone VOLUME@SNAPSHOT NEWVOLUME",
+		Short: "Create a volume from a snapshot, instantly (it shares blocks)",
+		Args:  args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			vol, snap, err := splitRef(argv[0], false)
+			if err != nil {
+				return err
+			}
+			v, err := a.client().Clone(cmd.Context(), vol, api.CloneRequest{Snapshot: snap, Name: argv[1]})
+			if err != nil {
+				return err
+			}
+			return a.print(v, func(w io.Writer) { fmt.Fprintf(w, "cloned %s to volume %s at %s\n", argv[0], v.Name, v.Path) })
+		},
+	}
+	var noWait bool
+	flatten := &cobra.Command{
+		Use:   "flatten VOLUME",
+		Short: "Copy what a clone still shares, so it stands alone",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			j, err := a.client().Flatten(cmd.Context(), argv[0])
+			if err != nil {
+				return err
+			}
+			done := &j
+			if !noWait {
+				if done, err = a.waitJob(cmd.Context(), &j); err != nil {
+					return err
+				}
+			}
+			return a.print(done, func(w io.Writer) { fmt.Fprintf(w, "flatten of %s: job %d %s\n", argv[0], done.ID, done.State) })
+		},
+	}
+	flatten.Flags().BoolVar(&noWait, "no-wait", false, "return at once; the copy runs as a job")
+	set := &cobra.Command{
+		Use:   "set VOLUME KEY=VALUE...",
+		Short: "Change volume settings: max-snapshots=N (0: the pool default)",
+		Args:  args(cobra.MinimumNArgs(2)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			var req api.SetVolumeRequest
+			for _, kv := range argv[1:] {
+				k, val, ok := strings.Cut(kv, "=")
+				switch {
+				case !ok:
+					return fmt.Errorf("%w: %q: want KEY=VALUE", ErrUsage, kv)
+				case k == "max-snapshots":
+					n, err := strconv.Atoi(val)
+					if err != nil {
+						return fmt.Errorf("%w: max-snapshots=%q is not a number", ErrUsage, val)
+					}
+					req.MaxSnapshots = &n
+				default:
+					return fmt.Errorf("%w: unknown setting %q (known: max-snapshots)", ErrUsage, k)
+				}
+			}
+			v, err := a.client().SetVolume(cmd.Context(), argv[0], req)
+			if err != nil {
+				return err
+			}
+			return a.print(v, func(w io.Writer) { fmt.Fprintf(w, "%s: max-snapshots=%d\n", v.Name, v.MaxSnapshots) })
+		},
+	}
+	return []*cobra.Command{clone, flatten, set}
+}
