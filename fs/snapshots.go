@@ -22,7 +22,7 @@ const SnapshotsDir = ".snapshots"
 const snapshotsDirIno = 2
 
 func volumeSnapDirIno(volumeID uint64) uint64 { return 2<<32 + volumeID }
-func snapshotIno(nodeID uint64) uint64       { return 3<<32 + nodeID }
+func snapshotIno(nodeID uint64) uint64        { return 3<<32 + nodeID }
 
 // maxSnapshotsJSON keeps user.rowfs.snapshots.json under the 64 KiB a
 // Linux xattr value may hold.
@@ -216,7 +216,9 @@ func (s *snapshotNode) Getxattr(ctx context.Context, attr string, dest []byte) (
 	return 0, syscall.ENODATA
 }
 
-func (s *snapshotNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) { return 0, 0 }
+func (s *snapshotNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	return 0, 0
+}
 
 func (s *snapshotNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
 	return refuseSetxattr(attr)
