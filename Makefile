@@ -63,6 +63,7 @@ test: deps-test vet
 # bench: fio against a rowfs volume and a go-fuse passthrough; never part of test.
 bench: deps-bench build
 	$(GO) build -o bin/passthrough ./bench/passthrough
+	$(GO) run ./bench/snapbench
 	bash bench/fio.sh
 
 fuzz:

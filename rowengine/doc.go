@@ -13,6 +13,22 @@
 // does not grow with the number of ancestors; Badger is the durable truth,
 // read once at Open.
 //
+// # Snapshot tree
+//
+// A snapshot freezes the head (it keeps its id and map) and starts a new
+// empty head under it: one copy of the page-pointer array, whatever the
+// volume's size. Rollback starts a new head under the snapshot and frees
+// the old head's blocks. Clone starts a head of a new volume under a
+// snapshot of another. Delete marks the node hidden (durable), then a job
+// merges it: a leaf is removed; with one child, its entries move to the
+// child where the child still sees them (ownership transfer, no data
+// copied) and are freed where it does not; with several children it stays
+// hidden until they go. Flatten copies into a clone's oldest node what it
+// reads from its origin, then cuts the tie. Tables stay resolved through
+// all of this: rewriteSubtree updates a node and every descendant that
+// inherits the entry, sharing pages where they shared them. Jobs are
+// persisted (blockmap JobRecord) and idempotent, so Open resumes them.
+//
 // # Write path
 //
 // A write to a block the head owns goes in place. Otherwise it is
