@@ -409,3 +409,11 @@ func (p *Pool) punchHoles(blocks []uint64) {
 		i = j
 	}
 }
+
+// syncedUpdate runs fn in one transaction and makes it durable.
+func (p *Pool) syncedUpdate(fn func(tx *blockmap.Txn) error) error {
+	if err := p.store.Update(fn); err != nil {
+		return err
+	}
+	return p.store.Sync()
+}

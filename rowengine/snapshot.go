@@ -831,10 +831,7 @@ func (p *Pool) SetMaxSnapshots(volume string, limit int) (VolumeInfo, error) {
 	}
 	rec := v.rec
 	rec.MaxSnapshots = limit
-	err = p.store.Update(func(tx *blockmap.Txn) error { return tx.PutVolume(rec) })
-	if err == nil {
-		err = p.store.Sync()
-	}
+	err = p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutVolume(rec) })
 	if err != nil {
 		return VolumeInfo{}, fmt.Errorf("set max-snapshots of %q: %w", volume, err)
 	}

@@ -257,10 +257,7 @@ func (p *Pool) ResizeVolume(name string, size uint64, allowShrink bool) (VolumeI
 	}
 	rec := v.rec
 	rec.Size = size
-	err = p.store.Update(func(tx *blockmap.Txn) error { return tx.PutVolume(rec) })
-	if err == nil {
-		err = p.store.Sync()
-	}
+	err = p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutVolume(rec) })
 	if err != nil {
 		return VolumeInfo{}, fmt.Errorf("resize volume %q: %w", name, err)
 	}
