@@ -98,7 +98,7 @@ func (d *volumeSnapshotsDir) Lookup(ctx context.Context, name string, out *fuse.
 	}
 	node := &snapshotNode{root: d.root, volume: d.volume, name: name}
 	child := d.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: snapshotIno(info.ID)})
-	fillSnapshotAttr(info, d.root, &out.Attr)
+	fillSnapshotAttr(info, &out.Attr)
 	return child, 0
 }
 
@@ -138,7 +138,7 @@ var (
 	_ gofs.NodeListxattrer   = (*snapshotNode)(nil)
 )
 
-func fillSnapshotAttr(info rowengine.SnapshotInfo, r *rootNode, out *fuse.Attr) {
+func fillSnapshotAttr(info rowengine.SnapshotInfo, out *fuse.Attr) {
 	out.Ino = snapshotIno(info.ID)
 	out.Mode = syscall.S_IFREG | 0o440
 	out.Nlink = 1
@@ -153,7 +153,7 @@ func (s *snapshotNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse
 	if err != nil {
 		return toErrno(err)
 	}
-	fillSnapshotAttr(info, s.root, &out.Attr)
+	fillSnapshotAttr(info, &out.Attr)
 	return 0
 }
 

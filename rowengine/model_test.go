@@ -141,6 +141,8 @@ func TestModelRandomized(t *testing.T) {
 		}
 	}
 	lastOp := ""
+	counts := map[string]int{}
+	did := func(op string) { counts[op]++; lastOp = op }
 	wait := func(step int, what string, job *JobInfo) {
 		if job == nil {
 			return
@@ -200,7 +202,6 @@ func TestModelRandomized(t *testing.T) {
 	names := []string{"a", "b", "c"}
 	sizes := []uint64{16 << 10, 32 << 10, 64 << 10}
 	snapSeq := 0
-	counts := map[string]int{}
 	for step := range steps {
 		clock = clock.Add(time.Second)
 		name := names[rng.IntN(len(names))]
@@ -212,9 +213,7 @@ func TestModelRandomized(t *testing.T) {
 					t.Fatalf("step %d: clone %s@%s to %s: %v", step, s.vol.name, s.name, name, err)
 				}
 				m.vols[name] = &modelVol{name: name, data: slices.Clone(s.data), headParent: s}
-				lastOp = "?"
-				counts["clone"]++
-				lastOp = "clone"
+				did("clone")
 			} else {
 				size := sizes[rng.IntN(len(sizes))]
 				if _, err := p.CreateVolume(name, size); err != nil {
@@ -243,9 +242,7 @@ func TestModelRandomized(t *testing.T) {
 				t.Fatalf("step %d: write %s %d+%d: %v", step, name, off, n, err)
 			}
 			copy(v.data[off:], data)
-			lastOp = "?"
-			counts["write"]++
-			lastOp = "write"
+			did("write")
 		case op < 42: // zero range / discard
 			off := rng.Uint64N(size)
 			n := min(1+rng.Uint64N(6*4096), size-off)
@@ -253,9 +250,7 @@ func TestModelRandomized(t *testing.T) {
 				t.Fatalf("step %d: zero %s %d+%d: %v", step, name, off, n, err)
 			}
 			clear(v.data[off : off+n])
-			lastOp = "?"
-			counts["zero"]++
-			lastOp = "zero"
+			did("zero")
 		case op < 45: // resize, grow or shrink, 512-aligned
 			newSize := (1 + rng.Uint64N(96<<10/512)) * 512
 			if _, err := p.ResizeVolume(name, newSize, true); err != nil {
@@ -264,9 +259,7 @@ func TestModelRandomized(t *testing.T) {
 			grown := make([]byte, newSize)
 			copy(grown, v.data)
 			v.data = grown
-			lastOp = "?"
-			counts["resize"]++
-			lastOp = "resize"
+			did("resize")
 		case op < 48:
 			if err := open(name).Sync(); err != nil {
 				t.Fatalf("step %d: sync: %v", step, err)
@@ -294,9 +287,7 @@ func TestModelRandomized(t *testing.T) {
 				if !errors.Is(err, ErrChainLimit) {
 					t.Fatalf("step %d: snapshot of %s at the chain limit: %v, want ErrChainLimit", step, name, err)
 				}
-				lastOp = "?"
-				counts["chain-limit"]++
-				lastOp = "chain-limit"
+				did("chain-limit")
 				break
 			}
 			if err != nil {
@@ -304,16 +295,12 @@ func TestModelRandomized(t *testing.T) {
 			}
 			if rotate != nil {
 				m.remove(rotate)
-				lastOp = "?"
-				counts["rotate"]++
-				lastOp = "rotate"
+				did("rotate")
 			}
 			s := &modelSnap{vol: v, name: info.Name, auto: auto, data: slices.Clone(v.data), parent: v.headParent}
 			m.snaps = append(m.snaps, s)
 			v.headParent = s
-			lastOp = "?"
-			counts["snapshot"]++
-			lastOp = "snapshot"
+			did("snapshot")
 		case op < 68 && len(snaps) > 0: // rollback
 			s := snaps[rng.IntN(len(snaps))]
 			if rng.IntN(10) == 0 {
@@ -329,9 +316,7 @@ func TestModelRandomized(t *testing.T) {
 			}
 			wait(step, "rollback", res.Job)
 			v.data, v.headParent = slices.Clone(s.data), s
-			lastOp = "?"
-			counts["rollback"]++
-			lastOp = "rollback"
+			did("rollback")
 		case op < 78 && len(snaps) > 0: // delete, sometimes recursive, sometimes a dry run first
 			s := snaps[rng.IntN(len(snaps))]
 			recursive := rng.IntN(4) == 0
@@ -380,9 +365,7 @@ func TestModelRandomized(t *testing.T) {
 			for _, o := range doomed {
 				m.remove(o)
 			}
-			lastOp = "?"
-			counts["delete"]++
-			lastOp = "delete"
+			did("delete")
 		case op < 80: // flatten
 			var root *modelSnap
 			for s := v.headParent; s != nil && root == nil; s = s.parent {
@@ -422,9 +405,7 @@ func TestModelRandomized(t *testing.T) {
 					s.parent = nil
 				}
 			}
-			lastOp = "?"
-			counts["flatten"]++
-			lastOp = "flatten"
+			did("flatten")
 		case op < 82: // delete the volume; its snapshots go with it
 			closeHandle(name)
 			res, err := p.DeleteVolume(name, false)
@@ -436,13 +417,8 @@ func TestModelRandomized(t *testing.T) {
 				m.remove(s)
 			}
 			delete(m.vols, name)
-			lastOp = "?"
-			counts["volume-delete"]++
-			lastOp = "volume-delete"
+			did("volume-delete")
 		case op < 83: // reopen the pool
-			if os.Getenv("DEBUG_BLOCK") != "" {
-				t.Logf("before reopen:\n%s", p.debugBlock(13))
-			}
 			for n := range handles {
 				closeHandle(n)
 			}
@@ -452,9 +428,7 @@ func TestModelRandomized(t *testing.T) {
 			if p, err = Open(dir, opts); err != nil {
 				t.Fatalf("step %d: reopen: %v", step, err)
 			}
-			lastOp = "?"
-			counts["reopen"]++
-			lastOp = "reopen"
+			did("reopen")
 		default: // read a random range
 			off := rng.Uint64N(size)
 			n := min(1+rng.Uint64N(4*4096), size-off)

@@ -282,11 +282,14 @@ func (p *Pool) CreateSnapshot(volume, name string, opts SnapshotOptions) (Snapsh
 	return info, nil
 }
 
-// attachLocked adds a new head node under parent and makes it v's head.
+// attachLocked adds a new head node under parent (or as a root, if parent
+// is nil) and makes it v's head.
 func (p *Pool) attachLocked(v *volume, parent *node, rec blockmap.NodeRecord) *node {
-	p.nextGen++
-	n := &node{rec: rec, parent: parent, vol: v, table: parent.table.child(p.nextGen)}
-	parent.children = append(parent.children, n)
+	n := &node{rec: rec, parent: parent, vol: v}
+	p.ensureTable(n)
+	if parent != nil {
+		parent.children = append(parent.children, n)
+	}
 	p.nodes[rec.ID] = n
 	v.head = n
 	return n
@@ -568,41 +571,12 @@ func (p *Pool) CloneVolume(srcVolume, snap, name string) (VolumeInfo, error) {
 	if err != nil {
 		return VolumeInfo{}, err
 	}
-	p.mapMu.Lock()
-	defer p.mapMu.Unlock()
-	if _, exists := p.volumes[name]; exists {
-		return VolumeInfo{}, fmt.Errorf("%w: volume %q", ErrExists, name)
-	}
-	now := p.opts.Now().UTC()
-	var vrec blockmap.VolumeRecord
-	var nrec blockmap.NodeRecord
-	err = p.store.Update(func(tx *blockmap.Txn) error {
-		vid, err := tx.NextID()
-		if err != nil {
-			return err
-		}
-		nid, err := tx.NextID()
-		if err != nil {
-			return err
-		}
-		nrec = blockmap.NodeRecord{ID: nid, Volume: vid, Parent: s.rec.ID, Created: now}
-		vrec = blockmap.VolumeRecord{ID: vid, Name: name, Size: s.rec.Size, Backend: BackendRow, Head: nid, Created: now}
-		if err := tx.PutNode(nrec); err != nil {
-			return err
-		}
-		return tx.PutVolume(vrec)
-	})
-	if err == nil {
-		err = p.store.Sync()
-	}
+	info, err := p.newVolumeLocked(name, s.rec.Size, s)
 	if err != nil {
-		return VolumeInfo{}, fmt.Errorf("clone %s@%s to %q: %w", srcVolume, snap, name, err)
+		return VolumeInfo{}, err
 	}
-	v := &volume{rec: vrec}
-	p.volumes[name] = v
-	p.attachLocked(v, s, nrec)
 	p.log.Info("cloned volume", "from", srcVolume+"@"+snap, "to", name)
-	return p.volumeInfoLocked(v), nil
+	return info, nil
 }
 
 // cloneRootLocked returns the oldest node of v on its head's path whose

@@ -260,8 +260,9 @@ func TestJobResumesAfterClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, _ := p.CreateVolume("vm", 64<<20)
-	_ = h
+	if _, err := p.CreateVolume("vm", 64<<20); err != nil {
+		t.Fatal(err)
+	}
 	vh, _ := p.OpenVolume("vm", true)
 	vh.WriteAt(make([]byte, 64<<20), 0)
 	for i := int64(0); i < 64<<20; i += 4096 {

@@ -200,7 +200,10 @@ func (p *Pool) merge(s, c *node, progress func(blocks uint64)) error {
 	if err == nil {
 		parent := s.parent
 		c.rec = crec
-		p.detachLocked(s) // owns nothing any more
+		// s owns nothing now; its in-memory table is stale (merge never
+		// writes it, as its pages may be shared), so what detachLocked
+		// reports as freed is not.
+		p.detachLocked(s)
 		c.parent = parent
 		if parent != nil {
 			parent.children = append(parent.children, c)

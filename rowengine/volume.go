@@ -76,20 +76,29 @@ func (p *Pool) CreateVolume(name string, size uint64) (VolumeInfo, error) {
 	}
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
-	p.mapMu.RLock()
-	_, exists := p.volumes[name]
-	closed := p.closed
-	p.mapMu.RUnlock()
-	if closed {
+	info, err := p.newVolumeLocked(name, size, nil)
+	if err != nil {
+		return VolumeInfo{}, err
+	}
+	p.log.Info("created volume", "name", name, "size", size)
+	return info, nil
+}
+
+// newVolumeLocked creates a volume whose head starts under parent (a
+// clone), or empty if parent is nil. Caller holds adminMu.
+func (p *Pool) newVolumeLocked(name string, size uint64, parent *node) (VolumeInfo, error) {
+	p.mapMu.Lock()
+	defer p.mapMu.Unlock()
+	if p.closed {
 		return VolumeInfo{}, ErrClosed
 	}
-	if exists {
+	if _, exists := p.volumes[name]; exists {
 		return VolumeInfo{}, fmt.Errorf("%w: volume %q", ErrExists, name)
 	}
 	now := p.opts.Now().UTC()
 	var vrec blockmap.VolumeRecord
 	var nrec blockmap.NodeRecord
-	err := p.store.Update(func(tx *blockmap.Txn) error {
+	err := p.syncedUpdate(func(tx *blockmap.Txn) error {
 		vid, err := tx.NextID()
 		if err != nil {
 			return err
@@ -99,29 +108,22 @@ func (p *Pool) CreateVolume(name string, size uint64) (VolumeInfo, error) {
 			return err
 		}
 		nrec = blockmap.NodeRecord{ID: nid, Volume: vid, Created: now}
+		if parent != nil {
+			nrec.Parent = parent.rec.ID
+		}
 		vrec = blockmap.VolumeRecord{ID: vid, Name: name, Size: size, Backend: BackendRow, Head: nid, Created: now}
 		if err := tx.PutNode(nrec); err != nil {
 			return err
 		}
 		return tx.PutVolume(vrec)
 	})
-	if err == nil {
-		err = p.store.Sync()
-	}
 	if err != nil {
 		return VolumeInfo{}, fmt.Errorf("create volume %q: %w", name, err)
 	}
-	p.mapMu.Lock()
-	head := &node{rec: nrec}
-	p.ensureTable(head)
-	p.nodes[nrec.ID] = head
-	v := &volume{rec: vrec, head: head}
-	head.vol = v
+	v := &volume{rec: vrec}
 	p.volumes[name] = v
-	info := p.volumeInfoLocked(v)
-	p.mapMu.Unlock()
-	p.log.Info("created volume", "name", name, "size", size)
-	return info, nil
+	p.attachLocked(v, parent, nrec)
+	return p.volumeInfoLocked(v), nil
 }
 
 // DeleteVolume removes a volume and frees its blocks. It refuses an open

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -77,10 +78,10 @@ func TestSnapshotFiles(t *testing.T) {
 	runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", out, refs["s2"])
 
 	s0 := filepath.Join(e.mnt, ".snapshots", "vm", "s0")
-	if _, err := os.OpenFile(s0, os.O_RDWR, 0); !errorsIs(err, syscall.EROFS) {
+	if _, err := os.OpenFile(s0, os.O_RDWR, 0); !errors.Is(err, syscall.EROFS) {
 		t.Errorf("open snapshot for writing: %v, want EROFS", err)
 	}
-	if err := os.Truncate(s0, 0); !errorsIs(err, syscall.EROFS) {
+	if err := os.Truncate(s0, 0); !errors.Is(err, syscall.EROFS) {
 		t.Errorf("truncate snapshot: %v, want EROFS", err)
 	}
 	if got := getxattr(t, s0, "user.rowfs.kind"); got != "snapshot" {
@@ -127,25 +128,9 @@ func TestSnapshotFiles(t *testing.T) {
 		t.Fatalf("delete origin: exit %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", clone.Path, refs["s1"])
-	if _, err := os.Stat(s0); !errorsIs(err, syscall.ENOENT) {
+	if _, err := os.Stat(s0); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("snapshot file of a deleted volume: %v", err)
 	}
-}
-
-func errorsIs(err error, target syscall.Errno) bool {
-	var errno syscall.Errno
-	for e := err; e != nil; {
-		if en, ok := e.(syscall.Errno); ok {
-			errno = en
-			break
-		}
-		u, ok := e.(interface{ Unwrap() error })
-		if !ok {
-			break
-		}
-		e = u.Unwrap()
-	}
-	return errno == target
 }
 
 // TestRollbackWhileOpen: refused while qemu-io holds the volume open for
