@@ -86,6 +86,9 @@ type MapChange struct {
 	Key    MapKey
 	Phys   uint64
 	Delete bool
+	// WithNext makes this change and the next one durable together or not
+	// at all, as when a block's ownership moves from one node to another.
+	WithNext bool
 }
 
 func poolKey() []byte { return []byte{prefixPool} }

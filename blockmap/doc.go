@@ -15,9 +15,10 @@
 // Badger runs with SyncWrites off. Callers make a set of changes durable with
 // Store.Sync, which the engine calls at a guest fsync after the pool data
 // file itself is synced (see docs/durability.md for the order and why).
-// Update runs one atomic Badger transaction. ApplyMapChanges is not atomic
-// as a whole: each map entry is independent, and a crash may keep any subset
-// of an unsynced batch, which the engine's write order makes harmless.
+// Update runs one atomic Badger transaction. ApplyMapChanges is atomic per
+// group of changes (MapChange.WithNext), not as a whole: Badger replays its
+// log in order, so a crash keeps a prefix of an unsynced batch's groups,
+// which the engine's write order makes harmless.
 //
 // # Concurrency
 //

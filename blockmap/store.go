@@ -155,27 +155,40 @@ func (s *Store) ScanMappings(fn func(k MapKey, phys uint64) error) error {
 	})
 }
 
-// ApplyMapChanges writes a batch of independent map changes. It is not
-// atomic as a whole (see the package doc); call Sync to make it durable.
+// mapTxnChanges bounds the changes of one ApplyMapChanges transaction,
+// well below Badger's per-transaction limit (about 25,000 entries with a
+// 16 MiB memtable).
+const mapTxnChanges = 8192
+
+// ApplyMapChanges writes a batch of map changes in order, in transactions
+// of at most mapTxnChanges that never split a WithNext group: after a
+// crash the store holds a prefix of the batch's groups. Call Sync to make
+// it durable.
 func (s *Store) ApplyMapChanges(changes []MapChange) error {
-	if len(changes) == 0 {
-		return nil
-	}
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, c := range changes {
-		var err error
-		if c.Delete {
-			err = wb.Delete(EncodeMapKey(c.Key))
-		} else {
-			err = wb.Set(EncodeMapKey(c.Key), EncodeUint64(c.Phys))
+	for len(changes) > 0 {
+		n := min(len(changes), mapTxnChanges)
+		for n < len(changes) && changes[n-1].WithNext {
+			n++
 		}
+		chunk := changes[:n]
+		changes = changes[n:]
+		err := s.db.Update(func(txn *badger.Txn) error {
+			for _, c := range chunk {
+				var err error
+				if c.Delete {
+					err = txn.Delete(EncodeMapKey(c.Key))
+				} else {
+					err = txn.Set(EncodeMapKey(c.Key), EncodeUint64(c.Phys))
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 		if err != nil {
-			return fmt.Errorf("map batch: %w", err)
+			return fmt.Errorf("map changes: %w", err)
 		}
-	}
-	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("map batch: %w", err)
 	}
 	return nil
 }

@@ -322,18 +322,23 @@ func (p *Pool) writeBlock(v *volume, index, inner uint64, data []byte) error {
 // snapshots). It reports false, having changed nothing, if n's entry is no
 // longer seen, so the caller resolves again.
 func (p *Pool) redirect(v *volume, n *node, index uint64, seen entry, block []byte, mustBeHead bool) (bool, error) {
+	if err := p.space.take(p.blockSize); err != nil {
+		return false, err
+	}
 	phys, err := p.alloc.alloc()
 	if err != nil {
 		return false, err
 	}
+	p.crashPoint(CrashAlloc)
 	if err := p.writeData(block, phys*p.blockSize); err != nil {
 		p.alloc.release([]uint64{phys})
 		return false, err
 	}
+	p.crashPoint(CrashRedirect)
 	p.mapMu.Lock()
 	defer p.mapMu.Unlock()
 	if err := p.checkVolumeLocked(v); err != nil || n.removed || mustBeHead && v.head != n || n.table.get(index) != seen {
-		p.alloc.release([]uint64{phys})
+		p.reuse([]uint64{phys}) // never mapped: free at once
 		return false, err
 	}
 	p.rewriteSubtree(n, index, seen, entry{phys: phys, owner: n.rec.ID})
@@ -360,18 +365,12 @@ func (h *Handle) ZeroRange(off int64, length uint64) error {
 func (p *Pool) zeroRange(v *volume, off, length uint64, beyondEnd bool) error {
 	bs := p.blockSize
 	end := off + length
-	var freed []uint64
-	defer func() { p.punchHoles(freed) }()
 	for pos := off; pos < end; {
 		index, inner := pos/bs, pos%bs
 		chunk := min(bs-inner, end-pos)
 		if chunk == bs || beyondEnd && inner == 0 {
-			phys, err := p.unmapBlock(v, index)
-			if err != nil {
+			if err := p.unmapBlock(v, index); err != nil {
 				return err
-			}
-			if phys != noBlock {
-				freed = append(freed, phys)
 			}
 		} else {
 			zbp := p.getBlockBuffer()
@@ -388,25 +387,21 @@ func (p *Pool) zeroRange(v *volume, off, length uint64, beyondEnd bool) error {
 	return nil
 }
 
-const noBlock = ^uint64(0)
-
-// unmapBlock makes one block of the head read as zeros. It returns the
-// physical block it freed, or noBlock. The freed block is quarantined until
-// the commit that makes the unmapping durable.
-func (p *Pool) unmapBlock(v *volume, index uint64) (uint64, error) {
+// unmapBlock makes one block of the head read as zeros. A block the head
+// owned is quarantined until the commit that makes the unmapping durable,
+// which then punches it out of the data file and frees it.
+func (p *Pool) unmapBlock(v *volume, index uint64) error {
 	stripe := &p.stripes[index%uint64(len(p.stripes))]
 	stripe.Lock()
 	defer stripe.Unlock()
 	p.mapMu.Lock()
 	defer p.mapMu.Unlock()
 	if err := p.checkVolumeLocked(v); err != nil {
-		return noBlock, err
+		return err
 	}
 	head := v.head
 	e := head.table.get(index)
-	freed := noBlock
 	if e.owner == head.rec.ID && e.phys != blockmap.ZeroBlock {
-		freed = e.phys
 		p.addOwned(head, -1)
 		p.quarantine = append(p.quarantine, e.phys)
 	}
@@ -430,7 +425,8 @@ func (p *Pool) unmapBlock(v *volume, index uint64) (uint64, error) {
 		head.table.set(index, inherited)
 		p.queueChangeLocked(blockmap.MapChange{Key: key, Delete: true})
 	}
-	return freed, nil
+	p.crashPoint(CrashUnmap)
+	return nil
 }
 
 // SeekData returns the first offset ≥ off that holds data (a mapped

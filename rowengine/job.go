@@ -125,6 +125,7 @@ func (p *Pool) finishJob(j *job, runErr error) {
 	if err != nil {
 		p.log.Error("record job result", "job", rec.ID, "err", err)
 	}
+	p.crashPoint(CrashJobFinished)
 	p.jobsMu.Lock()
 	j.rec = rec
 	p.jobsMu.Unlock()
@@ -150,6 +151,7 @@ func (p *Pool) resumeJobs() error {
 	if err != nil {
 		return err
 	}
+	reaping := false
 	for _, rec := range recs {
 		if rec.State != JobRunning {
 			j := &job{rec: rec, finished: make(chan struct{})}
@@ -164,10 +166,38 @@ func (p *Pool) resumeJobs() error {
 		case JobFlatten:
 			p.launch(rec, 0, func(j *job) error { return p.runFlatten(j, rec.Target) })
 		default:
+			reaping = true
 			p.launch(rec, p.hiddenBlocks()*p.blockSize, p.runReap)
 		}
 	}
+	if reaping || !p.reapableHidden() {
+		return nil
+	}
+	// A deleted node that could merge with no job to merge it (a crash
+	// after a flatten cut its clone loose, before the origin was reaped).
+	var rec blockmap.JobRecord
+	err = p.syncedUpdate(func(tx *blockmap.Txn) (err error) {
+		rec, err = p.newJobTx(tx, JobDelete, "unmerged deleted snapshots")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	p.log.Warn("finishing deleted snapshots left unmerged", "job", rec.ID)
+	p.launch(rec, p.hiddenBlocks()*p.blockSize, p.runReap)
 	return nil
+}
+
+// reapableHidden reports a deleted node that can be removed or merged.
+func (p *Pool) reapableHidden() bool {
+	p.mapMu.RLock()
+	defer p.mapMu.RUnlock()
+	for _, n := range p.nodes {
+		if n.rec.Hidden && len(n.children) < 2 {
+			return true
+		}
+	}
+	return false
 }
 
 // Jobs lists the jobs of this pool, newest first.

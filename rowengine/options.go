@@ -45,6 +45,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock, injectable for tests. Default time.Now.
 	Now func() time.Time
+	// MetadataReserve is host filesystem space that data blocks never
+	// take, so Badger always has room and snapshot or volume deletes can
+	// run to free space when the host filesystem fills. Default 64 MiB.
+	MetadataReserve uint64
+	// CrashHook, for crash tests only, is called at every crash point (see
+	// CrashPoints); a test hook kills the process there. Default nil.
+	CrashHook func(point string)
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -67,7 +74,13 @@ func (o *Options) EnsureDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MetadataReserve == 0 {
+		o.MetadataReserve = DefaultMetadataReserve
+	}
 }
+
+// DefaultMetadataReserve is the default of Options.MetadataReserve.
+const DefaultMetadataReserve = 64 << 20
 
 // Validate reports options that cannot work.
 func (o *Options) Validate() error {

@@ -31,6 +31,7 @@ type Pool struct {
 	data      *os.File
 	lock      *os.File
 	alloc     *allocator
+	space     *hostSpace
 	created   time.Time
 
 	// adminMu serialises operations that change volumes or nodes (create,
@@ -175,6 +176,10 @@ func (p *Pool) open() error {
 	}
 	p.blockSize = uint64(rec.BlockSize)
 	p.created = rec.Created
+	p.space = &hostSpace{dir: p.dir, reserve: p.opts.MetadataReserve}
+	if _, err := p.space.measure(); err != nil {
+		return fmt.Errorf("measure free space of %s: %w", p.dir, err)
+	}
 	p.data, err = os.OpenFile(filepath.Join(p.dir, "data"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("open pool data file: %w", err)
@@ -206,13 +211,14 @@ func (p *Pool) load() error {
 		n := &node{rec: rec}
 		if rec.Parent != 0 {
 			if n.parent = p.nodes[rec.Parent]; n.parent == nil {
-				return fmt.Errorf("%w: node %d has missing parent %d", ErrCorrupt, rec.ID, rec.Parent)
+				return fmt.Errorf("%w: node %d has missing parent %d; run rowctl fsck --pool %s", ErrCorrupt, rec.ID, rec.Parent, p.dir)
 			}
 			n.parent.children = append(n.parent.children, n)
 		}
 		p.nodes[rec.ID] = n
 	}
 	var orphans []blockmap.MapChange
+	var twice []uint64
 	err = p.store.ScanMappings(func(k blockmap.MapKey, phys uint64) error {
 		n := p.nodes[k.Node]
 		if n == nil {
@@ -223,13 +229,18 @@ func (p *Pool) load() error {
 		if phys != blockmap.ZeroBlock {
 			n.owned++
 			if !p.alloc.markUsed(phys) {
-				p.log.Error("physical block mapped twice; run rowctl fsck", "block", phys, "node", n.rec.ID)
+				twice = append(twice, phys)
 			}
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("load block maps: %w", err)
+	}
+	if len(twice) > 0 {
+		// An in-place write to one owner would change the other's data.
+		return fmt.Errorf("%w: %d physical blocks are mapped twice (first: %d); run rowctl fsck --pool %s",
+			ErrCorrupt, len(twice), twice[0], p.dir)
 	}
 	for _, id := range slices.Sorted(maps.Keys(p.nodes)) {
 		p.ensureTable(p.nodes[id])
@@ -241,7 +252,7 @@ func (p *Pool) load() error {
 	for _, rec := range vols {
 		head := p.nodes[rec.Head]
 		if head == nil {
-			return fmt.Errorf("%w: volume %q has missing head node %d", ErrCorrupt, rec.Name, rec.Head)
+			return fmt.Errorf("%w: volume %q has missing head node %d; run rowctl fsck --pool %s", ErrCorrupt, rec.Name, rec.Head, p.dir)
 		}
 		p.volumes[rec.Name] = &volume{rec: rec, head: head}
 	}
@@ -263,6 +274,16 @@ func (p *Pool) load() error {
 		if err := p.store.Sync(); err != nil {
 			return err
 		}
+	}
+	// Blocks written but never mapped, or unmapped but not yet punched,
+	// when the last run stopped: give their space back.
+	stray, err := strayBlocks(p.data, p.blockSize, p.alloc.isUsed)
+	if err != nil {
+		return err
+	}
+	if len(stray) > 0 {
+		p.punchHoles(stray)
+		p.log.Warn("punched stray blocks out of the data file (left by a crash)", "blocks", len(stray))
 	}
 	used, _ := p.alloc.stats()
 	p.log.Info("opened pool", "dir", p.dir, "volumes", len(p.volumes), "nodes", len(p.nodes), "used_blocks", used)
@@ -369,8 +390,12 @@ func (p *Pool) commit() error {
 	err := unix.Fdatasync(int(p.data.Fd()))
 	if err != nil {
 		err = fmt.Errorf("%w: sync pool data file: %v", ErrIO, err)
-	} else if err = p.store.ApplyMapChanges(changes); err == nil {
-		err = p.store.Sync()
+	} else {
+		p.crashPoint(CrashCommitDataSynced)
+		if err = p.store.ApplyMapChanges(changes); err == nil {
+			p.crashPoint(CrashCommitMapApplied)
+			err = p.store.Sync()
+		}
 	}
 	if err != nil {
 		p.mapMu.Lock()
@@ -379,8 +404,22 @@ func (p *Pool) commit() error {
 		p.mapMu.Unlock()
 		return err
 	}
-	p.alloc.release(freed)
+	p.crashPoint(CrashCommitSynced)
+	p.reuse(freed)
 	return nil
+}
+
+// reuse hands blocks whose unmapping is durable back to the allocator,
+// first giving their space back to the host filesystem. Punching only
+// here, before release, is what keeps a hole from landing on a block that
+// was already reused.
+func (p *Pool) reuse(blocks []uint64) {
+	if len(blocks) == 0 {
+		return
+	}
+	p.punchHoles(blocks)
+	p.crashPoint(CrashFreePunched)
+	p.alloc.release(blocks)
 }
 
 func (p *Pool) queueChangeLocked(c blockmap.MapChange) {

@@ -1,6 +1,7 @@
 package rowengine
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -274,6 +275,7 @@ func (p *Pool) CreateSnapshot(volume, name string, opts SnapshotOptions) (Snapsh
 	v.rec = vrec
 	info := p.snapshotInfoLocked(old)
 	p.mapMu.Unlock()
+	p.crashPoint(CrashSnapshot)
 	// Make the snapshot and everything written before it durable.
 	if err := p.commit(); err != nil {
 		return SnapshotInfo{}, err
@@ -366,6 +368,7 @@ func (p *Pool) hide(nodes []*node, job func(tx *blockmap.Txn) error) error {
 	if err != nil {
 		return fmt.Errorf("mark snapshots deleted: %w", err)
 	}
+	p.crashPoint(CrashDeleteHidden)
 	p.mapMu.Lock()
 	for _, n := range nodes {
 		n.rec.Hidden = true
@@ -520,7 +523,7 @@ func (p *Pool) RollbackVolume(volume, name string, force bool) (RollbackResult, 
 	now := p.opts.Now().UTC()
 	var headRec blockmap.NodeRecord
 	var jobRec blockmap.JobRecord
-	err = p.store.Update(func(tx *blockmap.Txn) error {
+	err = p.syncedUpdate(func(tx *blockmap.Txn) error {
 		id, err := tx.NextID()
 		if err != nil {
 			return err
@@ -541,6 +544,7 @@ func (p *Pool) RollbackVolume(volume, name string, force bool) (RollbackResult, 
 	if err != nil {
 		return RollbackResult{}, fmt.Errorf("roll back %s to %s: %w", volume, name, err)
 	}
+	p.crashPoint(CrashRollback)
 	freed := p.detachLocked(old)
 	p.attachLocked(v, s, headRec)
 	v.rec = vrec
@@ -656,6 +660,9 @@ func (p *Pool) flattenStep(name string) (finished bool, copied uint64, err error
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
 	v, err := p.lookup(name)
+	if errors.Is(err, ErrNotFound) {
+		return true, 0, nil // deleted meanwhile: nothing left to flatten
+	}
 	if err != nil {
 		return false, 0, err
 	}
@@ -684,7 +691,11 @@ func (p *Pool) flattenStep(name string) (finished bool, copied uint64, err error
 		}
 		copied++
 	}
-	return false, copied, p.commit()
+	if err := p.commit(); err != nil {
+		return false, copied, err
+	}
+	p.crashPoint(CrashFlattenStep)
+	return false, copied, nil
 }
 
 // copyUp gives root its own copy of block index, which it inherits.
@@ -729,6 +740,7 @@ func (p *Pool) cutLoose(root *node) error {
 		p.mapMu.Unlock()
 		return fmt.Errorf("flatten: detach node %d: %w", root.rec.ID, err)
 	}
+	p.crashPoint(CrashFlattenCut)
 	origin := root.parent
 	root.table.each(^uint64(0), func(i uint64, e entry) {
 		if e.owner != root.rec.ID {

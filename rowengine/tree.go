@@ -82,11 +82,11 @@ func (p *Pool) purge(ids []uint64, freed []uint64) error {
 			return err
 		}
 	}
+	p.crashPoint(CrashPurge)
 	if err := p.store.Sync(); err != nil {
 		return err
 	}
-	p.alloc.release(freed)
-	p.punchHoles(freed)
+	p.reuse(freed)
 	return nil
 }
 
@@ -149,7 +149,6 @@ func (p *Pool) merge(s, c *node, progress func(blocks uint64)) error {
 		}
 		p.mapMu.Lock()
 		limit := uint64(len(s.table.pages)) << pageShift
-		var freed []uint64
 		var moved uint64
 		for n := 0; n < mergeBatch; n++ {
 			i, ok := s.table.next(cursor, limit, func(e entry) bool { return e.owner == s.rec.ID })
@@ -159,27 +158,32 @@ func (p *Pool) merge(s, c *node, progress func(blocks uint64)) error {
 			}
 			cursor = i + 1
 			e := s.table.get(i)
-			p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: s.rec.ID, Index: i}, Delete: true})
+			drop := blockmap.MapChange{Key: blockmap.MapKey{Node: s.rec.ID, Index: i}, Delete: true}
 			if e.phys != blockmap.ZeroBlock {
 				p.addOwned(s, -1)
 				moved++
 			}
 			if c.table.get(i) == e {
+				// The move is one atomic pair: a crash between its halves
+				// would leave the block with two owners or with none.
 				p.rewriteSubtree(c, i, e, entry{phys: e.phys, owner: c.rec.ID})
-				p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: c.rec.ID, Index: i}, Phys: e.phys})
+				p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: c.rec.ID, Index: i}, Phys: e.phys, WithNext: true})
+				p.queueChangeLocked(drop)
 				if e.phys != blockmap.ZeroBlock {
 					p.addOwned(c, 1)
 				}
-			} else if e.phys != blockmap.ZeroBlock {
+				continue
+			}
+			p.queueChangeLocked(drop)
+			if e.phys != blockmap.ZeroBlock {
 				p.quarantine = append(p.quarantine, e.phys)
-				freed = append(freed, e.phys)
 			}
 		}
 		p.mapMu.Unlock()
 		if err := p.commit(); err != nil {
 			return err
 		}
-		p.punchHoles(freed)
+		p.crashPoint(CrashMergeStep)
 		progress(moved)
 		if cursor >= limit {
 			break
@@ -214,6 +218,7 @@ func (p *Pool) merge(s, c *node, progress func(blocks uint64)) error {
 	if err != nil {
 		return fmt.Errorf("merge node %d into %d: %w", s.rec.ID, c.rec.ID, err)
 	}
+	p.crashPoint(CrashMergeReparent)
 	return p.purge([]uint64{s.rec.ID}, nil)
 }
 

@@ -120,6 +120,7 @@ func (p *Pool) newVolumeLocked(name string, size uint64, parent *node) (VolumeIn
 	if err != nil {
 		return VolumeInfo{}, fmt.Errorf("create volume %q: %w", name, err)
 	}
+	p.crashPoint(CrashVolumeCreate)
 	v := &volume{rec: vrec}
 	p.volumes[name] = v
 	p.attachLocked(v, parent, nrec)
@@ -163,7 +164,7 @@ func (p *Pool) DeleteVolume(name string, force bool) (VolumeDeleteResult, error)
 	// was keeping (a clone's hidden origin).
 	needJob := len(snaps) > 0 || head.parent != nil && head.parent.rec.Hidden
 	var jobRec blockmap.JobRecord
-	err = p.store.Update(func(tx *blockmap.Txn) error {
+	err = p.syncedUpdate(func(tx *blockmap.Txn) error {
 		for _, n := range snaps {
 			rec := n.rec
 			rec.Hidden = true
@@ -185,6 +186,7 @@ func (p *Pool) DeleteVolume(name string, force bool) (VolumeDeleteResult, error)
 	if err != nil {
 		return VolumeDeleteResult{}, fmt.Errorf("delete volume %q: %w", name, err)
 	}
+	p.crashPoint(CrashVolumeDelete)
 	v.deleted = true
 	delete(p.volumes, name)
 	freed := p.detachLocked(head)
