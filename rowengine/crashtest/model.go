@@ -33,7 +33,7 @@ type Model struct {
 	Volumes map[string]*Volume `json:"volumes"`
 	// Inflight is the operation that had started, not returned, when the
 	// model was saved.
-	Inflight *Op   `json:"inflight,omitempty"`
+	Inflight *Op    `json:"inflight,omitempty"`
 	NextTag  uint64 `json:"next_tag"`
 	NextName int    `json:"next_name"`
 	Steps    int    `json:"steps"`
