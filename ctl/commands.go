@@ -51,7 +51,7 @@ func NewRootCommand(out io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&a.socket, "socket", defaultSocket, "rowfsd control socket (env "+api.SocketEnv+")")
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "print JSON")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %v", ErrUsage, err) })
-	root.AddCommand(volumeCommand(a), snapshotCommand(a), duCommand(a), jobCommand(a), poolCommand(a), versionCommand(a))
+	root.AddCommand(volumeCommand(a), snapshotCommand(a), duCommand(a), jobCommand(a), poolCommand(a), fsckCommand(a), versionCommand(a))
 	root.SetOut(out)
 	return root
 }
@@ -279,7 +279,9 @@ func Main(argv []string, stdout, stderr io.Writer) int {
 		if strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") {
 			err = fmt.Errorf("%w: %s", ErrUsage, msg)
 		}
-		fmt.Fprintln(stderr, "rowctl:", strings.TrimPrefix(err.Error(), ErrUsage.Error()+": "))
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(stderr, "rowctl:", strings.TrimPrefix(msg, ErrUsage.Error()+": "))
+		}
 	}
 	return ExitCode(err)
 }

@@ -18,9 +18,12 @@ const (
 // ExitCode is the one place an error becomes rowctl's exit status.
 func ExitCode(err error) int {
 	var apiErr *api.Error
+	var status *ExitStatus
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, &status):
+		return status.Code
 	case errors.Is(err, ErrUsage):
 		return ExitUsage
 	case errors.Is(err, ErrUnreachable):

@@ -25,6 +25,14 @@ type Config struct {
 	Socket string `toml:"socket"`
 	// SocketGroup, if set, owns the socket (mode 0660) so its members may use rowctl.
 	SocketGroup string `toml:"socket_group"`
+	// AllowedUIDs and AllowedGIDs may use the control socket besides root,
+	// the daemon's own user and members of SocketGroup; every connection's
+	// peer is checked (SO_PEERCRED), whatever the socket file's mode says.
+	AllowedUIDs []int `toml:"allowed_uids"`
+	AllowedGIDs []int `toml:"allowed_gids"`
+	// MetadataReserve is host filesystem space data never takes, so
+	// deletes can run when it fills, e.g. "64M" (the default).
+	MetadataReserve string `toml:"metadata_reserve"`
 	// BlockSize applies when the pool is created: "64K" by default, 4K–1M.
 	BlockSize string `toml:"block_size"`
 	// Capacity caps the pool's data, e.g. "100G". Default: no cap but the host filesystem.
@@ -99,6 +107,11 @@ func (c *Config) engineOptions(log *slog.Logger) (rowengine.Options, error) {
 	if c.Capacity != "" {
 		if opts.Capacity, err = api.ParseSize(c.Capacity); err != nil {
 			errs = append(errs, fmt.Errorf("capacity: %w", err))
+		}
+	}
+	if c.MetadataReserve != "" {
+		if opts.MetadataReserve, err = api.ParseSize(c.MetadataReserve); err != nil {
+			errs = append(errs, fmt.Errorf("metadata reserve: %w", err))
 		}
 	}
 	opts.MaxSnapshots = c.MaxSnapshots

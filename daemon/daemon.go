@@ -12,7 +12,9 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -28,6 +30,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	opts, err := cfg.engineOptions(log)
 	if err != nil {
 		return err
+	}
+	if spec := os.Getenv(CrashEnv); spec != "" {
+		if opts.CrashHook, err = crashHook(spec, log); err != nil {
+			return err
+		}
 	}
 	mountDir, err := filepath.Abs(cfg.Mount)
 	if err != nil {
@@ -63,11 +70,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}()
 
-	ln, err := listenControl(cfg.Socket, cfg.SocketGroup)
+	ln, socketGID, err := listenControl(cfg.Socket, cfg.SocketGroup)
 	if err != nil {
 		return err
 	}
-	httpSrv := &http.Server{Handler: srv.routes(), ReadHeaderTimeout: 10 * time.Second}
+	policy := peerPolicy{uids: cfg.AllowedUIDs, gids: cfg.AllowedGIDs}
+	if socketGID >= 0 {
+		policy.gids = append(policy.gids, socketGID)
+	}
+	httpSrv := &http.Server{Handler: policy.checkPeer(srv.routes()), ReadHeaderTimeout: 10 * time.Second,
+		ConnContext: peerCred, MaxHeaderBytes: 64 << 10}
 	served := make(chan error, 1)
 	go func() { served <- httpSrv.Serve(ln) }()
 	defer os.Remove(cfg.Socket)
@@ -87,34 +99,66 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return nil
 }
 
-// listenControl listens on the control socket with mode 0660. A socket file
+// listenControl listens on the control socket with mode 0660, owned by
+// group if one is named (its gid is returned; -1 if none). A socket file
 // left by a dead daemon is replaced; one a live daemon answers on is not.
-func listenControl(path, group string) (net.Listener, error) {
+func listenControl(path, group string) (net.Listener, int, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("control socket directory: %w", err)
+		return nil, -1, fmt.Errorf("control socket directory: %w", err)
 	}
 	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		conn.Close()
-		return nil, fmt.Errorf("control socket %s is in use by another rowfsd; choose another --socket", path)
+		return nil, -1, fmt.Errorf("control socket %s is in use by another rowfsd; choose another --socket", path)
 	}
 	_ = os.Remove(path)
 	old := syscall.Umask(0o117)
 	ln, err := net.Listen("unix", path)
 	syscall.Umask(old)
 	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, -1, fmt.Errorf("control socket: %w", err)
 	}
+	gid := -1
 	if group != "" {
-		gid, err := lookupGroup(group)
+		gid, err = lookupGroup(group)
 		if err == nil {
-			err = os.Chown(path, 0, gid)
+			err = os.Chown(path, os.Getuid(), gid)
 		}
 		if err != nil {
 			ln.Close()
-			return nil, fmt.Errorf("control socket group %q: %w", group, err)
+			return nil, -1, fmt.Errorf("control socket group %q: %w", group, err)
 		}
 	}
-	return ln, nil
+	return ln, gid, nil
+}
+
+// CrashEnv, set to POINT:N, arms the test-only crash switch: the daemon
+// kills itself with SIGKILL at the Nth hit of engine crash point POINT
+// (rowengine.CrashPoints), leaving whatever a real crash there would.
+const CrashEnv = "ROWFSD_CRASH_AT"
+
+func crashHook(spec string, log *slog.Logger) (func(string), error) {
+	point, count, ok := strings.Cut(spec, ":")
+	n, err := strconv.Atoi(count)
+	if !ok || err != nil || n < 1 || !slices.Contains(rowengine.CrashPoints, point) {
+		return nil, fmt.Errorf("%s=%q: want POINT:N with N ≥ 1 and POINT one of %s", CrashEnv, spec, strings.Join(rowengine.CrashPoints, ", "))
+	}
+	log.Warn("TEST-ONLY crash switch armed: this daemon will kill itself", "point", point, "hit", n)
+	var mu sync.Mutex
+	hits := 0
+	return func(p string) {
+		if p != point {
+			return
+		}
+		mu.Lock()
+		hits++
+		fire := hits == n
+		mu.Unlock()
+		if fire {
+			fmt.Fprintf(os.Stderr, "rowfsd: crash switch: SIGKILL at %s hit %d\n", point, n)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}, nil
 }
 
 func lookupGroup(name string) (int, error) {

@@ -53,6 +53,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("POST "+api.PathFlatten, s.flatten)
 	mux.HandleFunc("GET "+api.PathJobs, s.listJobs)
 	mux.HandleFunc("GET "+api.PathJob, s.jobInfo)
+	mux.HandleFunc("POST "+api.PathFsck, s.fsck)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -81,6 +82,8 @@ func httpStatus(err error) (int, string) {
 		return http.StatusForbidden, api.CodeReadOnly
 	case errors.Is(err, rowengine.ErrClosed):
 		return http.StatusServiceUnavailable, api.CodeUnavailable
+	case errors.Is(err, rowengine.ErrCorrupt):
+		return http.StatusConflict, api.CodeCorrupt
 	default:
 		return http.StatusInternalServerError, api.CodeInternal
 	}
@@ -433,4 +436,35 @@ func (s *server) SnapshotsJSON(volume string, limit int) ([]byte, error) {
 		}
 		d.Snapshots, d.Truncated = d.Snapshots[1:], true
 	}
+}
+
+func (s *server) fsck(w http.ResponseWriter, r *http.Request) {
+	mode, err := rowengine.ParseRepairMode(r.URL.Query().Get("repair"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	rep, err := s.pool.CheckAndRepair(mode)
+	if err != nil && !errors.Is(err, rowengine.ErrCorrupt) {
+		// A corrupt pool still gets its report: the corruptions are the answer.
+		s.fail(w, r, err)
+		return
+	}
+	if len(rep.Corruptions) > 0 {
+		s.log.Error("fsck found corruptions", "count", len(rep.Corruptions), "first", rep.Corruptions[0])
+	}
+	writeJSON(w, http.StatusOK, FsckReportDoc(rep, s.pool.Dir(), true))
+}
+
+// FsckReportDoc is the API form of a checker report.
+func FsckReportDoc(rep rowengine.CheckReport, pool string, online bool) api.FsckReport {
+	nonNil := func(s []string) []string {
+		if s == nil {
+			return []string{}
+		}
+		return s
+	}
+	return api.FsckReport{Pool: pool, Online: online, Volumes: rep.Volumes, Nodes: rep.Nodes,
+		MappedBlocks: rep.MappedBlocks, FileBlocks: rep.FileBlocks, Leaks: nonNil(rep.Leaks),
+		Corruptions: nonNil(rep.Corruptions), Repaired: rep.Repaired, Lost: rep.Lost}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 
@@ -171,11 +172,11 @@ func inspect(m durableMeta, fileBlocks uint64) (*inspection, error) {
 			cur = parent
 		}
 	}
+	orphans := map[uint64][]blockmap.MapChange{}
 	err := m.scan(func(k blockmap.MapKey, phys uint64) error {
 		key := k
 		if _, ok := in.byID[k.Node]; !ok {
-			add(finding{msg: fmt.Sprintf("map entry %d/%d: its node does not exist", k.Node, k.Index),
-				fix: func(r *metaRepair) { r.maps = append(r.maps, blockmap.MapChange{Key: key, Delete: true}) }})
+			orphans[k.Node] = append(orphans[k.Node], blockmap.MapChange{Key: key, Delete: true})
 			return nil
 		}
 		if in.entries[k.Node] == nil {
@@ -204,6 +205,11 @@ func inspect(m durableMeta, fileBlocks uint64) (*inspection, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	for _, id := range slices.Sorted(maps.Keys(orphans)) {
+		drop := orphans[id]
+		add(finding{msg: fmt.Sprintf("node %d does not exist but keeps %d map entries", id, len(drop)),
+			fix: func(r *metaRepair) { r.maps = append(r.maps, drop...) }})
 	}
 	return in, nil
 }

@@ -4,15 +4,20 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/rowfs/rowfs/ctl"
 	"github.com/rowfs/rowfs/ctl/api"
 	"github.com/rowfs/rowfs/daemon"
+	"github.com/rowfs/rowfs/rowengine"
 )
 
 // Exit codes.
@@ -65,6 +70,13 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 			set("socket-group", &merged.SocketGroup, cfg.SocketGroup)
 			set("block-size", &merged.BlockSize, cfg.BlockSize)
 			set("capacity", &merged.Capacity, cfg.Capacity)
+			set("metadata-reserve", &merged.MetadataReserve, cfg.MetadataReserve)
+			if flags.Changed("allow-uid") {
+				merged.AllowedUIDs = cfg.AllowedUIDs
+			}
+			if flags.Changed("allow-gid") {
+				merged.AllowedGIDs = cfg.AllowedGIDs
+			}
 			set("log-level", &merged.LogLevel, cfg.LogLevel)
 			if flags.Changed("max-snapshots") {
 				merged.MaxSnapshots = cfg.MaxSnapshots
@@ -89,6 +101,9 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 	f.StringVar(&cfg.SocketGroup, "socket-group", "", "group that owns the control socket (mode 0660)")
 	f.StringVar(&cfg.BlockSize, "block-size", "64K", "block size of a new pool, 4K to 1M (fixed at creation)")
 	f.StringVar(&cfg.Capacity, "capacity", "", "cap on the pool's data, like 100G (default: the host filesystem)")
+	f.StringVar(&cfg.MetadataReserve, "metadata-reserve", "64M", "host filesystem space data never takes, so deletes can run when it fills")
+	f.IntSliceVar(&cfg.AllowedUIDs, "allow-uid", nil, "uids that may use the control socket besides root and the socket group")
+	f.IntSliceVar(&cfg.AllowedGIDs, "allow-gid", nil, "gids that may use the control socket")
 	f.IntVar(&cfg.MaxSnapshots, "max-snapshots", 128, "default chain limit: snapshots on a volume's path from root to head")
 	f.BoolVar(&allowOther, "allow-other", true, "let other users (libvirt's qemu) open volume files")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -97,7 +112,16 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 		usageErr = true
 		return err
 	})
-	if err := cmd.Execute(); err != nil {
+	fsckCode := -1
+	cmd.AddCommand(fsckCommand(&fsckCode))
+	err := cmd.Execute()
+	if fsckCode >= 0 {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "rowfsd fsck:", err)
+		}
+		return fsckCode
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "rowfsd:", err)
 		if usageErr {
 			return exitUsage
@@ -105,4 +129,45 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 		return exitError
 	}
 	return exitOK
+}
+
+// fsckCommand checks a pool offline; rowctl fsck --pool runs it. It sets
+// *code to the exit code (qemu-img check's: 0, 2, 3, or 1 if it could not run).
+func fsckCommand(code *int) *cobra.Command {
+	var pool, repair string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "fsck --pool DIR [--repair leaks|all] [--json]",
+		Short: "Check (and repair) a pool no daemon has open; see rowctl fsck",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			*code = ctl.FsckCouldNotRun
+			if pool == "" {
+				return errors.New("fsck needs --pool DIR")
+			}
+			mode, err := rowengine.ParseRepairMode(repair)
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			rep, err := rowengine.Fsck(pool, mode, rowengine.Options{Logger: log})
+			if err != nil {
+				return err
+			}
+			doc := daemon.FsckReportDoc(rep, pool, false)
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				_ = enc.Encode(doc)
+			} else {
+				ctl.PrintFsckReport(os.Stdout, doc)
+			}
+			*code = ctl.FsckExitCode(doc)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&pool, "pool", "", "pool directory")
+	cmd.Flags().StringVar(&repair, "repair", "", "leaks or all")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
 }

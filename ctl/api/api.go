@@ -37,6 +37,8 @@ const (
 	PathFlatten = "/v1/volumes/{name}/flatten"
 	PathJobs    = "/v1/jobs"
 	PathJob     = "/v1/jobs/{id}"
+	// PathFsck: POST checks the pool (?repair=leaks frees what leaked).
+	PathFsck = "/v1/fsck"
 )
 
 // Stable error codes.
@@ -51,6 +53,8 @@ const (
 	CodeUnavailable     = "unavailable"
 	CodeChainLimit      = "chain_limit"
 	CodeJobFailed       = "job_failed"
+	CodeForbidden       = "forbidden"
+	CodeCorrupt         = "corrupt"
 )
 
 // Error is the body of every non-2xx response.
@@ -244,4 +248,20 @@ type Job struct {
 // JobList answers GET PathJobs.
 type JobList struct {
 	Jobs []Job `json:"jobs"`
+}
+
+// FsckReport answers POST PathFsck and is what rowfsd fsck --json prints.
+// Leaks waste space and lose nothing; corruptions are metadata that
+// contradicts itself. Repaired and Lost say what a repair did and gave up.
+type FsckReport struct {
+	Pool         string   `json:"pool"`
+	Online       bool     `json:"online"`
+	Volumes      int      `json:"volumes"`
+	Nodes        int      `json:"nodes"`
+	MappedBlocks uint64   `json:"mapped_blocks"`
+	FileBlocks   uint64   `json:"file_blocks"`
+	Leaks        []string `json:"leaks"`
+	Corruptions  []string `json:"corruptions"`
+	Repaired     []string `json:"repaired,omitempty"`
+	Lost         []string `json:"lost,omitempty"`
 }
