@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/rowfs/rowfs/blockmap"
 )
@@ -36,6 +37,29 @@ func (p *Pool) OpenVolume(name string, writable bool) (*Handle, error) {
 		v.writers++
 	}
 	return &Handle{pool: p, vol: v, writable: writable}, nil
+}
+
+// closeGrace is how long an operation that needs a volume closed waits for
+// its handles to go: the kernel sends a FUSE release after close(2) has
+// returned, so a VM that just stopped may still hold one for a moment.
+const closeGrace = 2 * time.Second
+
+// waitClosed waits up to closeGrace for v's handles (writers only, if
+// writersOnly) to close, and returns how many remain.
+func (p *Pool) waitClosed(v *volume, writersOnly bool) int {
+	deadline := time.Now().Add(closeGrace)
+	for {
+		p.mapMu.RLock()
+		n := v.opens
+		if writersOnly {
+			n = v.writers
+		}
+		p.mapMu.RUnlock()
+		if n == 0 || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Close releases the handle. It does not sync.

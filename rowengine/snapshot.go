@@ -509,6 +509,9 @@ func (p *Pool) RollbackVolume(volume, name string, force bool) (RollbackResult, 
 	if err != nil {
 		return RollbackResult{}, err
 	}
+	if !force {
+		p.waitClosed(v, true)
+	}
 	p.commitMu.Lock()
 	defer p.commitMu.Unlock()
 	p.mapMu.Lock()

@@ -138,9 +138,7 @@ func (p *Pool) DeleteVolume(name string, force bool) (VolumeDeleteResult, error)
 	if err != nil {
 		return VolumeDeleteResult{}, err
 	}
-	p.mapMu.RLock()
-	opens := v.opens
-	p.mapMu.RUnlock()
+	opens := p.waitClosed(v, false)
 	if opens > 0 && !force {
 		return VolumeDeleteResult{}, fmt.Errorf("%w: volume %q is open (%d handles): stop the VM using it first, or force", ErrBusy, name, opens)
 	}
