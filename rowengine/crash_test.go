@@ -17,6 +17,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rowfs/rowfs/rowengine"
 	"github.com/rowfs/rowfs/rowengine/crashtest"
@@ -34,6 +35,7 @@ const (
 	envCrashSteps = "ROWFS_CRASH_STEPS"
 	envCrashPoint = "ROWFS_CRASH_POINT" // empty: run to the end, counting hits
 	envCrashHit   = "ROWFS_CRASH_HIT"
+	envCrashChurn = "ROWFS_CRASH_CHURN" // set: the two-volume churn, resumed from model.json
 )
 
 // crashOptions are the pool options of the crash tests: blocks of four
@@ -62,6 +64,8 @@ func TestCrashChild(t *testing.T) {
 		defer mu.Unlock()
 		hits[p]++
 		if p == point && hits[p] == hit {
+			b, _ := json.Marshal(hits)
+			_ = os.WriteFile(filepath.Join(dir, "hits.json"), b, 0o600)
 			// As kill -9: no deferred function, no flush, no close.
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
@@ -73,13 +77,19 @@ func TestCrashChild(t *testing.T) {
 	}
 	w := &crashtest.Workload{T: crashtest.Engine{P: pool}, M: crashtest.NewModel(), Rnd: rand.New(rand.NewPCG(seed, 7)),
 		BeforeOp: func(m *crashtest.Model) error { return m.Save(filepath.Join(dir, "model.json")) }}
+	if os.Getenv(envCrashChurn) != "" {
+		w.Cfg.Churn = true
+		if m, err := crashtest.LoadModel(filepath.Join(dir, "verified.json")); err == nil {
+			w.M = m
+		}
+	}
 	for range steps {
 		if _, err := w.Step(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, j := range pool.Jobs() {
-		if _, err := pool.WaitJob(context.Background(), j.ID); err != nil {
+		if _, err := pool.WaitJob(context.Background(), j.ID); err != nil && !errors.Is(err, rowengine.ErrNotFound) {
 			t.Fatal(err)
 		}
 	}
@@ -104,10 +114,11 @@ func (c crashRun) String() string { return fmt.Sprintf("seed %d, %s hit %d", c.s
 
 // runChild runs the workload in a child process; killed reports that it
 // died at the crash point (SIGKILL) rather than finishing.
-func runChild(t *testing.T, dir string, c crashRun) (killed bool, out []byte) {
+func runChild(t *testing.T, dir string, c crashRun, env ...string) (killed bool, out []byte) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), envCrashDir+"="+dir, envCrashSeed+"="+strconv.FormatUint(c.seed, 10),
 		envCrashSteps+"="+strconv.Itoa(*crashSteps), envCrashPoint+"="+c.point, envCrashHit+"="+strconv.Itoa(c.hit))
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
@@ -220,30 +231,38 @@ func recoverAndVerify(dir string) error {
 	if err != nil {
 		return fmt.Errorf("the child saved no model: %w", err)
 	}
+	_, err = openAndVerify(dir, m)
+	return err
+}
+
+// openAndVerify opens the pool, lets resumed jobs finish, runs the checker
+// and checks the contents against m; it returns the model of what it found.
+func openAndVerify(dir string, m *crashtest.Model) (*crashtest.Model, error) {
 	var logBuf strings.Builder
 	var logMu sync.Mutex
 	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logBuf, mu: &logMu}, nil))
 	pool, err := rowengine.Open(filepath.Join(dir, "pool"), crashOptions(log))
 	if err != nil {
-		return fmt.Errorf("open after crash: %w", err)
+		return nil, fmt.Errorf("open after crash: %w", err)
 	}
 	defer pool.Close()
 	for _, j := range pool.Jobs() {
-		if _, err := pool.WaitJob(context.Background(), j.ID); err != nil {
-			return fmt.Errorf("resumed job: %w", err)
+		if _, err := pool.WaitJob(context.Background(), j.ID); err != nil && !errors.Is(err, rowengine.ErrNotFound) {
+			return nil, fmt.Errorf("resumed job: %w", err)
 		}
 	}
 	rep, err := pool.Check()
 	if err != nil || !rep.Clean() {
-		return fmt.Errorf("checker after crash: %v; corruptions %q; leaks %q", err, rep.Corruptions, rep.Leaks)
+		return nil, fmt.Errorf("checker after crash: %v; corruptions %q; leaks %q", err, rep.Corruptions, rep.Leaks)
 	}
 	if m.Inflight != nil && m.Inflight.Kind == "flatten" {
 		m.Inflight = nil // a flatten changes no content
 	}
-	if _, err := crashtest.Verify(crashtest.Engine{P: pool}, m); err != nil {
-		return fmt.Errorf("after crash (op in flight: %v): %w", m.Inflight, err)
+	got, err := crashtest.Verify(crashtest.Engine{P: pool}, m)
+	if err != nil {
+		return nil, fmt.Errorf("after crash (op in flight: %v): %w", m.Inflight, err)
 	}
-	return nil
+	return got, nil
 }
 
 type lockedWriter struct {
@@ -271,4 +290,51 @@ func fastTempDir(t *testing.T) string {
 		}
 	}
 	return t.TempDir()
+}
+
+// TestBlockReuse churns two volumes (writes, discards, snapshot deletes)
+// so that blocks are freed and reused over and over, killing the process
+// between a free and the reuse (free.punched, commit.synced) and just
+// after a reuse (alloc), until 10,000 blocks have been allocated. After
+// each crash a read must return only the volume's own data or zeros:
+// never the other volume's, nor a deleted snapshot's (crashtest.Verify
+// allows only tags the model wrote to that sector).
+func TestBlockReuse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes about 20 s")
+	}
+	dir := fastTempDir(t)
+	points := []string{rowengine.CrashFreePunched, rowengine.CrashCommitSynced, rowengine.CrashAlloc}
+	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
+	allocs, frees, crashes := 0, 0, 0
+	for round := 0; allocs < 10000; round++ {
+		if round > 200 {
+			t.Fatalf("only %d allocations after %d rounds", allocs, round)
+		}
+		c := crashRun{seed: uint64(round), point: points[round%len(points)], hit: 20 + rnd.IntN(300)}
+		os.Remove(filepath.Join(dir, "hits.json"))
+		killed, out := runChild(t, dir, c, envCrashChurn+"=1", envCrashSteps+"=600")
+		var hits map[string]int
+		if b, err := os.ReadFile(filepath.Join(dir, "hits.json")); err == nil {
+			_ = json.Unmarshal(b, &hits)
+		}
+		allocs += hits[rowengine.CrashAlloc]
+		frees += hits[rowengine.CrashFreePunched]
+		if killed {
+			crashes++
+		}
+		m, err := crashtest.LoadModel(filepath.Join(dir, "model.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		verified, err := openAndVerify(dir, m)
+		if err != nil {
+			t.Fatalf("round %d (%s): %v\nchild output:\n%s", round, c, err, tail(out, 20))
+		}
+		if err := verified.Save(filepath.Join(dir, "verified.json")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d blocks allocated, %d free batches, %d crashes between free and reuse", allocs, frees, crashes)
+	fmt.Printf("block reuse test: %d allocations, %d free batches, %d crashes\n", allocs, frees, crashes)
 }

@@ -32,6 +32,9 @@ type Config struct {
 	Sectors    int // per volume; default 64 (256 KiB)
 	MaxVolumes int // default 4
 	MaxSnaps   int // per volume; default 6
+	// Churn keeps two volumes and only writes, discards, syncs, takes and
+	// deletes snapshots: the most block frees and reuses per step.
+	Churn bool
 }
 
 // Workload runs random operations against a Target and keeps the Model.
@@ -76,14 +79,20 @@ func (w *Workload) name(prefix string) string {
 func (w *Workload) pick() *Op {
 	m, r := w.M, w.Rnd
 	vols := sortedKeys(m.Volumes)
-	if len(vols) == 0 {
+	if len(vols) == 0 || w.Cfg.Churn && len(vols) < 2 {
 		return &Op{Kind: "create", Target: w.name("v"), Tags: make([]uint64, w.Cfg.Sectors)}
 	}
 	vol := vols[r.IntN(len(vols))]
 	v := m.Volumes[vol]
 	snaps := sortedKeys(v.Snapshots)
 	for {
-		switch n := r.IntN(100); {
+		n := r.IntN(100)
+		if w.Cfg.Churn && n >= 67 && n < 74 {
+			n = 75 // a delete instead of a rollback
+		} else if w.Cfg.Churn && n >= 83 {
+			continue
+		}
+		switch {
 		case n < 40:
 			count := 1 + r.IntN(4)
 			first := r.IntN(w.Cfg.Sectors - count + 1)
