@@ -1,21 +1,14 @@
 package rowengine_test
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,108 +21,24 @@ var (
 	crashSteps = flag.Int("crash.steps", 150, "workload steps per crash-point run")
 )
 
-// Environment of the child process that runs the workload and dies.
-const (
-	envCrashDir   = "ROWFS_CRASH_DIR"
-	envCrashSeed  = "ROWFS_CRASH_SEED"
-	envCrashSteps = "ROWFS_CRASH_STEPS"
-	envCrashPoint = "ROWFS_CRASH_POINT" // empty: run to the end, counting hits
-	envCrashHit   = "ROWFS_CRASH_HIT"
-	envCrashChurn = "ROWFS_CRASH_CHURN" // set: the two-volume churn, resumed from model.json
-)
-
-// crashOptions are the pool options of the crash tests: blocks of four
-// sectors, so sector writes are partial-block redirects, and a short
-// commit interval, so background commits interleave with everything.
-func crashOptions(log *slog.Logger) rowengine.Options {
-	return rowengine.Options{BlockSize: 4 * crashtest.SectorSize, CommitInterval: 20e6, Logger: log, MetadataReserve: 1 << 20}
-}
-
-// TestCrashChild is the child process of TestCrashPoints; it does nothing
+// TestCrashChild is the child process of the crash tests; it does nothing
 // in a normal run.
 func TestCrashChild(t *testing.T) {
-	dir := os.Getenv(envCrashDir)
-	if dir == "" {
-		t.Skip("runs only as the child of TestCrashPoints")
+	if !crashtest.IsChild() {
+		t.Skip("runs only as the child of the crash tests")
 	}
-	seed, _ := strconv.ParseUint(os.Getenv(envCrashSeed), 10, 64)
-	steps, _ := strconv.Atoi(os.Getenv(envCrashSteps))
-	point := os.Getenv(envCrashPoint)
-	hit, _ := strconv.Atoi(os.Getenv(envCrashHit))
-	hits := map[string]int{}
-	var mu sync.Mutex
-	opts := crashOptions(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	opts.CrashHook = func(p string) {
-		mu.Lock()
-		defer mu.Unlock()
-		hits[p]++
-		if p == point && hits[p] == hit {
-			b, _ := json.Marshal(hits)
-			_ = os.WriteFile(filepath.Join(dir, "hits.json"), b, 0o600)
-			// As kill -9: no deferred function, no flush, no close.
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
-		}
-	}
-	pool, err := rowengine.Open(filepath.Join(dir, "pool"), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &crashtest.Workload{T: crashtest.Engine{P: pool}, M: crashtest.NewModel(), Rnd: rand.New(rand.NewPCG(seed, 7)),
-		BeforeOp: func(m *crashtest.Model) error { return m.Save(filepath.Join(dir, "model.json")) }}
-	if os.Getenv(envCrashChurn) != "" {
-		w.Cfg.Churn = true
-		if m, err := crashtest.LoadModel(filepath.Join(dir, "verified.json")); err == nil {
-			w.M = m
-		}
-	}
-	for range steps {
-		if _, err := w.Step(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, j := range pool.Jobs() {
-		if _, err := pool.WaitJob(context.Background(), j.ID); err != nil && !errors.Is(err, rowengine.ErrNotFound) {
-			t.Fatal(err)
-		}
-	}
-	if err := pool.Close(); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	b, _ := json.Marshal(hits)
-	if err := os.WriteFile(filepath.Join(dir, "hits.json"), b, 0o600); err != nil {
+	if err := crashtest.ChildMain(); err != nil {
 		t.Fatal(err)
 	}
 }
 
-type crashRun struct {
-	seed  uint64
-	point string
-	hit   int
-}
-
-func (c crashRun) String() string { return fmt.Sprintf("seed %d, %s hit %d", c.seed, c.point, c.hit) }
-
-// runChild runs the workload in a child process; killed reports that it
-// died at the crash point (SIGKILL) rather than finishing.
-func runChild(t *testing.T, dir string, c crashRun, env ...string) (killed bool, out []byte) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), envCrashDir+"="+dir, envCrashSeed+"="+strconv.FormatUint(c.seed, 10),
-		envCrashSteps+"="+strconv.Itoa(*crashSteps), envCrashPoint+"="+c.point, envCrashHit+"="+strconv.Itoa(c.hit))
-	cmd.Env = append(cmd.Env, env...)
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
-			return true, out
-		}
-	}
+func runChild(t *testing.T, r crashtest.Run) (killed bool, out []byte) {
+	t.Helper()
+	killed, out, err := crashtest.Start(os.Args[0], "TestCrashChild", r)
 	if err != nil {
-		t.Fatalf("%s: child failed: %v\n%s", c, err, out)
+		t.Fatal(err)
 	}
-	return false, out
+	return killed, out
 }
 
 // TestCrashPoints kills a workload at every crash point, at several hit
@@ -138,23 +47,17 @@ func runChild(t *testing.T, dir string, c crashRun, env ...string) (killed bool,
 // snapshots hold what the durability promise says (crashtest.Verify).
 func TestCrashPoints(t *testing.T) {
 	if testing.Short() {
-		t.Skip("crash-point runs take about a minute")
+		t.Skip("crash-point runs take about 30 s")
 	}
 	base := fastTempDir(t)
-	var runs []crashRun
+	var runs []crashtest.Run
 	for s := range *crashSeeds {
 		seed := uint64(1000 + s)
 		dir := filepath.Join(base, fmt.Sprintf("dry%d", seed))
-		if _, out := runChild(t, dir, crashRun{seed: seed}); false {
-			t.Log(string(out))
-		}
-		b, err := os.ReadFile(filepath.Join(dir, "hits.json"))
+		runChild(t, crashtest.Run{Dir: dir, Seed: seed, Steps: *crashSteps})
+		hits, err := crashtest.Hits(dir)
 		if err != nil {
 			t.Fatalf("seed %d: dry run left no hit counts: %v", seed, err)
-		}
-		var hits map[string]int
-		if err := json.Unmarshal(b, &hits); err != nil {
-			t.Fatal(err)
 		}
 		rnd := rand.New(rand.NewPCG(seed, 1))
 		for _, p := range rowengine.CrashPoints {
@@ -165,7 +68,7 @@ func TestCrashPoints(t *testing.T) {
 			picks := []int{1, n, (n + 1) / 2, 1 + rnd.IntN(n)}
 			slices.Sort(picks)
 			for _, h := range slices.Compact(picks) {
-				runs = append(runs, crashRun{seed: seed, point: p, hit: h})
+				runs = append(runs, crashtest.Run{Seed: seed, Steps: *crashSteps, Point: p, Hit: h})
 			}
 		}
 		os.RemoveAll(dir)
@@ -174,34 +77,34 @@ func TestCrashPoints(t *testing.T) {
 	var mu sync.Mutex
 	states := map[string]int{}
 	var failures []string
-	work := make(chan crashRun)
+	work := make(chan crashtest.Run)
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for c := range work {
-				dir := filepath.Join(base, strings.NewReplacer("/", "_", " ", "_", ",", "").Replace(c.String()))
-				killed, out := runChild(t, dir, c)
+			for r := range work {
+				r.Dir = filepath.Join(base, strings.NewReplacer(" ", "_", ",", "").Replace(r.String()))
+				killed, out := runChild(t, r)
 				if !killed {
-					os.RemoveAll(dir)
+					os.RemoveAll(r.Dir)
 					continue // the point was not reached this time (timing)
 				}
-				err := recoverAndVerify(dir)
+				_, err := crashtest.Recover(r.Dir, filepath.Join(r.Dir, "pool"))
 				mu.Lock()
-				states[c.point]++
+				states[r.Point]++
 				if err != nil {
-					failures = append(failures, fmt.Sprintf("%s: %v\nchild output:\n%s", c, err, tail(out, 20)))
+					failures = append(failures, fmt.Sprintf("%s: %v\nchild output:\n%s", r, err, tail(out, 20)))
 				}
 				mu.Unlock()
 				if err == nil {
-					os.RemoveAll(dir)
+					os.RemoveAll(r.Dir)
 				}
 			}
 		}()
 	}
-	for _, c := range runs {
-		work <- c
+	for _, r := range runs {
+		work <- r
 	}
 	close(work)
 	wg.Wait()
@@ -225,55 +128,45 @@ func TestCrashPoints(t *testing.T) {
 	}
 }
 
-// recoverAndVerify opens a crashed pool as the daemon would and checks it.
-func recoverAndVerify(dir string) error {
-	m, err := crashtest.LoadModel(filepath.Join(dir, "model.json"))
-	if err != nil {
-		return fmt.Errorf("the child saved no model: %w", err)
+// TestBlockReuse churns two volumes (writes, discards, snapshot deletes)
+// so that blocks are freed and reused over and over, killing the process
+// between a free and the reuse (free.punched, commit.synced) and just
+// after a reuse (alloc), until 10,000 blocks have been allocated. After
+// each crash a read must return only the volume's own data or zeros:
+// never the other volume's, nor a deleted snapshot's (crashtest.Verify
+// allows only tags the model wrote to that sector).
+func TestBlockReuse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes about 10 s")
 	}
-	_, err = openAndVerify(dir, m)
-	return err
-}
-
-// openAndVerify opens the pool, lets resumed jobs finish, runs the checker
-// and checks the contents against m; it returns the model of what it found.
-func openAndVerify(dir string, m *crashtest.Model) (*crashtest.Model, error) {
-	var logBuf strings.Builder
-	var logMu sync.Mutex
-	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logBuf, mu: &logMu}, nil))
-	pool, err := rowengine.Open(filepath.Join(dir, "pool"), crashOptions(log))
-	if err != nil {
-		return nil, fmt.Errorf("open after crash: %w", err)
-	}
-	defer pool.Close()
-	for _, j := range pool.Jobs() {
-		if _, err := pool.WaitJob(context.Background(), j.ID); err != nil && !errors.Is(err, rowengine.ErrNotFound) {
-			return nil, fmt.Errorf("resumed job: %w", err)
+	dir := fastTempDir(t)
+	points := []string{rowengine.CrashFreePunched, rowengine.CrashCommitSynced, rowengine.CrashAlloc}
+	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
+	allocs, frees, crashes := 0, 0, 0
+	for round := 0; allocs < 10000; round++ {
+		if round > 200 {
+			t.Fatalf("only %d allocations after %d rounds", allocs, round)
+		}
+		r := crashtest.Run{Dir: dir, Seed: uint64(round), Steps: 600, Churn: true,
+			Point: points[round%len(points)], Hit: 20 + rnd.IntN(300)}
+		os.Remove(filepath.Join(dir, "hits.json"))
+		killed, out := runChild(t, r)
+		hits, _ := crashtest.Hits(dir)
+		allocs += hits[rowengine.CrashAlloc]
+		frees += hits[rowengine.CrashFreePunched]
+		if killed {
+			crashes++
+		}
+		verified, err := crashtest.Recover(dir, filepath.Join(dir, "pool"))
+		if err != nil {
+			t.Fatalf("round %d (%s): %v\nchild output:\n%s", round, r, err, tail(out, 20))
+		}
+		if err := verified.Save(filepath.Join(dir, "verified.json")); err != nil {
+			t.Fatal(err)
 		}
 	}
-	rep, err := pool.Check()
-	if err != nil || !rep.Clean() {
-		return nil, fmt.Errorf("checker after crash: %v; corruptions %q; leaks %q", err, rep.Corruptions, rep.Leaks)
-	}
-	if m.Inflight != nil && m.Inflight.Kind == "flatten" {
-		m.Inflight = nil // a flatten changes no content
-	}
-	got, err := crashtest.Verify(crashtest.Engine{P: pool}, m)
-	if err != nil {
-		return nil, fmt.Errorf("after crash (op in flight: %v): %w", m.Inflight, err)
-	}
-	return got, nil
-}
-
-type lockedWriter struct {
-	w  *strings.Builder
-	mu *sync.Mutex
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
+	t.Logf("%d blocks allocated, %d free batches, %d crashes between free and reuse", allocs, frees, crashes)
+	fmt.Printf("block reuse test: %d allocations, %d free batches, %d crashes\n", allocs, frees, crashes)
 }
 
 func tail(b []byte, lines int) string {
@@ -290,51 +183,4 @@ func fastTempDir(t *testing.T) string {
 		}
 	}
 	return t.TempDir()
-}
-
-// TestBlockReuse churns two volumes (writes, discards, snapshot deletes)
-// so that blocks are freed and reused over and over, killing the process
-// between a free and the reuse (free.punched, commit.synced) and just
-// after a reuse (alloc), until 10,000 blocks have been allocated. After
-// each crash a read must return only the volume's own data or zeros:
-// never the other volume's, nor a deleted snapshot's (crashtest.Verify
-// allows only tags the model wrote to that sector).
-func TestBlockReuse(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes about 20 s")
-	}
-	dir := fastTempDir(t)
-	points := []string{rowengine.CrashFreePunched, rowengine.CrashCommitSynced, rowengine.CrashAlloc}
-	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
-	allocs, frees, crashes := 0, 0, 0
-	for round := 0; allocs < 10000; round++ {
-		if round > 200 {
-			t.Fatalf("only %d allocations after %d rounds", allocs, round)
-		}
-		c := crashRun{seed: uint64(round), point: points[round%len(points)], hit: 20 + rnd.IntN(300)}
-		os.Remove(filepath.Join(dir, "hits.json"))
-		killed, out := runChild(t, dir, c, envCrashChurn+"=1", envCrashSteps+"=600")
-		var hits map[string]int
-		if b, err := os.ReadFile(filepath.Join(dir, "hits.json")); err == nil {
-			_ = json.Unmarshal(b, &hits)
-		}
-		allocs += hits[rowengine.CrashAlloc]
-		frees += hits[rowengine.CrashFreePunched]
-		if killed {
-			crashes++
-		}
-		m, err := crashtest.LoadModel(filepath.Join(dir, "model.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		verified, err := openAndVerify(dir, m)
-		if err != nil {
-			t.Fatalf("round %d (%s): %v\nchild output:\n%s", round, c, err, tail(out, 20))
-		}
-		if err := verified.Save(filepath.Join(dir, "verified.json")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Logf("%d blocks allocated, %d free batches, %d crashes between free and reuse", allocs, frees, crashes)
-	fmt.Printf("block reuse test: %d allocations, %d free batches, %d crashes\n", allocs, frees, crashes)
 }
