@@ -11,7 +11,7 @@ RUN_PKGS   := fuse3 attr
 TEST_PKGS  := fuse3 attr qemu-utils e2fsprogs
 BENCH_PKGS := fuse3 attr qemu-utils fio
 
-.PHONY: all build run test bench fuzz vet deps-run deps-test deps-bench clean
+.PHONY: all build run test bench fuzz soak vet deps-run deps-test deps-bench clean
 
 all: build
 
@@ -66,9 +66,20 @@ bench: deps-bench build
 	$(GO) run ./bench/snapbench
 	bash bench/fio.sh
 
+# fuzz: each fuzz target for FUZZTIME (make test runs their seed corpora).
+FUZZTIME ?= 60s
 fuzz:
-	$(GO) test ./ctl/api -run '^$$' -fuzz FuzzParseSize -fuzztime 60s
-	$(GO) test ./blockmap -run '^$$' -fuzz FuzzMapKey -fuzztime 60s
+	$(GO) test ./ctl/api -run '^$$' -fuzz '^FuzzParseSize$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./blockmap -run '^$$' -fuzz '^FuzzMapKey$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./blockmap -run '^$$' -fuzz '^FuzzDecodeUint64$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./blockmap -run '^$$' -fuzz '^FuzzDecodeRecords$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./daemon -run '^$$' -fuzz '^FuzzControlRequest$$' -fuzztime $(FUZZTIME)
+
+# soak: the kill -9 loop of the real daemon under the mixed workload, for
+# DURATION (default 10m): make soak DURATION=2h
+DURATION ?= 10m
+soak: deps-test
+	ROWFS_SOAK_DURATION=$(DURATION) $(GO) test -count=1 -timeout 0 -v -run '^TestKill9Loop$$' ./cmd/rowfsd
 
 clean:
 	rm -rf bin

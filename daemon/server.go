@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -57,7 +58,14 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// ServeMux would answer an unclean path with a bodiless redirect.
+		if p := r.URL.Path; p == "" || path.Clean(p) != p {
+			writeError(w, http.StatusBadRequest, api.CodeInvalidArgument, fmt.Sprintf("malformed path %q", p))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // httpStatus is the one place an engine error becomes an HTTP status and
