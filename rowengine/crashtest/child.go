@@ -22,8 +22,8 @@ import (
 // that dying at a crash point is a real SIGKILL. These variables carry the
 // run to it.
 const (
-	envDir   = "ROWFS_CRASH_DIR"   // model.json, hits.json and (by default) the pool
-	envPool  = "ROWFS_CRASH_POOL"  // the pool directory, if not DIR/pool
+	envDir   = "ROWFS_CRASH_DIR"  // model.json, hits.json and (by default) the pool
+	envPool  = "ROWFS_CRASH_POOL" // the pool directory, if not DIR/pool
 	envSeed  = "ROWFS_CRASH_SEED"
 	envSteps = "ROWFS_CRASH_STEPS"
 	envPoint = "ROWFS_CRASH_POINT" // empty: run to the end, counting hits
