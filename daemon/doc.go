@@ -11,6 +11,20 @@
 // it stops the control server, unmounts (lazily if files are still open)
 // and closes the pool, which commits all metadata.
 //
+// # Control socket
+//
+// The socket is created 0660, owned by SocketGroup when one is set. Every
+// connection's peer is checked with SO_PEERCRED (peer.go): root, the
+// daemon's own user, members of the socket group, and AllowedUIDs and
+// AllowedGIDs may use it; anyone else gets 403, whatever the file's mode.
+// Bodies are limited to 1 MiB and decoded strictly; unclean paths and
+// malformed bodies get 400 with a message.
+//
+// # Crash switch (tests only)
+//
+// ROWFSD_CRASH_AT=POINT:N makes the daemon SIGKILL itself at the Nth hit
+// of an engine crash point; it logs a warning when armed.
+//
 // # Concurrency
 //
 // Each control request runs in its own goroutine; the engine serialises

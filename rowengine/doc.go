@@ -41,12 +41,33 @@
 //
 //   - Commit order: fdatasync the data file, write the batch to Badger,
 //     Badger Sync. A durable map entry therefore never points at data that
-//     was not written.
+//     was not written. Changes that must land together (an ownership move
+//     in a merge) are one group (MapChange.WithNext), never split.
 //   - The allocator is not persisted: Open marks every mapped block used
 //     and everything else free, so no crash can leak or double-allocate.
 //   - A freed block is quarantined until the commit that unmaps it is
-//     durable. Reusing it sooner would let a crash resurrect the old
-//     mapping over another volume's data (invariant 4).
+//     durable, then punched out of the data file, then released (reuse).
+//     Reusing it sooner would let a crash resurrect the old mapping over
+//     another volume's data (invariant 4); punching later could hit a
+//     block already reused.
+//   - Open removes what a crash left: map entries of deleted nodes, data
+//     blocks no map points at (punched), and starts a job for deleted
+//     nodes left unmerged. Open refuses metadata that contradicts itself
+//     (a block mapped twice, a missing parent or head) and names fsck.
+//   - Crash points (crash.go) mark the places between durable steps where
+//     tests kill the process (Options.CrashHook); see docs/durability.md.
+//
+// # Space
+//
+// Options.Capacity caps the data file; hostSpace keeps data out of the
+// host filesystem's last MetadataReserve bytes. Both give ErrNoSpace.
+//
+// # Checking
+//
+// Check and CheckAndRepair verify a live pool (durable metadata, and
+// memory against it); Fsck checks and repairs a closed pool from its
+// metadata alone, so it works on pools Open refuses. Both report leaks
+// (space only) apart from corruptions, as qemu-img check does.
 //   - Counters (blocks owned per node) live in memory, are updated with
 //     every map change and rebuilt by Open's scan; the checker compares
 //     them with a recount.
@@ -55,7 +76,9 @@
 //
 // Pool and Handle methods are safe for concurrent use. Lock order:
 // adminMu (volume/node changes) → commitMu (commits) → stripes[block]
-// (one virtual block's writers) → mapMu (tables, counters, queues).
+// (one virtual block's writers) → mapMu (tables, counters, queues). No
+// path takes commitMu while holding a stripe, so the checker may take all
+// stripes (quiescing redirects and unmaps) before commitMu.
 // Readers hold mapMu shared across their pread so a block they resolved
 // cannot be freed and reused under them; mutations of tables happen only
 // under mapMu held exclusively, never under the shared lock. The
