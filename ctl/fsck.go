@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,12 +100,8 @@ Exit codes, as qemu-img check's: 0 clean, 2 corruptions, 3 leaks only,
 			if pool != "" {
 				return fsckOffline(cmd.Context(), a, pool, repair)
 			}
-			var rep api.FsckReport
-			q := ""
-			if repair != "" {
-				q = "?repair=" + repair
-			}
-			if err := a.client().do(cmd.Context(), "POST", api.PathFsck+q, nil, &rep); err != nil {
+			rep, err := a.client().Fsck(cmd.Context(), repair)
+			if err != nil {
 				return &ExitStatus{Code: FsckCouldNotRun, Msg: err.Error()}
 			}
 			if err := a.print(rep, func(w io.Writer) { PrintFsckReport(w, rep) }); err != nil {
@@ -161,4 +158,14 @@ func findRowfsd() (string, error) {
 		return p, nil
 	}
 	return "", errors.New("offline fsck needs rowfsd: none next to rowctl, in $ROWFSD or on PATH")
+}
+
+// Fsck checks the daemon's pool; repair is "" or "leaks".
+func (c *Client) Fsck(ctx context.Context, repair string) (api.FsckReport, error) {
+	var rep api.FsckReport
+	q := ""
+	if repair != "" {
+		q = "?repair=" + url.QueryEscape(repair)
+	}
+	return rep, c.do(ctx, "POST", api.PathFsck+q, nil, &rep)
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/rowfs/rowfs/ctl"
 	"github.com/rowfs/rowfs/ctl/api"
+	"github.com/rowfs/rowfs/daemon"
+	"github.com/rowfs/rowfs/rowengine"
 	"github.com/rowfs/rowfs/rowengine/crashtest"
 )
 
@@ -121,25 +123,39 @@ func (m mountTarget) ReadSnapshot(vol, snap string) ([]byte, error) {
 	return os.ReadFile(filepath.Join(m.mnt, ".snapshots", vol, snap))
 }
 
-// waitJobs waits until the daemon runs no job; a failed job fails the test.
-func waitJobs(t *testing.T, c *ctl.Client) {
-	t.Helper()
-	jobs, err := c.Jobs(bg)
+// recoverAndVerify waits until the restarted daemon runs no job, checks
+// it with online fsck, and its contents against the model; it returns the
+// model of what it found.
+func recoverAndVerify(target mountTarget, model *crashtest.Model) (*crashtest.Model, error) {
+	jobs, err := target.c.Jobs(bg)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	for _, j := range jobs {
 		if j.State == "running" {
-			if _, err := c.WaitJob(bg, j.ID, nil); err != nil {
-				t.Fatalf("job %d (%s %s): %v", j.ID, j.Kind, j.Target, err)
+			if _, err := target.c.WaitJob(bg, j.ID, nil); err != nil {
+				return nil, fmt.Errorf("job %d (%s %s): %w", j.ID, j.Kind, j.Target, err)
 			}
 		}
 	}
+	rep, err := target.c.Fsck(bg, "")
+	if err != nil {
+		return nil, err
+	}
+	if len(rep.Corruptions)+len(rep.Leaks) > 0 {
+		return nil, fmt.Errorf("fsck after kill -9: corruptions %q leaks %q", rep.Corruptions, rep.Leaks)
+	}
+	if model.Inflight != nil && model.Inflight.Kind == "flatten" {
+		model.Inflight = nil // a flatten changes no content
+	}
+	return crashtest.Verify(target, model)
 }
 
 // TestKill9Loop kills the real daemon with SIGKILL at a random moment of
 // the mixed workload, 100 times (ROWFS_KILL_CYCLES), or for
-// ROWFS_SOAK_DURATION (make soak). After each restart: interrupted jobs
+// ROWFS_SOAK_DURATION (make soak). Every other cycle also arms the crash
+// switch (ROWFSD_CRASH_AT) at the next engine crash point, so the daemon
+// may kill itself there first. After each restart: interrupted jobs
 // finish, online fsck is clean, and every volume and snapshot holds what
 // the durability promise allows (crashtest.Verify).
 func TestKill9Loop(t *testing.T) {
@@ -163,26 +179,41 @@ func TestKill9Loop(t *testing.T) {
 	e := newEnv(t)
 	model := crashtest.NewModel()
 	start := time.Now()
-	steps, midOp := 0, 0
+	steps, midOp, selfKills := 0, 0, 0
 	cycle := 0
 	for ; cycle < cycles && (soak == 0 || time.Since(start) < soak); cycle++ {
-		d := e.start("--block-size", "16K")
+		var environ []string
+		if cycle%2 == 1 {
+			point := rowengine.CrashPoints[(cycle/2)%len(rowengine.CrashPoints)]
+			environ = []string{fmt.Sprintf("%s=%s:%d", daemon.CrashEnv, point, 1+killRnd.IntN(5))}
+		}
+		d, err := e.tryStart(environ, "--block-size", "16K")
+		if err != nil && environ != nil && d.diesSoon() {
+			// The crash switch fired while the pool opened (a resumed job).
+			selfKills++
+			d.kill9()
+			environ = nil
+			d = e.start("--block-size", "16K")
+		} else if err != nil {
+			t.Fatal(err)
+		}
 		target := mountTarget{mnt: e.mnt, c: ctl.NewClient(e.sock)}
-		if cycle > 0 {
-			waitJobs(t, target.c)
-			var rep api.FsckReport
-			rowctlJSON(t, e.sock, &rep, "fsck")
-			if len(rep.Corruptions)+len(rep.Leaks) > 0 {
-				t.Fatalf("cycle %d: fsck after kill -9: corruptions %q leaks %q\ndaemon log:\n%s", cycle, rep.Corruptions, rep.Leaks, d.log)
+		for cycle > 0 {
+			got, err := recoverAndVerify(target, model)
+			if err == nil {
+				model = got
+				break
 			}
-			if model.Inflight != nil && model.Inflight.Kind == "flatten" {
-				model.Inflight = nil // a flatten changes no content
+			if environ != nil && d.diesSoon() {
+				// The crash switch fired during recovery: a crash while
+				// resuming jobs is one more crash state. Start again.
+				selfKills++
+				d.kill9()
+				environ = nil
+				d = e.start("--block-size", "16K")
+				continue
 			}
-			got, err := crashtest.Verify(target, model)
-			if err != nil {
-				t.Fatalf("cycle %d (seed %d, op in flight: %v): %v\ndaemon log:\n%s", cycle, seed, model.Inflight, err, d.log)
-			}
-			model = got
+			t.Fatalf("cycle %d (seed %d, op in flight: %v): %v\ndaemon log:\n%s", cycle, seed, model.Inflight, err, d.log)
 		}
 		w := &crashtest.Workload{T: target, M: model, Rnd: rnd}
 		done := make(chan error, 1)
@@ -197,7 +228,7 @@ func TestKill9Loop(t *testing.T) {
 				default:
 				}
 				if op, err := w.Step(); err != nil {
-					if !killed.Load() {
+					if !killed.Load() && !d.diesSoon() {
 						err = fmt.Errorf("%s failed before the kill: %w", op, err)
 						close(done)
 						t.Errorf("cycle %d: %v", cycle, err)
@@ -209,7 +240,11 @@ func TestKill9Loop(t *testing.T) {
 				steps++
 			}
 		}()
-		time.Sleep(time.Duration(20+killRnd.IntN(300)) * time.Millisecond)
+		select {
+		case <-time.After(time.Duration(20+killRnd.IntN(300)) * time.Millisecond):
+		case <-d.exited:
+			selfKills++ // the crash switch fired
+		}
 		killed.Store(true)
 		d.kill9()
 		close(stop)
@@ -221,6 +256,6 @@ func TestKill9Loop(t *testing.T) {
 			midOp++ // the kill landed inside an operation: expected
 		}
 	}
-	fmt.Printf("kill -9 loop: %d cycles, %d workload steps, %d kills inside an operation, %s\n",
-		cycle, steps, midOp, time.Since(start).Round(time.Second))
+	fmt.Printf("kill -9 loop: %d cycles (%d by the crash switch), %d workload steps, %d kills inside an operation, %s\n",
+		cycle, selfKills, steps, midOp, time.Since(start).Round(time.Second))
 }

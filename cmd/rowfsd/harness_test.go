@@ -105,7 +105,21 @@ func newEnv(t *testing.T) env {
 }
 
 // start runs rowfsd and waits for its sd_notify READY=1, never a sleep.
-func (e env) start(extra ...string) *rowfsd {
+func (e env) start(extra ...string) *rowfsd { return e.startWith(nil, extra...) }
+
+// startWith is start with extra environment variables for the daemon.
+func (e env) startWith(environ []string, extra ...string) *rowfsd {
+	e.t.Helper()
+	d, err := e.tryStart(environ, extra...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return d
+}
+
+// tryStart is startWith that returns a daemon that did not get ready as an
+// error (with the daemon, exited, for its log).
+func (e env) tryStart(environ []string, extra ...string) (*rowfsd, error) {
 	t := e.t
 	t.Helper()
 	notifyPath := filepath.Join(t.TempDir(), "notify")
@@ -117,7 +131,7 @@ func (e env) start(extra ...string) *rowfsd {
 	args := append([]string{"--pool", e.pool, "--mount", e.mnt, "--socket", e.sock, "--block-size", "64K"}, extra...)
 	d := &rowfsd{t: t, pool: e.pool, mnt: e.mnt, sock: e.sock, log: &lockedBuffer{}, exited: make(chan struct{})}
 	d.cmd = exec.Command(filepath.Join(binDir, "rowfsd"), args...)
-	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath)
+	d.cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="+notifyPath), environ...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -142,14 +156,14 @@ func (e env) start(extra ...string) *rowfsd {
 	select {
 	case err := <-ready:
 		if err != nil {
-			t.Fatalf("waiting for rowfsd: %v\n%s", err, d.log)
+			return d, fmt.Errorf("waiting for rowfsd: %v\n%s", err, d.log)
 		}
 	case <-d.exited:
-		t.Fatalf("rowfsd exited before it was ready:\n%s", d.log)
+		return d, fmt.Errorf("rowfsd exited before it was ready:\n%s", d.log)
 	case <-time.After(60 * time.Second):
-		t.Fatalf("rowfsd not ready after 60s:\n%s", d.log)
+		return d, fmt.Errorf("rowfsd not ready after 60s:\n%s", d.log)
 	}
-	return d
+	return d, nil
 }
 
 // stop sends SIGTERM and waits; the mount must be gone afterwards.
@@ -173,6 +187,17 @@ func (d *rowfsd) stop() {
 	if mounted(d.mnt) {
 		d.t.Errorf("%s still mounted after rowfsd stopped", d.mnt)
 		exec.Command("fusermount3", "-u", "-z", d.mnt).Run()
+	}
+}
+
+// diesSoon reports whether the daemon exits within 2 s (a request that
+// failed because it was dying returns a little before its exit is seen).
+func (d *rowfsd) diesSoon() bool {
+	select {
+	case <-d.exited:
+		return true
+	case <-time.After(2 * time.Second):
+		return false
 	}
 }
 
