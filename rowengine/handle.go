@@ -39,15 +39,10 @@ func (p *Pool) OpenVolume(name string, writable bool) (*Handle, error) {
 	return &Handle{pool: p, vol: v, writable: writable}, nil
 }
 
-// closeGrace is how long an operation that needs a volume closed waits for
-// its handles to go: the kernel sends a FUSE release after close(2) has
-// returned, so a VM that just stopped may still hold one for a moment.
-const closeGrace = 2 * time.Second
-
-// waitClosed waits up to closeGrace for v's handles (writers only, if
-// writersOnly) to close, and returns how many remain.
+// waitClosed waits up to Options.CloseGrace for v's handles (writers only,
+// if writersOnly) to close, and returns how many remain.
 func (p *Pool) waitClosed(v *volume, writersOnly bool) int {
-	deadline := time.Now().Add(closeGrace)
+	deadline := time.Now().Add(p.opts.CloseGrace)
 	for {
 		p.mapMu.RLock()
 		n := v.opens

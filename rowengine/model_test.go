@@ -114,7 +114,7 @@ func TestModelRandomized(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	dir := fastTempDir(t)
 	clock := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
-	opts := Options{BlockSize: 4096, CommitInterval: time.Hour, CommitBatch: 64, MaxSnapshots: 5,
+	opts := Options{BlockSize: 4096, CommitInterval: time.Hour, CommitBatch: 64, MaxSnapshots: 5, CloseGrace: time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return clock }}
 	p, err := Open(dir, opts)
 	if err != nil {

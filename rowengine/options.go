@@ -49,6 +49,11 @@ type Options struct {
 	// take, so Badger always has room and snapshot or volume deletes can
 	// run to free space when the host filesystem fills. Default 64 MiB.
 	MetadataReserve uint64
+	// CloseGrace is how long volume delete and rollback wait for open
+	// handles to close before refusing: the kernel sends a FUSE release
+	// after close(2) has returned, so a VM that just stopped may still
+	// hold one for a moment. Default 2s.
+	CloseGrace time.Duration
 	// CrashHook, for crash tests only, is called at every crash point (see
 	// CrashPoints); a test hook kills the process there. Default nil.
 	CrashHook func(point string)
@@ -73,6 +78,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.CloseGrace == 0 {
+		o.CloseGrace = 2 * time.Second
 	}
 	if o.MetadataReserve == 0 {
 		o.MetadataReserve = DefaultMetadataReserve

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"testing"
+	"time"
 )
 
 // TestPool opens a pool in a fresh temporary directory with small blocks
@@ -19,6 +20,9 @@ func TestPool(t testing.TB, opts Options) *Pool {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.CloseGrace == 0 {
+		opts.CloseGrace = time.Millisecond // tests close their handles synchronously
 	}
 	p, err := Open(t.TempDir(), opts)
 	if err != nil {
