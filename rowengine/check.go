@@ -335,11 +335,14 @@ func (p *Pool) CheckAndRepair(mode RepairMode) (CheckReport, error) {
 		p.punchHoles(stray)
 		rep.Repaired = append(rep.Repaired, fmt.Sprintf("punched %d stray blocks out of the data file", len(stray)))
 	}
-	if err := p.reapAll(func(uint64) {}); err != nil {
-		return rep, err
+	if p.reapableHidden() {
+		if err := p.reapAll(func(uint64) {}); err != nil {
+			return rep, err
+		}
+		rep.Repaired = append(rep.Repaired, "finished the merges of deleted snapshots")
 	}
 	after, _, err := p.checkLocked()
-	after.Repaired = append(rep.Repaired, "finished the merges of deleted snapshots")
+	after.Repaired = rep.Repaired
 	return after, err
 }
 

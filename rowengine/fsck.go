@@ -124,7 +124,7 @@ func fsckOffline(dir string, mode RepairMode, opts Options) (CheckReport, bool, 
 		return rep, false, fmt.Errorf("repair metadata: %w", err)
 	}
 	if len(stray) > 0 {
-		(&Pool{data: data, blockSize: bs, log: opts.Logger}).punchHoles(stray)
+		punchBlocks(data, bs, stray, opts.Logger)
 		repaired = append(repaired, fmt.Sprintf("punched %d stray blocks out of the data file", len(stray)))
 	}
 	rep, in, _, err = check()

@@ -432,18 +432,22 @@ func (p *Pool) queueChangeLocked(c blockmap.MapChange) {
 	}
 }
 
-// punchHoles gives freed blocks' space back to the host filesystem. A
-// failure costs only space, so it is logged, not returned.
-func (p *Pool) punchHoles(blocks []uint64) {
+// punchHoles gives freed blocks' space back to the host filesystem.
+func (p *Pool) punchHoles(blocks []uint64) { punchBlocks(p.data, p.blockSize, blocks, p.log) }
+
+// punchBlocks punches blocks out of a data file, one fallocate per run of
+// consecutive blocks. A failure costs only space, so it is logged, not
+// returned.
+func punchBlocks(data *os.File, blockSize uint64, blocks []uint64, log *slog.Logger) {
 	slices.Sort(blocks)
 	for i := 0; i < len(blocks); {
 		j := i + 1
 		for j < len(blocks) && blocks[j] == blocks[j-1]+1 {
 			j++
 		}
-		off, length := int64(blocks[i]*p.blockSize), int64(uint64(j-i)*p.blockSize)
-		if err := unix.Fallocate(int(p.data.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length); err != nil {
-			p.log.Warn("punch hole in pool data file failed", "offset", off, "length", length, "err", err)
+		off, length := int64(blocks[i]*blockSize), int64(uint64(j-i)*blockSize)
+		if err := unix.Fallocate(int(data.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length); err != nil {
+			log.Warn("punch hole in pool data file failed", "offset", off, "length", length, "err", err)
 		}
 		i = j
 	}

@@ -95,3 +95,30 @@ func TestFsckFixtures(t *testing.T) {
 		})
 	}
 }
+
+// TestFsckOnlineLeak: data in the pool file that no map points at is a
+// leak (exit 3) that the running daemon repairs with --repair leaks.
+func TestFsckOnlineLeak(t *testing.T) {
+	requireE2E(t, "qemu-io")
+	e := newEnv(t)
+	e.start()
+	mustRowctl(t, e.sock, "volume", "create", "vm", "--size", "1M")
+	qemuIO(t, filepath.Join(e.mnt, "vm"), "none", "write -P 0x5a 0 128k")
+	f, err := os.OpenFile(filepath.Join(e.pool, "data"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xee}, 64<<10), 10<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	r := rowctl(t, e.sock, "fsck")
+	if r.code != 3 || !strings.Contains(r.stdout, "Leaked: 1 blocks (64 KiB)") {
+		t.Fatalf("want exit 3 and one leaked block, got exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = rowctl(t, e.sock, "fsck", "--repair", "leaks")
+	if r.code != 0 || !strings.Contains(r.stdout, "REPAIRED: punched 1 stray blocks") {
+		t.Fatalf("--repair leaks: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	qemuIO(t, filepath.Join(e.mnt, "vm"), "none", "read -P 0x5a 0 128k")
+}
