@@ -58,7 +58,9 @@ vet:
 # test: every test, including the end-to-end ones through a real FUSE mount
 # with qemu-img/qemu-io (they need root and /dev/fuse).
 test: deps-test vet
-	$(GO) test -count=1 -timeout 25m ./...
+	@rm -f .test-report.txt
+	ROWFS_REPORT=$(CURDIR)/.test-report.txt $(GO) test -count=1 -timeout 25m ./...
+	@echo "--- figures"; cat .test-report.txt 2>/dev/null; rm -f .test-report.txt
 
 # bench: fio against a rowfs volume and a go-fuse passthrough; never part of test.
 bench: deps-bench build

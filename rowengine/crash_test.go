@@ -109,17 +109,18 @@ func TestCrashPoints(t *testing.T) {
 	close(work)
 	wg.Wait()
 
-	total := 0
+	total, fewest := 0, 1<<30
 	var lines []string
 	for _, p := range rowengine.CrashPoints {
 		total += states[p]
+		fewest = min(fewest, states[p])
 		lines = append(lines, fmt.Sprintf("%s=%d", p, states[p]))
 		if states[p] < 3 {
 			t.Errorf("crash point %s: %d crash states, want at least 3", p, states[p])
 		}
 	}
 	t.Logf("crash states: %d in all (%s)", total, strings.Join(lines, " "))
-	fmt.Printf("crash-point test: %d crash states over %d seeds, %d points\n", total, *crashSeeds, len(rowengine.CrashPoints))
+	crashtest.Report("crash-point test: %d crash states over %d seeds, %d points (each point %d or more)", total, *crashSeeds, len(rowengine.CrashPoints), fewest)
 	if total < 500 {
 		t.Errorf("%d crash states, want at least 500", total)
 	}
@@ -166,7 +167,7 @@ func TestBlockReuse(t *testing.T) {
 		}
 	}
 	t.Logf("%d blocks allocated, %d free batches, %d crashes between free and reuse", allocs, frees, crashes)
-	fmt.Printf("block reuse test: %d allocations, %d free batches, %d crashes\n", allocs, frees, crashes)
+	crashtest.Report("block reuse test: %d allocations, %d free batches, %d crashes", allocs, frees, crashes)
 }
 
 func tail(b []byte, lines int) string {

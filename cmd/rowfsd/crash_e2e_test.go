@@ -256,6 +256,6 @@ func TestKill9Loop(t *testing.T) {
 			midOp++ // the kill landed inside an operation: expected
 		}
 	}
-	fmt.Printf("kill -9 loop: %d cycles (%d by the crash switch), %d workload steps, %d kills inside an operation, %s\n",
+	crashtest.Report("kill -9 loop: %d cycles (%d by the crash switch), %d workload steps, %d kills inside an operation, %s",
 		cycle, selfKills, steps, midOp, time.Since(start).Round(time.Second))
 }

@@ -85,7 +85,7 @@ func TestPowerLoss(t *testing.T) {
 		}
 	}
 	t.Logf("%d power cuts; %d files had unsynced writes undone", states, undone)
-	fmt.Printf("power-loss test: %d power cuts at crash points, %d files rolled back to their last sync\n", states, undone)
+	crashtest.Report("power-loss test: %d power cuts at crash points, %d files rolled back to their last sync", states, undone)
 	if states < len(rowengine.CrashPoints) {
 		t.Errorf("only %d power-cut states", states)
 	}

@@ -261,3 +261,17 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Report prints a test's headline figure and, when ROWFS_REPORT names a
+// file, appends it there: go test shows a passing test's output only with
+// -v, and make test prints that file at the end.
+func Report(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	fmt.Println(line)
+	if path := os.Getenv("ROWFS_REPORT"); path != "" {
+		if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err == nil {
+			fmt.Fprintln(f, line)
+			f.Close()
+		}
+	}
+}
