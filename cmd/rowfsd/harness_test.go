@@ -230,7 +230,14 @@ type result struct {
 // rowctl runs the real rowctl binary against sock.
 func rowctl(t *testing.T, sock string, args ...string) result {
 	t.Helper()
+	return rowctlAs(t, nil, sock, args...)
+}
+
+// rowctlAs runs rowctl as another user (cred nil: as the test).
+func rowctlAs(t *testing.T, cred *syscall.Credential, sock string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "rowctl"), append([]string{"--socket", sock}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -1,34 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 )
 
-// asUser runs rowctl with the given uid and gid.
 func asUser(t *testing.T, sock string, uid, gid uint32, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "rowctl"), append([]string{"--socket", sock}, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{out.String(), errb.String(), code}
+	return rowctlAs(t, &syscall.Credential{Uid: uid, Gid: gid}, sock, args...)
 }
 
 // TestControlSocketPeers: the socket is 0660 and owned by the configured
