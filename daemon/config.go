@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 
@@ -46,6 +47,9 @@ type Config struct {
 	LogLevel string `toml:"log_level"`
 	// DebugFUSE logs every FUSE request.
 	DebugFUSE bool `toml:"debug_fuse"`
+	// Pprof, if set, serves Go's profiler (net/http/pprof) on this address,
+	// which must be on loopback, e.g. "127.0.0.1:6060". Default: off.
+	Pprof string `toml:"pprof"`
 }
 
 // LoadConfigFile reads a TOML config file; unknown keys are an error, so a
@@ -121,6 +125,11 @@ func (c *Config) engineOptions(log *slog.Logger) (rowengine.Options, error) {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
+	if c.Pprof != "" {
+		if err := checkLoopback(c.Pprof); err != nil {
+			errs = append(errs, fmt.Errorf("pprof: %w", err))
+		}
+	}
 	return opts, errors.Join(errs...)
 }
 
@@ -136,4 +145,20 @@ func parseLevel(s string) (slog.Level, error) {
 func (c *Config) NewLogger() *slog.Logger {
 	level, _ := parseLevel(c.LogLevel)
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// checkLoopback accepts only host:port addresses on a loopback interface:
+// the profiler exposes memory contents and must not reach the network.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address (use 127.0.0.1:PORT)", addr)
+	}
+	return nil
 }

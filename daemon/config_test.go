@@ -20,6 +20,10 @@ capacity = "2G"
 allow_other = false
 log_level = "debug"
 debug_fuse = true
+allowed_uids = [107]
+allowed_gids = [108, 109]
+metadata_reserve = "16M"
+pprof = "127.0.0.1:6060"
 `), 0o644)
 	c, err := LoadConfigFile(path)
 	if err != nil {
@@ -27,11 +31,12 @@ debug_fuse = true
 	}
 	c.EnsureDefaults()
 	if c.Pool != "/p" || c.Mount != "/m" || c.Socket != "/s.sock" || c.SocketGroup != "kvm" || c.BlockSize != "16K" ||
-		c.Capacity != "2G" || *c.AllowOther || c.LogLevel != "debug" || !c.DebugFUSE {
+		c.Capacity != "2G" || *c.AllowOther || c.LogLevel != "debug" || !c.DebugFUSE ||
+		len(c.AllowedUIDs) != 1 || len(c.AllowedGIDs) != 2 || c.MetadataReserve != "16M" || c.Pprof != "127.0.0.1:6060" {
 		t.Fatalf("config not fully read: %+v", c)
 	}
 	opts, err := c.engineOptions(slog.Default())
-	if err != nil || opts.BlockSize != 16<<10 || opts.Capacity != 2<<30 {
+	if err != nil || opts.BlockSize != 16<<10 || opts.Capacity != 2<<30 || opts.MetadataReserve != 16<<20 {
 		t.Fatalf("engine options %+v, %v", opts, err)
 	}
 }
@@ -42,9 +47,9 @@ func TestConfigRefusesUnknownKeysAndBadValues(t *testing.T) {
 	if _, err := LoadConfigFile(path); err == nil || !strings.Contains(err.Error(), "blok_size") {
 		t.Fatalf("unknown key: %v", err)
 	}
-	c := Config{Pool: "/p", Mount: "/m", BlockSize: "3K", Capacity: "lots", LogLevel: "loud"}
+	c := Config{Pool: "/p", Mount: "/m", BlockSize: "3K", Capacity: "lots", LogLevel: "loud", MetadataReserve: "x", Pprof: "0.0.0.0:6060"}
 	_, err := c.engineOptions(slog.Default())
-	for _, want := range []string{"block size", "capacity", "log level"} {
+	for _, want := range []string{"block size", "capacity", "log level", "metadata reserve", "not a loopback address"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("bad %s not reported: %v", want, err)
 		}

@@ -78,6 +78,7 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 				merged.AllowedGIDs = cfg.AllowedGIDs
 			}
 			set("log-level", &merged.LogLevel, cfg.LogLevel)
+			set("pprof", &merged.Pprof, cfg.Pprof)
 			if flags.Changed("max-snapshots") {
 				merged.MaxSnapshots = cfg.MaxSnapshots
 			}
@@ -108,6 +109,7 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 	f.BoolVar(&allowOther, "allow-other", true, "let other users (libvirt's qemu) open volume files")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&cfg.DebugFUSE, "debug-fuse", false, "log every FUSE request")
+	f.StringVar(&cfg.Pprof, "pprof", "", "serve Go's profiler on this loopback address, like 127.0.0.1:6060")
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		usageErr = true
 		return err
