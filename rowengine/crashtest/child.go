@@ -163,9 +163,17 @@ func Recover(dir, pool string) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the child saved no model: %w", err)
 	}
-	var log strings.Builder
-	var logMu sync.Mutex
-	p, err := rowengine.Open(pool, Options(slog.New(slog.NewTextHandler(&lockedWriter{w: &log, mu: &logMu}, nil))))
+	log := &lockedWriter{}
+	got, err := recoverPool(pool, m, slog.New(slog.NewTextHandler(log, nil)))
+	if err != nil {
+		// What Open did (resumed jobs, punched blocks) explains most failures.
+		return nil, fmt.Errorf("%w\nrecovery log:\n%s", err, log.String())
+	}
+	return got, nil
+}
+
+func recoverPool(pool string, m *Model, log *slog.Logger) (*Model, error) {
+	p, err := rowengine.Open(pool, Options(log))
 	if err != nil {
 		return nil, fmt.Errorf("open after crash: %w", err)
 	}
@@ -187,13 +195,20 @@ func Recover(dir, pool string) (*Model, error) {
 	return got, nil
 }
 
+// lockedWriter collects a log written from several goroutines.
 type lockedWriter struct {
-	w  *strings.Builder
-	mu *sync.Mutex
+	mu sync.Mutex
+	b  strings.Builder
 }
 
-func (l *lockedWriter) Write(b []byte) (int, error) {
+func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(b)
+	return l.b.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
