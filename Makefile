@@ -9,7 +9,7 @@ SOCKET   := $(RUN_DIR)/rowfsd.sock
 
 RUN_PKGS   := fuse3 attr
 TEST_PKGS  := fuse3 attr qemu-utils e2fsprogs
-BENCH_PKGS := fuse3 attr qemu-utils fio
+BENCH_PKGS := fuse3 attr qemu-utils qemu-system-x86 fio
 
 .PHONY: all build run test bench fuzz soak vet deps-run deps-test deps-bench clean
 
@@ -62,11 +62,14 @@ test: deps-test vet
 	ROWFS_REPORT=$(CURDIR)/.test-report.txt $(GO) test -count=1 -timeout 25m ./...
 	@echo "--- figures"; cat .test-report.txt 2>/dev/null; rm -f .test-report.txt
 
-# bench: fio against a rowfs volume and a go-fuse passthrough; never part of test.
+# bench: rowfs against its peers (raw file, go-fuse passthrough,
+# qemu-storage-daemon raw and qcow2 chains): the fio matrix, snapshot
+# operations and memory, about 25 minutes, as root. Writes
+# bench/results/<date>-<host>.md and its chart. Never part of test.
+# BENCH_ARGS passes flags to bench/peers, e.g. BENCH_ARGS="--rounds 5".
 bench: deps-bench build
 	$(GO) build -o bin/passthrough ./bench/passthrough
-	$(GO) run ./bench/snapbench
-	bash bench/fio.sh
+	$(GO) run ./bench/peers --bin bin $(BENCH_ARGS)
 
 # fuzz: each fuzz target for FUZZTIME (make test runs their seed corpora).
 FUZZTIME ?= 60s

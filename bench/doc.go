@@ -1,5 +1,7 @@
 // Package bench holds rowfs's benchmarks: Go micro-benchmarks live beside
-// the code they measure; this directory has the end-to-end fio harness
-// (fiobench) and the go-fuse passthrough it compares against
-// (passthrough). `make bench` runs them; `make test` never does.
+// the code they measure; this directory has the end-to-end harness that
+// compares rowfs with its peers (peers: fio, snapshot operations, memory),
+// the go-fuse passthrough it uses as a ceiling (passthrough), and the
+// engine-level snapshot figures without FUSE (snapbench). `make bench` runs
+// peers; `make test` never runs any of them.
 package bench

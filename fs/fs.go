@@ -98,6 +98,10 @@ func MountPool(dir string, opts Options) (*Mount, error) {
 		ExtraCapabilities: extraCapabilities,
 		Debug:             opts.Debug,
 		DirectMount:       true,
+		// Replies are built in memory (ReadResultData); go-fuse would still
+		// set up a pipe for every read before falling back, and log each
+		// 1 MiB read that overflows the pipe.
+		DisableSplice: true,
 		// The kernel enforces OFD locks (qemu image locking) locally.
 		EnableLocks: false,
 	}

@@ -245,7 +245,13 @@ func (p *Pool) CreateSnapshot(volume, name string, opts SnapshotOptions) (Snapsh
 	if opts.Auto {
 		kind = KindAuto
 	}
-	p.mapMu.Lock()
+	// The records are written before the in-memory switch and outside
+	// mapMu: a Badger write can wait tens of milliseconds behind a
+	// memtable flush, and guest I/O must not wait with it. Only admin
+	// calls change the head's record, and adminMu holds them off, so the
+	// records stay right; writes that land between the two steps belong
+	// to the snapshot, whose point in time is the switch, and a crash in
+	// between leaves their map entries to the snapshot just the same.
 	old := v.head
 	frozen := old.rec
 	frozen.Name, frozen.Kind, frozen.Description, frozen.Size, frozen.Created = name, kind, opts.Description, v.rec.Size, now
@@ -267,9 +273,9 @@ func (p *Pool) CreateSnapshot(volume, name string, opts SnapshotOptions) (Snapsh
 		return tx.PutVolume(vrec)
 	})
 	if err != nil {
-		p.mapMu.Unlock()
 		return SnapshotInfo{}, fmt.Errorf("create snapshot %s@%s: %w", volume, name, err)
 	}
+	p.mapMu.Lock()
 	old.rec = frozen
 	p.attachLocked(v, old, headRec)
 	v.rec = vrec

@@ -87,7 +87,7 @@ func main() {
 			r.AddChild("disk.img", r.NewPersistentInode(ctx, &file{backing: bf}, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
 		},
 		MountOptions: fuse.MountOptions{
-			FsName: "passthrough", Name: "passthrough", MaxWrite: 1 << 20, DirectMount: true,
+			FsName: "passthrough", Name: "passthrough", MaxWrite: 1 << 20, DirectMount: true, DisableSplice: true,
 			ExtraCapabilities: fuse.CAP_ASYNC_DIO | fuse.CAP_HANDLE_KILLPRIV_V2,
 		},
 	})

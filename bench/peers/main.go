@@ -1,0 +1,186 @@
+// Command peers measures rowfs against what users would otherwise run, in
+// one invocation (make bench):
+//
+//   - fio: the matrix of issue 5 on a raw file, a go-fuse passthrough,
+//     qemu-storage-daemon exporting a raw file and qcow2 images (flat and on
+//     backing chains), and rowfs volumes (flat and on snapshot chains), with
+//     the configurations interleaved round by round and medians reported;
+//   - snapshot operations: rowfs create/rollback/delete-merge against
+//     qemu-img snapshot -c/-a/-d and qemu-img commit;
+//   - memory: rowfsd's RSS against the number of mapped blocks.
+//
+// It writes bench/results/<date>-<host>.md and a chart of random-read IOPS
+// against chain depth beside it.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rowfs/rowfs/ctl/api"
+)
+
+func main() {
+	var b bench
+	bin := flag.String("bin", "bin", "directory with rowfsd, rowctl and passthrough")
+	work := flag.String("work", "", "scratch directory on the local disk (default: a new one in /var/tmp)")
+	rounds := flag.Int("rounds", 3, "interleaved rounds; medians are reported")
+	runtime := flag.Float64("runtime", 2.5, "seconds measured per fio run")
+	ramp := flag.Float64("ramp", 0.5, "seconds of warm-up before each fio run")
+	size := flag.String("size", "1G", "working set of each fio target")
+	big := flag.Uint64("big", 16, "GiB written for the large snapshot-operation case")
+	sections := flag.String("sections", "fio,snapshots", "what to run: fio, snapshots (memory is measured with snapshots)")
+	out := flag.String("out", "bench/results", "results directory")
+	flag.Parse()
+
+	n, err := api.ParseSize(*size)
+	check(err)
+	b.size, b.bin = int64(n), *bin
+	if b.work = *work; b.work == "" {
+		b.work, err = os.MkdirTemp("/var/tmp", "rowfs-bench-")
+		check(err)
+		atExit(func() { os.RemoveAll(b.work) })
+	}
+	defer cleanup()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		cleanup()
+		os.Exit(1)
+	}()
+	rep := report{started: time.Now(), rounds: *rounds, runtime: *runtime, ramp: *ramp, size: b.size, big: *big}
+	if strings.Contains(*sections, "fio") {
+		rep.fio, rep.targets = b.fioMatrix(*rounds, *ramp, *runtime)
+	}
+	if strings.Contains(*sections, "snapshots") {
+		rep.rowfsOps, rep.memory = b.rowfsSnapshotOps([]uint64{1, *big})
+		rep.qemuOps = b.qemuSnapshotOps([]uint64{1, *big})
+	}
+	rep.finished = time.Now()
+
+	check(os.MkdirAll(*out, 0o755))
+	host, _ := os.Hostname()
+	base := filepath.Join(*out, rep.started.UTC().Format("2006-01-02")+"-"+host)
+	chart := ""
+	if rep.fio != nil {
+		chart = base + "-chain-depth.svg"
+		check(rep.chart(chart))
+	}
+	text := rep.markdown(filepath.Base(chart))
+	check(os.WriteFile(base+".md", []byte(text), 0o644))
+	fmt.Print(text)
+	log.Printf("wrote %s.md in %s", base, rep.finished.Sub(rep.started).Round(time.Second))
+}
+
+// chainDepths are the qcow2 and rowfs targets: flat, then chains. Depth 1
+// separates what the first write after any snapshot costs (copy-on-write of
+// a 64 KiB cluster or block) from what depth itself costs.
+var chainDepths = []int{0, 1, 32, 128}
+
+// fioMatrix starts every target, lays down its data, and runs the matrix
+// round by round, each line on every target in turn (A B C … A B C …).
+func (b *bench) fioMatrix(rounds int, ramp, runtime float64) (map[string]map[string][]float64, []*target) {
+	setup := time.Now()
+	var targets []*target
+	defer func() {
+		for _, t := range targets {
+			t.stop()
+		}
+	}()
+	add := func(t *target) {
+		t.stop = atExit(t.stop)
+		targets = append(targets, t)
+		log.Printf("target %-22s %s", t.name(), t.file)
+	}
+	add(b.rawFile())
+	add(b.passthrough())
+	add(b.qsdRaw())
+	for _, depth := range chainDepths {
+		add(b.qcow2Chain(depth))
+	}
+	d := b.startRowfsd("rowfs")
+	defer d.stop()
+	for _, depth := range chainDepths {
+		add(d.volume(fmt.Sprintf("d%d", depth), b.size, depth))
+	}
+	for _, t := range targets {
+		if t.depth == 0 { // flat targets: every block written, so reads hit data
+			_, err := fio(t.file, prefill, b.size, 0, 0)
+			check(err)
+		}
+	}
+	log.Printf("targets ready in %s", time.Since(setup).Round(time.Millisecond))
+
+	results := map[string]map[string][]float64{} // job → target → one value per round
+	total, done, start := rounds*len(jobs)*len(targets), 0, time.Now()
+	for r := range rounds {
+		for _, j := range jobs {
+			if results[j.name()] == nil {
+				results[j.name()] = map[string][]float64{}
+			}
+			for _, t := range targets {
+				check(t.prepare(j))
+				v, err := fio(t.file, j, b.size, ramp, runtime)
+				check(err)
+				results[j.name()][t.name()] = append(results[j.name()][t.name()], v)
+				done++
+				eta := time.Duration(float64(time.Since(start)) / float64(done) * float64(total-done))
+				log.Printf("[%3d/%d, %s left] round %d %-28s %-18s %10.0f %s",
+					done, total, eta.Round(time.Second), r+1, j.name(), t.name(), v, j.unit())
+			}
+		}
+	}
+	return results, targets
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// cleanups stop what the run started, newest first, on every exit path.
+var (
+	cleanupMu sync.Mutex
+	cleanups  []func()
+)
+
+// atExit registers f to run at exit and returns it made idempotent, so the
+// caller may also run it as soon as it is done with what f stops.
+func atExit(f func()) func() {
+	once := sync.OnceFunc(f)
+	cleanupMu.Lock()
+	defer cleanupMu.Unlock()
+	cleanups = append(cleanups, once)
+	return once
+}
+
+func cleanup() {
+	cleanupMu.Lock()
+	fs := cleanups
+	cleanups = nil
+	cleanupMu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
+}
+
+func check(err error) {
+	if err != nil {
+		cleanup()
+		log.Fatal(err)
+	}
+}
