@@ -69,6 +69,7 @@ func (a *allocator) alloc() (uint64, error) {
 			break
 		}
 		a.take(phys)
+		a.hint = phys + 1 // the lowest free block: all below are used
 		return phys, nil
 	}
 	phys := a.limit
@@ -80,10 +81,55 @@ func (a *allocator) alloc() (uint64, error) {
 	return phys, nil
 }
 
+// allocNear is alloc with a placement wish, so that data written in order
+// lies in order in the data file and reads of it coalesce into one pread.
+// It returns prefer if wanted and free. Otherwise it looks for the lowest
+// free block at slot of its group of group blocks (group divides 64), so
+// the neighbours written next can follow it even while other writers
+// allocate. Otherwise it falls back to the lowest free block.
+func (a *allocator) allocNear(prefer uint64, wanted bool, slot, group uint64) (uint64, error) {
+	a.mu.Lock()
+	if wanted && prefer == a.limit && (a.maxBlocks == 0 || prefer < a.maxBlocks) {
+		a.grow(prefer + 1) // a neighbour at the end of the file
+	}
+	if wanted && prefer < a.limit && a.used[prefer/64]&(1<<(prefer%64)) == 0 {
+		a.take(prefer)
+		a.mu.Unlock()
+		return prefer, nil
+	}
+	if group > 1 {
+		var mask uint64
+		for bit := slot % group; bit < 64; bit += group {
+			mask |= 1 << bit
+		}
+		for w := a.hint / 64; w < uint64(len(a.used)); w++ {
+			if free := ^a.used[w] & mask; free != 0 {
+				if phys := w*64 + uint64(bits.TrailingZeros64(free)); phys < a.limit {
+					a.take(phys)
+					a.mu.Unlock()
+					return phys, nil
+				}
+				break
+			}
+		}
+		// Grow to the next block at that slot; the ones skipped stay free.
+		if phys := (a.limit+group-1)/group*group + slot%group; a.maxBlocks == 0 || phys < a.maxBlocks {
+			a.grow(phys + 1)
+			a.take(phys)
+			a.mu.Unlock()
+			return phys, nil
+		}
+	}
+	a.mu.Unlock()
+	return a.alloc()
+}
+
 func (a *allocator) take(phys uint64) {
 	a.used[phys/64] |= 1 << (phys % 64)
 	a.usedCount++
-	a.hint = phys + 1
+	if phys == a.hint {
+		a.hint++
+	}
 }
 
 // release frees blocks whose unmapping is durable.

@@ -344,7 +344,8 @@ func (p *Pool) redirect(v *volume, n *node, index uint64, seen entry, block []by
 	if err := p.space.take(p.blockSize); err != nil {
 		return false, err
 	}
-	phys, err := p.alloc.alloc()
+	prefer, wanted := p.placement(n, index)
+	phys, err := p.alloc.allocNear(prefer, wanted, index%p.placementGroup, p.placementGroup)
 	if err != nil {
 		return false, err
 	}
@@ -364,6 +365,23 @@ func (p *Pool) redirect(v *volume, n *node, index uint64, seen entry, block []by
 	p.addOwned(n, 1)
 	p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: n.rec.ID, Index: index}, Phys: phys})
 	return true, nil
+}
+
+// placement is where block index of n would best go: right after its left
+// neighbour's block, or right before its right one, when n owns them.
+func (p *Pool) placement(n *node, index uint64) (uint64, bool) {
+	p.mapMu.RLock()
+	defer p.mapMu.RUnlock()
+	owns := func(e entry) bool { return e.owner == n.rec.ID && e.phys != blockmap.ZeroBlock }
+	if index > 0 {
+		if e := n.table.get(index - 1); owns(e) {
+			return e.phys + 1, true
+		}
+	}
+	if e := n.table.get(index + 1); owns(e) && e.phys > 0 {
+		return e.phys - 1, true
+	}
+	return 0, false
 }
 
 // ZeroRange makes a range read as zeros (punch hole, write zeroes,

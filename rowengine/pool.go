@@ -26,13 +26,18 @@ type Pool struct {
 	dir       string
 	opts      Options
 	blockSize uint64
-	log       *slog.Logger
-	store     *blockmap.Store
-	data      *os.File
-	lock      *os.File
-	alloc     *allocator
-	space     *hostSpace
-	created   time.Time
+	// placementGroup is how many blocks make 1 MiB (at most 64): the
+	// allocator keeps a block at the same place in its group as in its
+	// volume, so data written in order stays in order. 1 MiB is the
+	// largest FUSE request.
+	placementGroup uint64
+	log            *slog.Logger
+	store          *blockmap.Store
+	data           *os.File
+	lock           *os.File
+	alloc          *allocator
+	space          *hostSpace
+	created        time.Time
 
 	// adminMu serialises operations that change volumes or nodes (create,
 	// delete, resize, and later snapshots). Lock order:
@@ -175,6 +180,7 @@ func (p *Pool) open() error {
 		return fmt.Errorf("%w: pool record: %v", ErrCorrupt, err)
 	}
 	p.blockSize = uint64(rec.BlockSize)
+	p.placementGroup = min(64, max(1, (1<<20)/p.blockSize))
 	p.created = rec.Created
 	p.space = &hostSpace{dir: p.dir, reserve: p.opts.MetadataReserve}
 	if _, err := p.space.measure(); err != nil {
