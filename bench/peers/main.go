@@ -58,28 +58,47 @@ func main() {
 		cleanup()
 		os.Exit(1)
 	}()
+	check(b.checkSpace(*big))
 	rep := report{started: time.Now(), rounds: *rounds, runtime: *runtime, ramp: *ramp, size: b.size, big: *big}
+	check(os.MkdirAll(*out, 0o755))
+	host, _ := os.Hostname()
+	base := filepath.Join(*out, rep.started.UTC().Format("2006-01-02")+"-"+host)
+	save := func() { // after each section, so a late failure keeps what was measured
+		rep.finished = time.Now()
+		chart := ""
+		if rep.fio != nil {
+			chart = base + "-chain-depth.svg"
+			check(rep.chart(chart))
+		}
+		check(os.WriteFile(base+".md", []byte(rep.markdown(filepath.Base(chart))), 0o644))
+		log.Printf("wrote %s.md after %s", base, rep.finished.Sub(rep.started).Round(time.Second))
+	}
 	if strings.Contains(*sections, "fio") {
 		rep.fio, rep.targets = b.fioMatrix(*rounds, *ramp, *runtime)
+		save()
 	}
 	if strings.Contains(*sections, "snapshots") {
 		rep.rowfsOps, rep.memory = b.rowfsSnapshotOps([]uint64{1, *big})
 		rep.qemuOps = b.qemuSnapshotOps([]uint64{1, *big})
+		save()
 	}
-	rep.finished = time.Now()
+	fmt.Print(rep.markdown(filepath.Base(base) + "-chain-depth.svg"))
+}
 
-	check(os.MkdirAll(*out, 0o755))
-	host, _ := os.Hostname()
-	base := filepath.Join(*out, rep.started.UTC().Format("2006-01-02")+"-"+host)
-	chart := ""
-	if rep.fio != nil {
-		chart = base + "-chain-depth.svg"
-		check(rep.chart(chart))
+// checkSpace refuses to start without room for every target: the fio
+// targets, and for the snapshot operations a rowfs pool, then a qcow2 image
+// and a layer of big GiB each.
+func (b *bench) checkSpace(big uint64) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(b.work, &st); err != nil {
+		return err
 	}
-	text := rep.markdown(filepath.Base(chart))
-	check(os.WriteFile(base+".md", []byte(text), 0o644))
-	fmt.Print(text)
-	log.Printf("wrote %s.md in %s", base, rep.finished.Sub(rep.started).Round(time.Second))
+	need := uint64(len(chainDepths)*2+3)*uint64(b.size) + (2*big+2)<<30
+	if free := st.Bavail * uint64(st.Bsize); free < need {
+		return fmt.Errorf("%s has %s free; the benchmark needs %s (use --work elsewhere or a smaller --big)",
+			b.work, api.FormatSize(free), api.FormatSize(need))
+	}
+	return nil
 }
 
 // chainDepths are the qcow2 and rowfs targets: flat, then chains. Depth 1

@@ -203,6 +203,9 @@ func (r *report) snapshotTable(w func(string, ...any)) {
 		"the floor row is `qemu-img snapshot -l`.\n\n")
 	w("| operation | GiB written | rowfs | qemu-img |\n|---|---:|---:|---:|\n")
 	for i, o := range r.rowfsOps {
+		if i >= len(r.qemuOps) {
+			break
+		}
 		q := r.qemuOps[i]
 		w("| snapshot create p50 (rowfs %d / qemu-img %d creates) | %d | %s | %s |\n", rowfsCreates, qemuCreates, o.gib, ms(o.createP50), ms(q.createP50))
 		w("| snapshot create p99 | %d | %s | %s |\n", o.gib, ms(o.createP99), ms(q.createP99))

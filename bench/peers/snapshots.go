@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -177,7 +176,7 @@ func (b *bench) qemuSnapshotOps(gibs []uint64) []opsResult {
 		r := opsResult{gib: gib}
 		img, overlay := b.path(fmt.Sprintf("qemu-%dg.qcow2", gib)), b.path(fmt.Sprintf("qemu-%dg-layer.qcow2", gib))
 		check(run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=64k", img, fmt.Sprintf("%dG", gib)))
-		qemuFill(img, gib, 1)
+		b.qemuFill(img, gib)
 
 		r.processFloor = timed("qemu-img", "snapshot", "-l", img)
 		for range 2 {
@@ -198,7 +197,7 @@ func (b *bench) qemuSnapshotOps(gibs []uint64) []opsResult {
 		}
 
 		check(run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=64k", "-b", img, "-F", "qcow2", overlay))
-		qemuFill(overlay, gib, 2)
+		b.qemuFill(overlay, gib)
 		r.commit = timed("qemu-img", "commit", "-q", overlay)
 		r.commitBytes = gib << 30
 		log.Printf("qemu-img, %d GiB: snapshot -c p50 %s p99 %s, -a %s, -d %s, commit %s (process floor %s)",
@@ -210,17 +209,15 @@ func (b *bench) qemuSnapshotOps(gibs []uint64) []opsResult {
 	return results
 }
 
-// qemuFill writes gib GiB of pattern into a qcow2 image with qemu-io.
-func qemuFill(image string, gib uint64, pattern int) {
+// qemuFill writes gib GiB into a qcow2 image through qemu-storage-daemon's
+// FUSE export with fio (qemu-io writes about 170 MB/s here; this is ~20x faster).
+func (b *bench) qemuFill(image string, gib uint64) {
 	start := time.Now()
-	args := []string{"-f", "qcow2", image}
-	for off := uint64(0); off < gib<<30; off += 64 << 20 {
-		args = append(args, "-c", fmt.Sprintf("write -q -P %d %d 64M", pattern, off))
-	}
-	cmd := exec.Command("qemu-io", args...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		check(fmt.Errorf("qemu-io fill of %s: %v\n%s", image, err, out))
-	}
+	q := &qsd{image: image, format: "qcow2", mountpoint: image + ".export", pidfile: image + ".pid"}
+	check(q.start())
+	_, err := fio(q.mountpoint, prefill, int64(gib<<30), 0, 0)
+	q.stop()
+	check(err)
+	check(os.Remove(q.mountpoint))
 	log.Printf("filled %s with %d GiB in %s", image, gib, time.Since(start).Round(time.Millisecond))
 }

@@ -174,7 +174,10 @@ func (b *bench) qcow2Chain(depth int) *target {
 		image := fmt.Sprintf("%s-layer%03d.qcow2", prefix, layer)
 		check(create(image, backing))
 		args := []string{"-f", "qcow2", image}
-		for c := layer; c < clusters; c += depth {
+		if depth == 1 { // every cluster: one write
+			args = append(args, "-c", fmt.Sprintf("write -q -P 1 0 %d", b.size))
+		}
+		for c := layer; c < clusters && depth > 1; c += depth {
 			args = append(args, "-c", fmt.Sprintf("write -q -P %d %d 64k", layer%251+1, c*clusterSize))
 		}
 		check(run("qemu-io", args...))
