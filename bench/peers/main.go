@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -59,7 +60,8 @@ func main() {
 		os.Exit(1)
 	}()
 	check(b.checkSpace(*big))
-	rep := report{started: time.Now(), rounds: *rounds, runtime: *runtime, ramp: *ramp, size: b.size, big: *big}
+	rev, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
+	rep := report{revision: strings.TrimSpace(string(rev)), started: time.Now(), rounds: *rounds, runtime: *runtime, ramp: *ramp, size: b.size, big: *big}
 	check(os.MkdirAll(*out, 0o755))
 	host, _ := os.Hostname()
 	base := filepath.Join(*out, rep.started.UTC().Format("2006-01-02")+"-"+host)

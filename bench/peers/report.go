@@ -31,6 +31,7 @@ const (
 )
 
 type report struct {
+	revision          string // git describe when the run started
 	started, finished time.Time
 	rounds            int
 	runtime, ramp     float64
@@ -73,9 +74,8 @@ func (r *report) environment(w func(string, ...any)) {
 		line, _, _ := strings.Cut(string(out), "\n")
 		return strings.TrimSpace(line)
 	}
-	rev := first("git", "describe", "--always", "--dirty")
 	w("- machine: %d cores, %s, %s RAM, kernel %s\n", runtime.NumCPU(), cpuModel(), memTotal(), first("uname", "-r"))
-	w("- versions: rowfs %s, %s, %s, %s, %s\n", rev, first("fio", "--version"),
+	w("- versions: rowfs %s, %s, %s, %s, %s\n", r.revision, first("fio", "--version"),
 		first("qemu-storage-daemon", "--version"), first("qemu-img", "--version"), runtime.Version())
 	w("- fio: %d interleaved rounds (every line on every target in turn, then the next round); median of the rounds; "+
 		"%.1f s measured after %.1f s of warm-up; O_DIRECT; working set %s per target\n",
