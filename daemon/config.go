@@ -50,6 +50,10 @@ type Config struct {
 	// Pprof, if set, serves Go's profiler (net/http/pprof) on this address,
 	// which must be on loopback, e.g. "127.0.0.1:6060". Default: off.
 	Pprof string `toml:"pprof"`
+	// MemoryLimit is the soft limit on the Go heap: "auto" (the default,
+	// 40 MiB plus 32 bytes per block in use), "off", or a size like "256M".
+	// It makes the collector run sooner; it never refuses work.
+	MemoryLimit string `toml:"memory_limit"`
 }
 
 // LoadConfigFile reads a TOML config file; unknown keys are an error, so a
@@ -123,6 +127,9 @@ func (c *Config) engineOptions(log *slog.Logger) (rowengine.Options, error) {
 		errs = append(errs, fmt.Errorf("max snapshots %d: must be 1 to %d", c.MaxSnapshots, rowengine.MaxChainLimit))
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := parseMemoryLimit(c.MemoryLimit); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Pprof != "" {

@@ -24,6 +24,7 @@ allowed_uids = [107]
 allowed_gids = [108, 109]
 metadata_reserve = "16M"
 pprof = "127.0.0.1:6060"
+memory_limit = "256M"
 `), 0o644)
 	c, err := LoadConfigFile(path)
 	if err != nil {
@@ -32,7 +33,7 @@ pprof = "127.0.0.1:6060"
 	c.EnsureDefaults()
 	if c.Pool != "/p" || c.Mount != "/m" || c.Socket != "/s.sock" || c.SocketGroup != "kvm" || c.BlockSize != "16K" ||
 		c.Capacity != "2G" || *c.AllowOther || c.LogLevel != "debug" || !c.DebugFUSE ||
-		len(c.AllowedUIDs) != 1 || len(c.AllowedGIDs) != 2 || c.MetadataReserve != "16M" || c.Pprof != "127.0.0.1:6060" {
+		len(c.AllowedUIDs) != 1 || len(c.AllowedGIDs) != 2 || c.MetadataReserve != "16M" || c.Pprof != "127.0.0.1:6060" || c.MemoryLimit != "256M" {
 		t.Fatalf("config not fully read: %+v", c)
 	}
 	opts, err := c.engineOptions(slog.Default())
@@ -47,9 +48,9 @@ func TestConfigRefusesUnknownKeysAndBadValues(t *testing.T) {
 	if _, err := LoadConfigFile(path); err == nil || !strings.Contains(err.Error(), "blok_size") {
 		t.Fatalf("unknown key: %v", err)
 	}
-	c := Config{Pool: "/p", Mount: "/m", BlockSize: "3K", Capacity: "lots", LogLevel: "loud", MetadataReserve: "x", Pprof: "0.0.0.0:6060"}
+	c := Config{Pool: "/p", Mount: "/m", BlockSize: "3K", Capacity: "lots", LogLevel: "loud", MetadataReserve: "x", Pprof: "0.0.0.0:6060", MemoryLimit: "1K"}
 	_, err := c.engineOptions(slog.Default())
-	for _, want := range []string{"block size", "capacity", "log level", "metadata reserve", "not a loopback address"} {
+	for _, want := range []string{"block size", "capacity", "log level", "metadata reserve", "not a loopback address", "memory limit"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("bad %s not reported: %v", want, err)
 		}
@@ -64,5 +65,27 @@ func TestConfigRefusesUnknownKeysAndBadValues(t *testing.T) {
 func TestUnescapeMountPath(t *testing.T) {
 	if got := unescapeMountPath(`/mnt/my\040disks`); got != "/mnt/my disks" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+func TestMemoryLimitSettings(t *testing.T) {
+	for in, want := range map[string]memoryLimit{
+		"": {auto: true}, "auto": {auto: true}, "AUTO": {auto: true}, "off": {}, "256M": {bytes: 256 << 20},
+	} {
+		if got, err := parseMemoryLimit(in); err != nil || got != want {
+			t.Errorf("%q: %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"1M", "lots", "-5G"} {
+		if _, err := parseMemoryLimit(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	// The auto limit must stay above the map's own cost however large the
+	// pool, or the collector would never stop.
+	for _, blocks := range []uint64{0, 1 << 18, 1 << 30, 1 << 62} {
+		if got := autoMemoryLimit(blocks); got < autoMemoryBase || got < int64(min(blocks, 1<<40))*21 {
+			t.Errorf("%d blocks: limit %d", blocks, got)
+		}
 	}
 }

@@ -93,6 +93,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		defer stopPprof()
 	}
 
+	memLimit, _ := parseMemoryLimit(cfg.MemoryLimit) // validated by engineOptions
+	applyMemoryLimit(ctx, memLimit, pool, log)
+
 	log.Info("rowfsd ready", "pool", cfg.Pool, "mount", mountDir, "socket", cfg.Socket, "block_size", pool.BlockSize(), "version", api.Version)
 	notifyReady(log)
 

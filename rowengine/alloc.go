@@ -33,8 +33,15 @@ func (a *allocator) grow(n uint64) {
 		return
 	}
 	words := (n + 63) / 64
-	if uint64(len(a.used)) < words {
-		grown := make([]uint64, words, max(words, uint64(2*len(a.used))))
+	switch {
+	case uint64(len(a.used)) >= words:
+	case uint64(cap(a.used)) >= words:
+		// Reslicing, not reallocating: the file grows 64 blocks at a time
+		// while it fills, and copying the bitmap each time was 130 MB of
+		// garbage for a 16 GiB fill.
+		a.used = a.used[:words]
+	default:
+		grown := make([]uint64, words, max(words, uint64(2*cap(a.used))))
 		copy(grown, a.used)
 		a.used = grown
 	}

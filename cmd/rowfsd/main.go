@@ -79,6 +79,7 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 			}
 			set("log-level", &merged.LogLevel, cfg.LogLevel)
 			set("pprof", &merged.Pprof, cfg.Pprof)
+			set("memory-limit", &merged.MemoryLimit, cfg.MemoryLimit)
 			if flags.Changed("max-snapshots") {
 				merged.MaxSnapshots = cfg.MaxSnapshots
 			}
@@ -109,6 +110,7 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 	f.BoolVar(&allowOther, "allow-other", true, "let other users (libvirt's qemu) open volume files")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&cfg.DebugFUSE, "debug-fuse", false, "log every FUSE request")
+	f.StringVar(&cfg.MemoryLimit, "memory-limit", "auto", "soft limit on the Go heap: auto (40 MiB + 32 B per block in use), off, or a size like 256M")
 	f.StringVar(&cfg.Pprof, "pprof", "", "serve Go's profiler on this loopback address, like 127.0.0.1:6060")
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		usageErr = true
