@@ -15,6 +15,7 @@ const (
 	prefixNode    = 'N' // 'N' + node id → NodeRecord (JSON)
 	prefixMapping = 'B' // 'B' + node id + block index → physical block (uint64 BE)
 	prefixJob     = 'J' // 'J' + job id → JobRecord (JSON)
+	prefixRBD     = 'R' // 'R' + name → RBDVolumeRecord (JSON)
 )
 
 // ZeroBlock is the physical block number of a map entry that reads as zeros.
@@ -42,6 +43,19 @@ type VolumeRecord struct {
 	Created time.Time `json:"created"`
 	// MaxSnapshots overrides the pool's chain limit for this volume; 0 means
 	// the pool default.
+	MaxSnapshots int `json:"max_snapshots,omitempty"`
+}
+
+// RBDVolumeRecord is a volume whose data and snapshots live in a Ceph RBD
+// image. It has no nodes and no map: RBD keeps both. Names share one
+// namespace with VolumeRecord.
+type RBDVolumeRecord struct {
+	Name    string    `json:"name"`
+	Pool    string    `json:"pool"`
+	Image   string    `json:"image"`
+	Created time.Time `json:"created"`
+	// MaxSnapshots overrides the RBD chain limit for this volume; 0 means
+	// the daemon's default.
 	MaxSnapshots int `json:"max_snapshots,omitempty"`
 }
 
@@ -95,6 +109,8 @@ func poolKey() []byte { return []byte{prefixPool} }
 func seqKey() []byte  { return []byte{prefixSeq} }
 
 func volumeKey(name string) []byte { return append([]byte{prefixVolume}, name...) }
+
+func rbdKey(name string) []byte { return append([]byte{prefixRBD}, name...) }
 
 func nodeKey(id uint64) []byte {
 	k := make([]byte, 9)

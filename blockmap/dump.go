@@ -11,12 +11,13 @@ import (
 // broken pools under testdata/fsck) and for reading a pool by hand.
 // Mappings are [node, index, physical block] triples.
 type Dump struct {
-	Pool     PoolRecord     `json:"pool"`
-	NextID   uint64         `json:"next_id"`
-	Volumes  []VolumeRecord `json:"volumes"`
-	Nodes    []NodeRecord   `json:"nodes"`
-	Jobs     []JobRecord    `json:"jobs,omitempty"`
-	Mappings [][3]uint64    `json:"mappings"`
+	Pool     PoolRecord        `json:"pool"`
+	NextID   uint64            `json:"next_id"`
+	Volumes  []VolumeRecord    `json:"volumes"`
+	Nodes    []NodeRecord      `json:"nodes"`
+	Jobs     []JobRecord       `json:"jobs,omitempty"`
+	RBD      []RBDVolumeRecord `json:"rbd_volumes,omitempty"`
+	Mappings [][3]uint64       `json:"mappings"`
 }
 
 // Export reads the whole store.
@@ -33,6 +34,9 @@ func (s *Store) Export() (Dump, error) {
 		return d, err
 	}
 	if d.Jobs, err = s.Jobs(); err != nil {
+		return d, err
+	}
+	if d.RBD, err = s.RBDVolumes(); err != nil {
 		return d, err
 	}
 	err = s.db.View(func(txn *badger.Txn) error {
@@ -74,6 +78,11 @@ func (s *Store) Import(d Dump) error {
 		}
 		for _, v := range d.Volumes {
 			if err := tx.PutVolume(v); err != nil {
+				return err
+			}
+		}
+		for _, v := range d.RBD {
+			if err := tx.PutRBDVolume(v); err != nil {
 				return err
 			}
 		}

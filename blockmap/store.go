@@ -132,6 +132,13 @@ func (s *Store) Jobs() ([]JobRecord, error) {
 	return out, err
 }
 
+// RBDVolumes returns every RBD volume record, ordered by name.
+func (s *Store) RBDVolumes() ([]RBDVolumeRecord, error) {
+	var out []RBDVolumeRecord
+	err := s.scanJSON(prefixRBD, "rbd volume", func() any { out = append(out, RBDVolumeRecord{}); return &out[len(out)-1] })
+	return out, err
+}
+
 func (s *Store) scanJSON(prefix byte, what string, next func() any) error {
 	return s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefix}, PrefetchValues: true, PrefetchSize: 64})
@@ -299,6 +306,12 @@ func (t *Txn) PutVolume(rec VolumeRecord) error { return putJSON(t.txn, volumeKe
 
 // DeleteVolume removes a volume record.
 func (t *Txn) DeleteVolume(name string) error { return t.txn.Delete(volumeKey(name)) }
+
+// PutRBDVolume writes an RBD volume record.
+func (t *Txn) PutRBDVolume(rec RBDVolumeRecord) error { return putJSON(t.txn, rbdKey(rec.Name), rec) }
+
+// DeleteRBDVolume removes an RBD volume record.
+func (t *Txn) DeleteRBDVolume(name string) error { return t.txn.Delete(rbdKey(name)) }
 
 // PutNode writes a node record.
 func (t *Txn) PutNode(rec NodeRecord) error { return putJSON(t.txn, nodeKey(rec.ID), rec) }

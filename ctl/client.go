@@ -109,6 +109,21 @@ func (c *Client) CreateVolume(ctx context.Context, req api.CreateVolumeRequest) 
 	return v, c.do(ctx, http.MethodPost, api.PathVolumes, req, &v)
 }
 
+// AttachVolume exposes an existing RBD image as a volume.
+func (c *Client) AttachVolume(ctx context.Context, req api.AttachVolumeRequest) (api.Volume, error) {
+	var v api.Volume
+	return v, c.do(ctx, http.MethodPost, api.PathVolumeAttach, req, &v)
+}
+
+// DetachVolume removes an RBD volume from rowfs and leaves its image.
+func (c *Client) DetachVolume(ctx context.Context, name string, force bool) error {
+	q := ""
+	if force {
+		q = "?force=true"
+	}
+	return c.do(ctx, http.MethodPost, volumePath(name, "/detach"+q), nil, nil)
+}
+
 // ResizeVolume changes a volume's size.
 func (c *Client) ResizeVolume(ctx context.Context, name string, req api.ResizeVolumeRequest) (api.Volume, error) {
 	var v api.Volume

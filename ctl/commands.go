@@ -96,26 +96,69 @@ func parseSizeFlag(s string) (uint64, error) {
 
 func volumeCommand(a *app) *cobra.Command {
 	cmd := group("volume", "Create, list, inspect, resize and delete volumes")
-	var size string
+	var size, backend, rbdPool, rbdImage string
 	create := &cobra.Command{
-		Use:   "create NAME --size SIZE",
-		Short: "Create a volume (appears as MOUNT/NAME)",
+		Use:   "create NAME --size SIZE [--backend rbd --rbd-pool POOL [--rbd-image IMAGE]]",
+		Short: "Create a volume (appears as MOUNT/NAME), local or as a new Ceph RBD image",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			n, err := parseSizeFlag(size)
 			if err != nil {
 				return err
 			}
-			v, err := a.client().CreateVolume(cmd.Context(), api.CreateVolumeRequest{Name: argv[0], Size: n})
+			if backend == "rbd" && rbdPool == "" {
+				return fmt.Errorf("%w: --backend rbd needs --rbd-pool", ErrUsage)
+			}
+			v, err := a.client().CreateVolume(cmd.Context(), api.CreateVolumeRequest{Name: argv[0], Size: n,
+				Backend: backend, RBDPool: rbdPool, RBDImage: rbdImage})
 			if err != nil {
 				return err
 			}
 			return a.print(v, func(w io.Writer) {
-				fmt.Fprintf(w, "created volume %s (%s) at %s\n", v.Name, api.FormatSize(v.Size), v.Path)
+				fmt.Fprintf(w, "created volume %s (%s) at %s%s\n", v.Name, api.FormatSize(v.Size), v.Path, rbdSuffix(v))
 			})
 		},
 	}
 	create.Flags().StringVar(&size, "size", "", "virtual size: bytes or with a unit, like 10G, 512M, 4096")
+	create.Flags().StringVar(&backend, "backend", "row", "row (blocks in the local pool) or rbd (a new image in Ceph)")
+	create.Flags().StringVar(&rbdPool, "rbd-pool", "", "Ceph pool of an rbd volume")
+	create.Flags().StringVar(&rbdImage, "rbd-image", "", "image name of an rbd volume (default: the volume name)")
+
+	attach := &cobra.Command{
+		Use:   "attach NAME --rbd-pool POOL --rbd-image IMAGE",
+		Short: "Expose an existing Ceph RBD image as volume NAME",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			if rbdPool == "" || rbdImage == "" {
+				return fmt.Errorf("%w: attach needs --rbd-pool and --rbd-image", ErrUsage)
+			}
+			v, err := a.client().AttachVolume(cmd.Context(), api.AttachVolumeRequest{Name: argv[0], RBDPool: rbdPool, RBDImage: rbdImage})
+			if err != nil {
+				return err
+			}
+			return a.print(v, func(w io.Writer) {
+				fmt.Fprintf(w, "attached volume %s (%s) at %s%s\n", v.Name, api.FormatSize(v.Size), v.Path, rbdSuffix(v))
+			})
+		},
+	}
+	attach.Flags().StringVar(&rbdPool, "rbd-pool", "", "Ceph pool of the image")
+	attach.Flags().StringVar(&rbdImage, "rbd-image", "", "the image")
+
+	var detachForce bool
+	detach := &cobra.Command{
+		Use:   "detach NAME [--force]",
+		Short: "Remove an RBD volume from rowfs, leaving its image and snapshots in Ceph",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			if err := a.client().DetachVolume(cmd.Context(), argv[0], detachForce); err != nil {
+				return err
+			}
+			return a.print(map[string]string{"detached": argv[0]}, func(w io.Writer) {
+				fmt.Fprintf(w, "detached volume %s (its image stays in Ceph)\n", argv[0])
+			})
+		},
+	}
+	detach.Flags().BoolVar(&detachForce, "force", false, "detach even while the file is open (its users get I/O errors)")
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -194,7 +237,7 @@ func volumeCommand(a *app) *cobra.Command {
 	}
 	del.Flags().BoolVar(&force, "force", false, "delete even while the file is open (its users get I/O errors)")
 
-	cmd.AddCommand(create, list, info, resize, del)
+	cmd.AddCommand(create, attach, detach, list, info, resize, del)
 	cmd.AddCommand(cloneCommands(a)...)
 	return cmd
 }
@@ -212,6 +255,12 @@ func printVolume(w io.Writer, v api.Volume) {
 		{"block size", api.FormatSize(v.BlockSize)},
 		{"open handles", fmt.Sprintf("%d (%d writers)", v.OpenHandles, v.Writers)},
 		{"created", v.Created.Format("2006-01-02T15:04:05Z")},
+	}
+	if v.RBDImage != "" {
+		rows = append(rows, [2]string{"rbd image", v.RBDPool + "/" + v.RBDImage})
+	}
+	if v.Note != "" {
+		rows = append(rows, [2]string{"note", v.Note})
 	}
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
@@ -291,4 +340,11 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func rbdSuffix(v api.Volume) string {
+	if v.RBDImage == "" {
+		return ""
+	}
+	return " (RBD image " + v.RBDPool + "/" + v.RBDImage + ")"
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -50,10 +51,21 @@ type Config struct {
 	// Pprof, if set, serves Go's profiler (net/http/pprof) on this address,
 	// which must be on loopback, e.g. "127.0.0.1:6060". Default: off.
 	Pprof string `toml:"pprof"`
-	// MemoryLimit is the soft limit on the Go heap: "auto" (the default,
-	// 40 MiB plus 32 bytes per block in use), "off", or a size like "256M".
-	// It makes the collector run sooner; it never refuses work.
+	// MemoryLimit is a soft limit on the Go heap, like "256M", or "off"
+	// (the default). It makes the collector run sooner and never refuses
+	// work, but set well above the live heap (see docs/benchmarks.md), or
+	// the collector runs without pause and I/O slows down.
 	MemoryLimit string `toml:"memory_limit"`
+	// CephConf is the ceph.conf of the cluster RBD volumes live in.
+	// Default: librados's search ($CEPH_CONF, /etc/ceph/ceph.conf).
+	CephConf string `toml:"ceph_conf"`
+	// CephID is the Ceph client id, without "client.". Default "admin".
+	CephID string `toml:"ceph_id"`
+	// CephTimeout bounds connecting to Ceph and each request, e.g. "30s"
+	// (the default): past it an RBD volume reports an error, not a hang.
+	CephTimeout string `toml:"ceph_timeout"`
+	// RBDMaxSnapshots is the chain limit of RBD volumes. Default 32.
+	RBDMaxSnapshots int `toml:"rbd_max_snapshots"`
 }
 
 // LoadConfigFile reads a TOML config file; unknown keys are an error, so a
@@ -123,6 +135,13 @@ func (c *Config) engineOptions(log *slog.Logger) (rowengine.Options, error) {
 		}
 	}
 	opts.MaxSnapshots = c.MaxSnapshots
+	opts.RBDMaxSnapshots = c.RBDMaxSnapshots
+	if c.RBDMaxSnapshots < 0 || c.RBDMaxSnapshots > rowengine.MaxChainLimit {
+		errs = append(errs, fmt.Errorf("rbd max snapshots %d: must be 1 to %d", c.RBDMaxSnapshots, rowengine.MaxChainLimit))
+	}
+	if _, err := c.cephTimeout(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.MaxSnapshots < 0 || c.MaxSnapshots > rowengine.MaxChainLimit {
 		errs = append(errs, fmt.Errorf("max snapshots %d: must be 1 to %d", c.MaxSnapshots, rowengine.MaxChainLimit))
 	}
@@ -168,4 +187,15 @@ func checkLoopback(addr string) error {
 		return fmt.Errorf("%q is not a loopback address (use 127.0.0.1:PORT)", addr)
 	}
 	return nil
+}
+
+func (c *Config) cephTimeout() (time.Duration, error) {
+	if c.CephTimeout == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(c.CephTimeout)
+	if err != nil || d < time.Second {
+		return 0, fmt.Errorf("ceph timeout %q: want a duration of at least 1s, like 30s", c.CephTimeout)
+	}
+	return d, nil
 }

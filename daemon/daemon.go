@@ -22,6 +22,7 @@ import (
 	"github.com/rowfs/rowfs/ctl/api"
 	rowfs "github.com/rowfs/rowfs/fs"
 	"github.com/rowfs/rowfs/rowengine"
+	"github.com/rowfs/rowfs/rowengine/rbd"
 )
 
 // Run serves the configured pool until ctx is cancelled, then shuts down
@@ -40,6 +41,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mountDir, err := filepath.Abs(cfg.Mount)
 	if err != nil {
 		return err
+	}
+	timeout, _ := cfg.cephTimeout() // validated by engineOptions
+	opts.RBD = rbd.New(rbd.Options{Conf: cfg.CephConf, ID: cfg.CephID, Timeout: timeout})
+	if !rbd.BuiltIn {
+		log.Info("RBD backend not built in: RBD volumes report an error (build with make for it)")
 	}
 	pool, err := rowengine.Open(cfg.Pool, opts)
 	if err != nil {
@@ -94,7 +100,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	memLimit, _ := parseMemoryLimit(cfg.MemoryLimit) // validated by engineOptions
-	applyMemoryLimit(ctx, memLimit, pool, log)
+	applyMemoryLimit(memLimit, log)
 
 	log.Info("rowfsd ready", "pool", cfg.Pool, "mount", mountDir, "socket", cfg.Socket, "block_size", pool.BlockSize(), "version", api.Version)
 	notifyReady(log)

@@ -44,6 +44,8 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("DELETE "+api.PathVolume, s.deleteVolume)
 	mux.HandleFunc("POST "+api.PathVolumeResize, s.resizeVolume)
 	mux.HandleFunc("POST "+api.PathVolumeSet, s.setVolume)
+	mux.HandleFunc("POST "+api.PathVolumeAttach, s.attachVolume)
+	mux.HandleFunc("POST "+api.PathVolumeDetach, s.detachVolume)
 	mux.HandleFunc("GET "+api.PathSnapshots, s.listSnapshots)
 	mux.HandleFunc("POST "+api.PathSnapshots, s.createSnapshot)
 	mux.HandleFunc("GET "+api.PathSnapshot, s.snapshotInfo)
@@ -88,7 +90,7 @@ func httpStatus(err error) (int, string) {
 		return http.StatusInsufficientStorage, api.CodeNoSpace
 	case errors.Is(err, rowengine.ErrReadOnly):
 		return http.StatusForbidden, api.CodeReadOnly
-	case errors.Is(err, rowengine.ErrClosed):
+	case errors.Is(err, rowengine.ErrClosed), errors.Is(err, rowengine.ErrUnavailable):
 		return http.StatusServiceUnavailable, api.CodeUnavailable
 	case errors.Is(err, rowengine.ErrCorrupt):
 		return http.StatusConflict, api.CodeCorrupt
@@ -151,7 +153,45 @@ func (s *server) volumeDoc(v rowengine.VolumeInfo) api.Volume {
 	return api.Volume{Name: v.Name, ID: v.ID, Backend: v.Backend, Size: v.Size, Created: v.Created.UTC(),
 		BlockSize: v.BlockSize, UsedBytes: v.UsedBytes, SnapshotBytes: v.SnapshotBytes, TotalBytes: v.TotalBytes,
 		Snapshots: v.Snapshots, ChainLength: v.ChainLength, MaxSnapshots: v.MaxSnapshots, Parent: v.Parent,
-		OpenHandles: v.OpenHandles, Writers: v.Writers, Path: filepath.Join(s.dir, v.Name)}
+		OpenHandles: v.OpenHandles, Writers: v.Writers, Path: filepath.Join(s.dir, v.Name),
+		RBDPool: v.RBDPool, RBDImage: v.RBDImage}
+}
+
+// volumeDetailDoc describes a volume with what only Ceph knows of an RBD
+// volume; with Ceph unreachable it says so and gives what rowfs knows.
+func (s *server) volumeDetailDoc(name string) (api.Volume, error) {
+	v, err := s.pool.VolumeDetail(name)
+	if errors.Is(err, rowengine.ErrUnavailable) {
+		doc := s.volumeDoc(v)
+		doc.Note = "Ceph unreachable: snapshot count and capacity unknown: " + err.Error()
+		return doc, nil
+	}
+	return s.volumeDoc(v), err
+}
+
+func (s *server) attachVolume(w http.ResponseWriter, r *http.Request) {
+	var req api.AttachVolumeRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	v, err := s.pool.AttachRBDVolume(req.Name, req.RBDPool, req.RBDImage)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.mount.VolumeChanged(req.Name)
+	writeJSON(w, http.StatusCreated, s.volumeDoc(v))
+}
+
+func (s *server) detachVolume(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := s.pool.DetachVolume(name, r.URL.Query().Get("force") == "true"); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.mount.VolumeRemoved(name)
+	s.mount.SnapshotsChanged(name)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *server) listVolumes(w http.ResponseWriter, r *http.Request) {
@@ -167,7 +207,21 @@ func (s *server) createVolume(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	v, err := s.pool.CreateVolume(req.Name, req.Size)
+	var v rowengine.VolumeInfo
+	var err error
+	switch req.Backend {
+	case "", rowengine.BackendRow:
+		if req.RBDPool != "" || req.RBDImage != "" {
+			writeError(w, http.StatusBadRequest, api.CodeInvalidArgument, "rbd_pool and rbd_image are for --backend rbd")
+			return
+		}
+		v, err = s.pool.CreateVolume(req.Name, req.Size)
+	case rowengine.BackendRBD:
+		v, err = s.pool.CreateRBDVolume(req.Name, req.RBDPool, req.RBDImage, req.Size)
+	default:
+		writeError(w, http.StatusBadRequest, api.CodeInvalidArgument, fmt.Sprintf("backend %q: want row or rbd", req.Backend))
+		return
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -176,12 +230,12 @@ func (s *server) createVolume(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) volumeInfo(w http.ResponseWriter, r *http.Request) {
-	v, err := s.pool.Volume(r.PathValue("name"))
+	doc, err := s.volumeDetailDoc(r.PathValue("name"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.volumeDoc(v))
+	writeJSON(w, http.StatusOK, doc)
 }
 
 func (s *server) deleteVolume(w http.ResponseWriter, r *http.Request) {
@@ -214,11 +268,11 @@ func (s *server) resizeVolume(w http.ResponseWriter, r *http.Request) {
 
 // VolumeJSON and PoolJSON serve the xattrs: the same documents as the API.
 func (s *server) VolumeJSON(name string) ([]byte, error) {
-	v, err := s.pool.Volume(name)
+	doc, err := s.volumeDetailDoc(name)
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(s.volumeDoc(v))
+	return json.Marshal(doc)
 }
 
 func (s *server) PoolJSON() ([]byte, error) { return json.Marshal(s.poolDoc()) }

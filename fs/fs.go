@@ -21,6 +21,8 @@ import (
 type Engine interface {
 	Volumes() []rowengine.VolumeInfo
 	Volume(name string) (rowengine.VolumeInfo, error)
+	// VolumeDetail may ask Ceph (RBD volumes): for xattrs only.
+	VolumeDetail(name string) (rowengine.VolumeInfo, error)
 	OpenVolume(name string, writable bool) (*rowengine.Handle, error)
 	ResizeVolume(name string, size uint64, allowShrink bool) (rowengine.VolumeInfo, error)
 	Info() rowengine.PoolInfo

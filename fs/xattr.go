@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/rowfs/rowfs/rowengine"
 )
 
 const (
@@ -22,10 +24,15 @@ const (
 	xattrSnapshotsJSON = xattrPrefix + "snapshots.json"
 	xattrParent        = xattrPrefix + "parent"
 	xattrSnapshotBytes = xattrPrefix + "snapshot_bytes"
+	// On RBD volume files.
+	xattrRBDPool  = xattrPrefix + "rbd.pool"
+	xattrRBDImage = xattrPrefix + "rbd.image"
 )
 
 var volumeXattrs = []string{xattrKeys, xattrKind, xattrSize, xattrUsed, xattrBlockSize, xattrInfoJSON,
 	xattrSnapshots, xattrSnapshotsJSON, xattrParent, xattrSnapshotBytes}
+
+var rbdVolumeXattrs = append(volumeXattrs[:len(volumeXattrs):len(volumeXattrs)], xattrRBDPool, xattrRBDImage)
 
 // xattrValue copies value into dest following getxattr(2): with an empty
 // dest it reports the size; a dest too small gives ERANGE.
@@ -46,15 +53,33 @@ func (v *volumeNode) Getxattr(ctx context.Context, attr string, dest []byte) (ui
 	if !strings.HasPrefix(attr, xattrPrefix) {
 		return 0, syscall.ENODATA
 	}
-	info, err := v.root.opts.Engine.Volume(v.name)
+	// An RBD volume's figures come from Ceph: asked for here, never for
+	// file attributes.
+	info, err := v.root.opts.Engine.VolumeDetail(v.name)
 	if err != nil {
 		return 0, toErrno(err)
 	}
+	rbd := info.Backend == rowengine.BackendRBD
 	switch attr {
 	case xattrKeys:
-		return xattrValue(dest, []byte(strings.Join(volumeXattrs, "\n")+"\n"), nil)
+		keys := volumeXattrs
+		if rbd {
+			keys = rbdVolumeXattrs
+		}
+		return xattrValue(dest, []byte(strings.Join(keys, "\n")+"\n"), nil)
 	case xattrKind:
+		if rbd {
+			return xattrValue(dest, []byte(rowengine.BackendRBD), nil)
+		}
 		return xattrValue(dest, []byte("volume"), nil)
+	case xattrRBDPool, xattrRBDImage:
+		if !rbd {
+			return 0, syscall.ENODATA
+		}
+		if attr == xattrRBDPool {
+			return xattrValue(dest, []byte(info.RBDPool), nil)
+		}
+		return xattrValue(dest, []byte(info.RBDImage), nil)
 	case xattrSize:
 		return xattrValue(dest, strconv.AppendUint(nil, info.Size, 10), nil)
 	case xattrUsed:

@@ -84,11 +84,28 @@
 // under mapMu held exclusively, never under the shared lock. The
 // background committer is owned by the Pool; Close stops and waits for it.
 //
+// # RBD volumes
+//
+// A volume may instead be a Ceph RBD image (rbdvolume.go): the pool keeps
+// only its record (blockmap RBDVolumeRecord: name, Ceph pool, image), and
+// every read, write, snapshot, rollback, clone and flatten goes to librbd
+// through the RBDCluster and RBDImage interfaces, which rowengine/rbd
+// implements and the daemon hands in (Options.RBD). Names share one
+// namespace with local volumes, and the same rules apply: chain limit
+// (Options.RBDMaxSnapshots, default 32) with auto-rotation, rollback
+// refused while the file is open or another client holds the image's
+// exclusive lock. RBD snapshots are independent: none is another's parent,
+// and deleting one changes no other. Open never contacts Ceph, so local
+// volumes are served when the cluster is down; RBD volumes then give
+// ErrUnavailable. One shared image per volume serves every open handle and
+// is closed with the last, releasing the exclusive lock; rbdVolume.mu
+// guards it and the open counts, under adminMu and never with mapMu held.
+//
 // # Errors
 //
 // Every error wraps one of the sentinels in errors.go (ErrNotFound,
 // ErrExists, ErrInvalidArgument, ErrBusy, ErrNoSpace, ErrReadOnly,
-// ErrClosed, ErrIO, ErrCorrupt, ErrPoolLocked) with a message for the
+// ErrClosed, ErrIO, ErrCorrupt, ErrPoolLocked, ErrUnavailable) with a message for the
 // operator. Callers match with errors.Is; errno and HTTP status are chosen
 // by fs and daemon.
 package rowengine

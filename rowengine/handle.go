@@ -18,11 +18,20 @@ type Handle struct {
 	snap     *node // nil: the volume's head; else a read-only snapshot
 	writable bool
 	once     sync.Once
+
+	// An RBD volume's handle has rbd set and reads and writes img: the
+	// volume's shared head, or its own read-only image of snapshot snapName.
+	rbd      *rbdVolume
+	img      RBDImage
+	snapName string
 }
 
 // OpenVolume opens a volume for I/O. Open handles make DeleteVolume refuse
 // (without force).
 func (p *Pool) OpenVolume(name string, writable bool) (*Handle, error) {
+	if rv := p.lookupRBD(name); rv != nil {
+		return p.openRBD(rv, writable)
+	}
 	v, err := p.lookup(name)
 	if err != nil {
 		return nil, err
@@ -60,6 +69,10 @@ func (p *Pool) waitClosed(v *volume, writersOnly bool) int {
 // Close releases the handle. It does not sync.
 func (h *Handle) Close() error {
 	h.once.Do(func() {
+		if h.rbd != nil {
+			h.closeRBD()
+			return
+		}
 		if h.snap != nil {
 			return
 		}
@@ -76,6 +89,9 @@ func (h *Handle) Close() error {
 // Size returns the volume's current virtual size (a snapshot's: its size
 // when it was taken).
 func (h *Handle) Size() uint64 {
+	if h.rbd != nil {
+		return h.sizeRBD()
+	}
 	h.pool.mapMu.RLock()
 	defer h.pool.mapMu.RUnlock()
 	_, size := h.viewLocked()
@@ -91,7 +107,15 @@ func (h *Handle) viewLocked() (*table, uint64) {
 }
 
 // Sync is the durability barrier (fsync/fdatasync).
-func (h *Handle) Sync() error { return h.pool.commit() }
+func (h *Handle) Sync() error {
+	if h.rbd != nil {
+		if err := h.img.Flush(); err != nil {
+			return fmt.Errorf("%w: flush volume %q: %v", ErrIO, h.rbd.rec.Name, err)
+		}
+		return nil
+	}
+	return h.pool.commit()
+}
 
 // checkLocked reports a deleted volume or snapshot, or a closed pool. A
 // deleted snapshot's blocks may be reused, so its reads must stop at once.
@@ -118,6 +142,9 @@ func (p *Pool) checkVolumeLocked(v *volume) error {
 // ReadAt reads from the head. Unwritten blocks read as zeros. Reading at or
 // past the end returns io.EOF; a read across it is cut short.
 func (h *Handle) ReadAt(buf []byte, off int64) (int, error) {
+	if h.rbd != nil {
+		return h.readRBD(buf, off)
+	}
 	p := h.pool
 	bs := p.blockSize
 	p.mapMu.RLock()
@@ -204,6 +231,9 @@ func (p *Pool) writeData(buf []byte, off uint64) error {
 func (h *Handle) WriteAt(data []byte, off int64) (int, error) {
 	if !h.writable {
 		return 0, fmt.Errorf("%w: handle opened read-only", ErrReadOnly)
+	}
+	if h.rbd != nil {
+		return h.writeRBD(data, off)
 	}
 	if err := h.checkRange(off, uint64(len(data))); err != nil {
 		return 0, err
@@ -391,6 +421,15 @@ func (h *Handle) ZeroRange(off int64, length uint64) error {
 	if !h.writable {
 		return fmt.Errorf("%w: handle opened read-only", ErrReadOnly)
 	}
+	if h.rbd != nil {
+		if err := h.checkRBD(off, length); err != nil {
+			return err
+		}
+		if err := h.img.WriteZeroes(uint64(off), length); err != nil {
+			return fmt.Errorf("%w: zero range of volume %q: %v", ErrIO, h.rbd.rec.Name, err)
+		}
+		return nil
+	}
 	if err := h.checkRange(off, length); err != nil {
 		return err
 	}
@@ -468,7 +507,13 @@ func (p *Pool) unmapBlock(v *volume, index uint64) error {
 
 // SeekData returns the first offset ≥ off that holds data (a mapped
 // block), or ok=false if there is none before the end (ENXIO).
+//
+// An RBD volume is all data, as far as seeking goes: librbd has no cheap
+// way to ask, and data everywhere is always a correct answer.
 func (h *Handle) SeekData(off uint64) (uint64, bool) {
+	if h.rbd != nil {
+		return off, off < h.Size()
+	}
 	return h.seek(off, func(e entry) bool { return e.mapped() && e.phys != blockmap.ZeroBlock })
 }
 
@@ -478,6 +523,9 @@ func (h *Handle) SeekHole(off uint64) (uint64, bool) {
 	size := h.Size()
 	if off >= size {
 		return 0, false
+	}
+	if h.rbd != nil {
+		return size, true
 	}
 	pos, ok := h.seek(off, func(e entry) bool { return !e.mapped() || e.phys == blockmap.ZeroBlock })
 	if !ok {

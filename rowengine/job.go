@@ -17,6 +17,7 @@ const (
 	JobVolumeDelete = "volume-delete" // a volume's snapshots after the volume is gone
 	JobRollback     = "rollback"      // freeing the abandoned head
 	JobFlatten      = "flatten"
+	JobRBDFlatten   = "rbd-flatten" // librbd's flatten of an RBD clone
 
 	JobRunning = "running"
 	JobDone    = "done"
@@ -165,6 +166,8 @@ func (p *Pool) resumeJobs() error {
 		switch rec.Kind {
 		case JobFlatten:
 			p.launch(rec, 0, func(j *job) error { return p.runFlatten(j, rec.Target) })
+		case JobRBDFlatten:
+			p.launch(rec, 0, func(j *job) error { return p.runRBDFlatten(j, rec.Target) })
 		default:
 			reaping = true
 			p.launch(rec, p.hiddenBlocks()*p.blockSize, p.runReap)

@@ -54,6 +54,12 @@ type Options struct {
 	// after close(2) has returned, so a VM that just stopped may still
 	// hold one for a moment. Default 2s.
 	CloseGrace time.Duration
+	// RBD connects RBD volumes to Ceph (rowengine/rbd implements it).
+	// Default nil: RBD volumes stay listed, and report ErrUnavailable.
+	RBD RBDCluster
+	// RBDMaxSnapshots is the chain limit of RBD volumes (rowctl volume set
+	// overrides it per volume). Default 32.
+	RBDMaxSnapshots int
 	// CrashHook, for crash tests only, is called at every crash point (see
 	// CrashPoints); a test hook kills the process there. Default nil.
 	CrashHook func(point string)
@@ -66,6 +72,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.CommitInterval == 0 {
 		o.CommitInterval = time.Second
+	}
+	if o.RBDMaxSnapshots == 0 {
+		o.RBDMaxSnapshots = DefaultRBDMaxSnapshots
 	}
 	if o.CommitBatch == 0 {
 		o.CommitBatch = 65536
@@ -94,6 +103,9 @@ const DefaultMetadataReserve = 64 << 20
 func (o *Options) Validate() error {
 	if o.MaxSnapshots < 1 || o.MaxSnapshots > MaxChainLimit {
 		return fmt.Errorf("%w: max snapshots %d: must be 1 to %d", ErrInvalidArgument, o.MaxSnapshots, MaxChainLimit)
+	}
+	if o.RBDMaxSnapshots < 1 || o.RBDMaxSnapshots > MaxChainLimit {
+		return fmt.Errorf("%w: RBD max snapshots %d: must be 1 to %d", ErrInvalidArgument, o.RBDMaxSnapshots, MaxChainLimit)
 	}
 	return ValidateBlockSize(o.BlockSize)
 }

@@ -54,6 +54,7 @@ type Pool struct {
 	// pread, so a block they resolved cannot be freed and reused under them.
 	mapMu      sync.RWMutex
 	volumes    map[string]*volume
+	rbd        map[string]*rbdVolume // RBD volumes: a name is in volumes or here
 	nodes      map[uint64]*node
 	pending    []blockmap.MapChange // map changes not yet committed, in order
 	quarantine []uint64             // freed blocks whose unmapping is in pending
@@ -114,7 +115,7 @@ func Open(dir string, opts Options) (*Pool, error) {
 		return nil, err
 	}
 	p := &Pool{dir: dir, opts: opts, log: opts.Logger, lock: lock,
-		volumes: map[string]*volume{}, nodes: map[uint64]*node{}, jobs: map[uint64]*job{}, kick: make(chan struct{}, 1)}
+		volumes: map[string]*volume{}, rbd: map[string]*rbdVolume{}, nodes: map[uint64]*node{}, jobs: map[uint64]*job{}, kick: make(chan struct{}, 1)}
 	p.ctx, p.stop = context.WithCancel(context.Background())
 	if err := p.open(); err != nil {
 		p.closeFiles()
@@ -122,6 +123,10 @@ func Open(dir string, opts Options) (*Pool, error) {
 	}
 	p.stopped.Add(1)
 	go p.committer(p.ctx)
+	if len(p.rbd) > 0 && p.opts.RBD != nil {
+		p.stopped.Add(1)
+		go p.learnRBDSizes()
+	}
 	if err := p.resumeJobs(); err != nil {
 		p.stop()
 		p.stopped.Wait()
@@ -291,8 +296,11 @@ func (p *Pool) load() error {
 		p.punchHoles(stray)
 		p.log.Warn("punched stray blocks out of the data file (left by a crash)", "blocks", len(stray))
 	}
+	if err := p.loadRBD(); err != nil {
+		return err
+	}
 	used, _ := p.alloc.stats()
-	p.log.Info("opened pool", "dir", p.dir, "volumes", len(p.volumes), "nodes", len(p.nodes), "used_blocks", used)
+	p.log.Info("opened pool", "dir", p.dir, "volumes", len(p.volumes), "rbd_volumes", len(p.rbd), "nodes", len(p.nodes), "used_blocks", used)
 	return nil
 }
 
@@ -331,7 +339,17 @@ func (p *Pool) Close() error {
 	err := p.commit()
 	p.mapMu.Lock()
 	p.closed = true
+	rbd := slices.Collect(maps.Values(p.rbd))
 	p.mapMu.Unlock()
+	for _, v := range rbd {
+		v.mu.Lock()
+		if v.img != nil {
+			err = errors.Join(err, v.img.Flush(), v.img.Close())
+			v.img = nil
+		}
+		v.deleted = true
+		v.mu.Unlock()
+	}
 	return errors.Join(err, p.closeFiles())
 }
 

@@ -156,6 +156,9 @@ func (p *Pool) snapshotInfoLocked(n *node) SnapshotInfo {
 // Snapshots lists a volume's tree in id order: its snapshots, hidden ones
 // included (Hidden set), and its head (Head set).
 func (p *Pool) Snapshots(volume string) ([]SnapshotInfo, error) {
+	if rv := p.lookupRBD(volume); rv != nil {
+		return p.rbdSnapshots(rv)
+	}
 	v, err := p.lookup(volume)
 	if err != nil {
 		return nil, err
@@ -171,6 +174,9 @@ func (p *Pool) Snapshots(volume string) ([]SnapshotInfo, error) {
 
 // Snapshot describes one visible snapshot.
 func (p *Pool) Snapshot(volume, name string) (SnapshotInfo, error) {
+	if rv := p.lookupRBD(volume); rv != nil {
+		return p.rbdSnapshot(rv, name)
+	}
 	_, n, err := p.lookupSnapshot(volume, name)
 	if err != nil {
 		return SnapshotInfo{}, err
@@ -183,6 +189,9 @@ func (p *Pool) Snapshot(volume, name string) (SnapshotInfo, error) {
 // OpenSnapshot opens a snapshot read-only. Its handle fails with
 // ErrNotFound once the snapshot is deleted.
 func (p *Pool) OpenSnapshot(volume, name string) (*Handle, error) {
+	if rv := p.lookupRBD(volume); rv != nil {
+		return p.openRBDSnapshot(rv, name)
+	}
 	v, n, err := p.lookupSnapshot(volume, name)
 	if err != nil {
 		return nil, err
@@ -217,6 +226,9 @@ func chainLocked(v *volume) []*node {
 func (p *Pool) CreateSnapshot(volume, name string, opts SnapshotOptions) (SnapshotInfo, error) {
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
+	if rv := p.lookupRBD(volume); rv != nil {
+		return p.createRBDSnapshot(rv, name, opts)
+	}
 	v, err := p.lookup(volume)
 	if err != nil {
 		return SnapshotInfo{}, err
@@ -390,6 +402,9 @@ func (p *Pool) hide(nodes []*node, job func(tx *blockmap.Txn) error) error {
 func (p *Pool) DeleteSnapshot(volume, name string, opts DeleteOptions) (DeleteResult, error) {
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
+	if rv := p.lookupRBD(volume); rv != nil {
+		return p.deleteRBDSnapshot(rv, name, opts)
+	}
 	_, s, err := p.lookupSnapshot(volume, name)
 	if err != nil {
 		return DeleteResult{}, err
@@ -511,6 +526,9 @@ type RollbackResult struct {
 func (p *Pool) RollbackVolume(volume, name string, force bool) (RollbackResult, error) {
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
+	if rv := p.lookupRBD(volume); rv != nil {
+		return p.rollbackRBD(rv, name, force)
+	}
 	v, s, err := p.lookupSnapshot(volume, name)
 	if err != nil {
 		return RollbackResult{}, err
@@ -580,6 +598,9 @@ func (p *Pool) CloneVolume(srcVolume, snap, name string) (VolumeInfo, error) {
 	}
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
+	if rv := p.lookupRBD(srcVolume); rv != nil {
+		return p.cloneRBD(rv, snap, name)
+	}
 	_, s, err := p.lookupSnapshot(srcVolume, snap)
 	if err != nil {
 		return VolumeInfo{}, err
@@ -608,6 +629,9 @@ func cloneRootLocked(v *volume) *node {
 func (p *Pool) FlattenVolume(name string) (JobInfo, error) {
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
+	if rv := p.lookupRBD(name); rv != nil {
+		return p.flattenRBD(rv)
+	}
 	v, err := p.lookup(name)
 	if err != nil {
 		return JobInfo{}, err
@@ -771,6 +795,9 @@ type Extent struct {
 // Diff returns the extents that differ between two nodes of a volume's
 // tree, from the maps alone (no data is read). to == "" means the head.
 func (p *Pool) Diff(volume, from, to string) ([]Extent, error) {
+	if rv := p.lookupRBD(volume); rv != nil {
+		return p.diffRBD(rv, from, to)
+	}
 	v, a, err := p.lookupSnapshot(volume, from)
 	if err != nil {
 		return nil, err
@@ -820,6 +847,9 @@ func (p *Pool) SetMaxSnapshots(volume string, limit int) (VolumeInfo, error) {
 	}
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
+	if rv := p.lookupRBD(volume); rv != nil {
+		return p.setRBDMaxSnapshots(rv, limit)
+	}
 	v, err := p.lookup(volume)
 	if err != nil {
 		return VolumeInfo{}, err

@@ -2,6 +2,7 @@ package rowengine
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -36,6 +37,8 @@ type VolumeInfo struct {
 	// OpenHandles and Writers count open files on the mount.
 	OpenHandles int
 	Writers     int
+	// RBDPool and RBDImage name an RBD volume's image in Ceph.
+	RBDPool, RBDImage string
 }
 
 // PoolInfo describes the pool.
@@ -92,8 +95,8 @@ func (p *Pool) newVolumeLocked(name string, size uint64, parent *node) (VolumeIn
 	if p.closed {
 		return VolumeInfo{}, ErrClosed
 	}
-	if _, exists := p.volumes[name]; exists {
-		return VolumeInfo{}, fmt.Errorf("%w: volume %q", ErrExists, name)
+	if err := p.nameTakenLocked(name); err != nil {
+		return VolumeInfo{}, err
 	}
 	now := p.opts.Now().UTC()
 	var vrec blockmap.VolumeRecord
@@ -134,6 +137,9 @@ func (p *Pool) newVolumeLocked(name string, size uint64, parent *node) (VolumeIn
 func (p *Pool) DeleteVolume(name string, force bool) (VolumeDeleteResult, error) {
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
+	if rv := p.lookupRBD(name); rv != nil {
+		return VolumeDeleteResult{}, p.deleteRBDVolume(rv, force)
+	}
 	v, err := p.lookup(name)
 	if err != nil {
 		return VolumeDeleteResult{}, err
@@ -232,6 +238,9 @@ func (p *Pool) ResizeVolume(name string, size uint64, allowShrink bool) (VolumeI
 	}
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
+	if rv := p.lookupRBD(name); rv != nil {
+		return p.resizeRBD(rv, size, allowShrink)
+	}
 	v, err := p.lookup(name)
 	if err != nil {
 		return VolumeInfo{}, err
@@ -284,8 +293,13 @@ func (p *Pool) lookup(name string) (*volume, error) {
 	return v, nil
 }
 
-// Volume returns one volume's description.
+// Volume returns one volume's description. For an RBD volume it is what
+// rowfs knows without asking Ceph (name, image, last size seen, opens):
+// file attributes must not wait on a cluster. VolumeDetail asks.
 func (p *Pool) Volume(name string) (VolumeInfo, error) {
+	if rv := p.lookupRBD(name); rv != nil {
+		return p.rbdInfo(rv), nil
+	}
 	v, err := p.lookup(name)
 	if err != nil {
 		return VolumeInfo{}, err
@@ -295,13 +309,27 @@ func (p *Pool) Volume(name string) (VolumeInfo, error) {
 	return p.volumeInfoLocked(v), nil
 }
 
-// Volumes lists the volumes, ordered by name.
+// VolumeDetail is Volume plus, for an RBD volume, what Ceph reports:
+// snapshot count, clone parent and capacity.
+func (p *Pool) VolumeDetail(name string) (VolumeInfo, error) {
+	if rv := p.lookupRBD(name); rv != nil {
+		return p.rbdVolumeInfo(rv)
+	}
+	return p.Volume(name)
+}
+
+// Volumes lists the volumes, local and RBD, ordered by name. RBD volumes
+// are described as by Volume.
 func (p *Pool) Volumes() []VolumeInfo {
 	p.mapMu.RLock()
-	defer p.mapMu.RUnlock()
-	out := make([]VolumeInfo, 0, len(p.volumes))
+	out := make([]VolumeInfo, 0, len(p.volumes)+len(p.rbd))
 	for _, v := range p.volumes {
 		out = append(out, p.volumeInfoLocked(v))
+	}
+	rbd := slices.Collect(maps.Values(p.rbd))
+	p.mapMu.RUnlock()
+	for _, v := range rbd {
+		out = append(out, p.rbdInfo(v))
 	}
 	sortByName(out)
 	return out
@@ -335,7 +363,8 @@ func (p *Pool) Info() PoolInfo {
 	for _, v := range p.volumes {
 		info.ProvisionedBytes += v.rec.Size
 	}
-	info.Volumes = len(p.volumes)
+	// RBD volumes count as volumes, but their bytes are Ceph's, not the pool's.
+	info.Volumes = len(p.volumes) + len(p.rbd)
 	p.mapMu.RUnlock()
 	if p.opts.Capacity > 0 {
 		info.CapacityBytes = p.opts.Capacity / p.blockSize * p.blockSize

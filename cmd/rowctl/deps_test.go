@@ -8,9 +8,12 @@ import (
 
 // TestDependencyDirection enforces cmd → daemon/ctl → fs → rowengine →
 // blockmap, and which packages may link Badger, go-fuse and go-ceph.
+//
+// The RBD backend's tags are on, so go-ceph is in the graph.
 func TestDependencyDirection(t *testing.T) {
+	const tags = "ceph,pacific"
 	deps := func(pkg string) []string {
-		out, err := exec.Command("go", "list", "-deps", "github.com/rowfs/rowfs/"+pkg).Output()
+		out, err := exec.Command("go", "list", "-tags", tags, "-deps", "github.com/rowfs/rowfs/"+pkg).Output()
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v", pkg, err)
 		}
@@ -33,7 +36,7 @@ func TestDependencyDirection(t *testing.T) {
 		}
 	}
 	// Only blockmap imports Badger directly.
-	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "github.com/rowfs/rowfs/...").Output()
+	out, err := exec.Command("go", "list", "-tags", tags, "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "github.com/rowfs/rowfs/...").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +45,9 @@ func TestDependencyDirection(t *testing.T) {
 		for _, imp := range f[1:] {
 			if strings.Contains(imp, "dgraph-io/badger") && !strings.HasSuffix(f[0], "/blockmap") {
 				t.Errorf("%s imports Badger; only blockmap may", f[0])
+			}
+			if strings.Contains(imp, "ceph/go-ceph") && !strings.HasSuffix(f[0], "/rowengine/rbd") {
+				t.Errorf("%s imports go-ceph; only rowengine/rbd may", f[0])
 			}
 			inFS := strings.HasSuffix(f[0], "rowfs/fs") || strings.Contains(f[0], "rowfs/fs/") // fs/faultfs, its test filesystem
 			if strings.Contains(imp, "hanwen/go-fuse") && !inFS && !strings.HasSuffix(f[0], "/daemon") && !strings.Contains(f[0], "/bench") {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -43,37 +44,41 @@ func TestQemuIOPatterns(t *testing.T) {
 	requireE2E(t, "qemu-io", "qemu-img")
 	e := newEnv(t)
 	e.start()
-	for _, mode := range []struct {
-		cache   string
-		aligned bool
-	}{{"none", true}, {"writeback", false}} {
-		t.Run(mode.cache, func(t *testing.T) {
-			const size = 256 << 20
-			vol := createVolume(t, e.sock, "vm-"+mode.cache, "256M")
-			ref := filepath.Join(t.TempDir(), "ref.raw")
-			runCmd(t, "qemu-img", "create", "-q", "-f", "raw", ref, "256M")
-			seed := uint64(time.Now().UnixNano())
-			t.Logf("seed %d", seed)
-			rng := rand.New(rand.NewPCG(seed, 1))
-			var writes, reads []string
-			for range 60 {
-				length := 4096 + rng.Int64N(1<<20-4096+1)
-				off := rng.Int64N(size - length)
-				if mode.aligned {
-					length = length / 4096 * 4096
-					off = off / 4096 * 4096
-				}
-				c := fmt.Sprintf("write -P 0x%02x %d %d", 1+rng.IntN(254), off, length)
-				writes = append(writes, c)
-				reads = append(reads, c, strings.Replace(c, "write", "read", 1))
-			}
-			qemuIO(t, vol, mode.cache, append(reads, "flush")...)
-			qemuIO(t, ref, "writeback", writes...)
-			out := runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", vol, ref)
-			if !strings.Contains(out, "identical") {
-				t.Fatalf("qemu-img compare: %s", out)
-			}
+	for _, cache := range []string{"none", "writeback"} {
+		t.Run(cache, func(t *testing.T) {
+			checkQemuPatterns(t, createVolume(t, e.sock, "vm-"+cache, "256M"), 256<<20, cache)
 		})
+	}
+}
+
+// checkQemuPatterns writes 60 random patterns through qemu-io with the
+// given cache mode (aligned for O_DIRECT, unaligned otherwise), reads each
+// back, and compares the file with a reference written the same way.
+func checkQemuPatterns(t *testing.T, vol string, size int64, cache string) {
+	t.Helper()
+	aligned := cache == "none"
+	ref := filepath.Join(t.TempDir(), "ref.raw")
+	runCmd(t, "qemu-img", "create", "-q", "-f", "raw", ref, strconv.FormatInt(size, 10))
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	var writes, reads []string
+	for range 60 {
+		length := 4096 + rng.Int64N(min(size/4, 1<<20)-4096+1)
+		off := rng.Int64N(size - length)
+		if aligned {
+			length = length / 4096 * 4096
+			off = off / 4096 * 4096
+		}
+		c := fmt.Sprintf("write -P 0x%02x %d %d", 1+rng.IntN(254), off, length)
+		writes = append(writes, c)
+		reads = append(reads, c, strings.Replace(c, "write", "read", 1))
+	}
+	qemuIO(t, vol, cache, append(reads, "flush")...)
+	qemuIO(t, ref, "writeback", writes...)
+	out := runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", vol, ref)
+	if !strings.Contains(out, "identical") {
+		t.Fatalf("qemu-img compare: %s", out)
 	}
 }
 

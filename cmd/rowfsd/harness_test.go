@@ -21,6 +21,11 @@ import (
 
 var binDir string
 
+// buildTags are the tags this test binary was built with that the binaries
+// under test need too (set by rbd_e2e_test.go when built with the RBD
+// backend).
+var buildTags []string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "rowfs-e2e-bin-")
 	if err != nil {
@@ -28,7 +33,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	for _, b := range []string{"rowfsd", "rowctl"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b), "github.com/rowfs/rowfs/cmd/"+b).CombinedOutput()
+		out, err := exec.Command("go", "build", "-tags", strings.Join(buildTags, ","), "-o", filepath.Join(dir, b), "github.com/rowfs/rowfs/cmd/"+b).CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b, err, out)
 			os.Exit(1)

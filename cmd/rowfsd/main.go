@@ -80,6 +80,12 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 			set("log-level", &merged.LogLevel, cfg.LogLevel)
 			set("pprof", &merged.Pprof, cfg.Pprof)
 			set("memory-limit", &merged.MemoryLimit, cfg.MemoryLimit)
+			set("ceph-conf", &merged.CephConf, cfg.CephConf)
+			set("ceph-id", &merged.CephID, cfg.CephID)
+			set("ceph-timeout", &merged.CephTimeout, cfg.CephTimeout)
+			if flags.Changed("rbd-max-snapshots") {
+				merged.RBDMaxSnapshots = cfg.RBDMaxSnapshots
+			}
 			if flags.Changed("max-snapshots") {
 				merged.MaxSnapshots = cfg.MaxSnapshots
 			}
@@ -110,7 +116,11 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 	f.BoolVar(&allowOther, "allow-other", true, "let other users (libvirt's qemu) open volume files")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&cfg.DebugFUSE, "debug-fuse", false, "log every FUSE request")
-	f.StringVar(&cfg.MemoryLimit, "memory-limit", "auto", "soft limit on the Go heap: auto (40 MiB + 32 B per block in use), off, or a size like 256M")
+	f.StringVar(&cfg.CephConf, "ceph-conf", "", "ceph.conf of the cluster RBD volumes live in (default: $CEPH_CONF, /etc/ceph/ceph.conf)")
+	f.StringVar(&cfg.CephID, "ceph-id", "admin", "Ceph client id, without \"client.\"")
+	f.StringVar(&cfg.CephTimeout, "ceph-timeout", "30s", "bound on connecting to Ceph and on each request")
+	f.IntVar(&cfg.RBDMaxSnapshots, "rbd-max-snapshots", 32, "chain limit of RBD volumes")
+	f.StringVar(&cfg.MemoryLimit, "memory-limit", "off", "soft limit on the Go heap, like 256M (keep it well above the live heap), or off")
 	f.StringVar(&cfg.Pprof, "pprof", "", "serve Go's profiler on this loopback address, like 127.0.0.1:6060")
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		usageErr = true

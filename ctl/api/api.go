@@ -26,6 +26,10 @@ const (
 	PathVolume       = "/v1/volumes/{name}"
 	PathVolumeResize = "/v1/volumes/{name}/resize"
 	PathVolumeSet    = "/v1/volumes/{name}/set"
+	// PathVolumeAttach: POST exposes an existing RBD image as a volume.
+	PathVolumeAttach = "/v1/volumes/attach"
+	// PathVolumeDetach: POST removes an RBD volume and leaves its image.
+	PathVolumeDetach = "/v1/volumes/{name}/detach"
 	// PathSnapshots: GET lists the volume's tree, POST creates a snapshot.
 	PathSnapshots = "/v1/volumes/{name}/snapshots"
 	// PathSnapshot: GET describes, DELETE deletes (?recursive=true&dry_run=true).
@@ -97,6 +101,11 @@ type Volume struct {
 	Writers     int    `json:"writers"`
 	// Path is the volume file on the mount.
 	Path string `json:"path"`
+	// RBDPool and RBDImage name an RBD volume's image in Ceph.
+	RBDPool  string `json:"rbd_pool,omitempty"`
+	RBDImage string `json:"rbd_image,omitempty"`
+	// Note says which figures Ceph could not give, if any.
+	Note string `json:"note,omitempty"`
 }
 
 // Pool describes the pool.
@@ -121,6 +130,19 @@ type Pool struct {
 type CreateVolumeRequest struct {
 	Name string `json:"name"`
 	Size uint64 `json:"size"`
+	// Backend is "row" (the default) or "rbd".
+	Backend string `json:"backend,omitempty"`
+	// RBDPool names the Ceph pool of an rbd volume; RBDImage its image
+	// (default: the volume's name).
+	RBDPool  string `json:"rbd_pool,omitempty"`
+	RBDImage string `json:"rbd_image,omitempty"`
+}
+
+// AttachVolumeRequest is the body of POST PathVolumeAttach.
+type AttachVolumeRequest struct {
+	Name     string `json:"name"`
+	RBDPool  string `json:"rbd_pool"`
+	RBDImage string `json:"rbd_image"`
 }
 
 // ResizeVolumeRequest is the body of POST PathVolumeResize.
