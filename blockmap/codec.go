@@ -50,6 +50,8 @@ type VolumeRecord struct {
 // image. It has no nodes and no map: RBD keeps both. Names share one
 // namespace with VolumeRecord.
 type RBDVolumeRecord struct {
+	// ID comes from the sequence volumes and nodes share.
+	ID      uint64    `json:"id"`
 	Name    string    `json:"name"`
 	Pool    string    `json:"pool"`
 	Image   string    `json:"image"`

@@ -64,7 +64,7 @@ type RBDImage interface {
 	// Diff calls fn for each extent that changed after snapshot from ("":
 	// since the image was created) up to this image's view.
 	Diff(from string, fn func(off, length uint64) error) error
-	// LockOwners names the clients holding the exclusive lock.
+	// LockOwners names the live clients holding the exclusive lock.
 	LockOwners() ([]string, error)
 	SetMetadata(key, value string) error
 	Metadata(key string) (string, error)
@@ -207,7 +207,15 @@ func (p *Pool) AttachRBDVolume(name, pool, image string) (VolumeInfo, error) {
 
 func (p *Pool) addRBDLocked(name, pool, image string, size uint64) (VolumeInfo, error) {
 	rec := blockmap.RBDVolumeRecord{Name: name, Pool: pool, Image: image, Created: p.opts.Now().UTC()}
-	if err := p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutRBDVolume(rec) }); err != nil {
+	err := p.syncedUpdate(func(tx *blockmap.Txn) (err error) {
+		// From the sequence of local volumes, so that every volume file
+		// has its own inode number.
+		if rec.ID, err = tx.NextID(); err != nil {
+			return err
+		}
+		return tx.PutRBDVolume(rec)
+	})
+	if err != nil {
 		return VolumeInfo{}, fmt.Errorf("record RBD volume %q: %w", name, err)
 	}
 	v := &rbdVolume{rec: rec, size: size}
@@ -338,7 +346,7 @@ func (p *Pool) withImage(v *rbdVolume, fn func(RBDImage) error) error {
 func (p *Pool) rbdInfo(v *rbdVolume) VolumeInfo {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return VolumeInfo{Name: v.rec.Name, Size: v.size, Backend: BackendRBD, Created: v.rec.Created,
+	return VolumeInfo{Name: v.rec.Name, ID: v.rec.ID, Size: v.size, Backend: BackendRBD, Created: v.rec.Created,
 		MaxSnapshots: p.rbdMaxSnapshots(v), OpenHandles: v.opens, Writers: v.writers,
 		RBDPool: v.rec.Pool, RBDImage: v.rec.Image}
 }

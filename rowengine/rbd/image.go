@@ -195,6 +195,10 @@ func (i *Image) Diff(from string, fn func(off, length uint64) error) error {
 	return wrap(err, fmt.Sprintf("diff %s since %s", i.spec, from))
 }
 
+// LockOwners names the live holders of the exclusive lock as
+// "client.ID (ADDR)". A holder with no watch on the image is dead (killed,
+// or its host gone): librbd breaks its lock when someone takes it, so it
+// blocks nothing and is left out.
 func (i *Image) LockOwners() ([]string, error) {
 	owners, err := i.img.LockGetOwners()
 	if errors.Is(err, rbd.ErrNotFound) {
@@ -203,9 +207,18 @@ func (i *Image) LockOwners() ([]string, error) {
 	if err != nil {
 		return nil, wrap(err, "lock owners of "+i.spec)
 	}
-	out := make([]string, len(owners))
-	for k, o := range owners {
-		out[k] = o.Owner
+	watchers, err := i.img.ListWatchers()
+	if err != nil {
+		return nil, wrap(err, "watchers of "+i.spec)
+	}
+	var out []string
+	for _, o := range owners {
+		for _, w := range watchers {
+			if w.Addr == o.Owner {
+				out = append(out, fmt.Sprintf("client.%d (%s)", w.Id, w.Addr))
+				break
+			}
+		}
 	}
 	return out, nil
 }

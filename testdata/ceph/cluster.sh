@@ -50,11 +50,17 @@ paxos propose interval = 0.05
 mon data avail warn = 1
 mon data avail crit = 0
 run dir = $dir/run
-admin socket = $dir/run/\$name.asok
 log file = $dir/log/\$name.log
 pid file = $dir/run/\$name.pid
 mon data = $dir/mon/\$cluster-\$id
 osd data = $dir/osd/\$cluster-\$id
+
+# Admin sockets for the daemons only: clients (rbd, rowfsd) sharing one
+# name would fight over it.
+[mon]
+admin socket = $dir/run/\$name.asok
+[osd]
+admin socket = $dir/run/\$name.asok
 CONF
 	monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$port]" "$dir/monmap" >/dev/null
 	ceph-mon -c "$conf" -i a --mkfs --monmap "$dir/monmap" >/dev/null
