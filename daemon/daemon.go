@@ -43,7 +43,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	timeout, _ := cfg.cephTimeout() // validated by engineOptions
-	opts.RBD = rbd.New(rbd.Options{Conf: cfg.CephConf, ID: cfg.CephID, Timeout: timeout})
+	opts.RBD = rbd.New(rbd.Options{Conf: cfg.CephConf, ID: cfg.CephID, Timeout: timeout, Logger: log,
+		StateFile: filepath.Join(cfg.Pool, "rbd-client")})
 	if !rbd.BuiltIn {
 		log.Info("RBD backend not built in: RBD volumes report an error (build with make for it)")
 	}

@@ -353,9 +353,14 @@ func TestRBDKill9WhileWriting(t *testing.T) {
 			t.Fatalf("record %d (synced up to %d) lost after kill -9", i, synced)
 		}
 	}
-	// The dead daemon's exclusive lock must not keep the new one from writing.
+	// The dead daemon's exclusive lock must not keep the new one from
+	// writing: it breaks it at once, not after the OSDs' 30 s watch timeout.
 	qemuIO(t, path, "none", "write -P 0x77 12M 1M", "read -P 0x77 12M 1M")
-	t.Logf("%d synced records intact; restart to first write took %s", synced+1, time.Since(start).Round(time.Millisecond))
+	took := time.Since(start)
+	t.Logf("%d synced records intact; restart to first write took %s", synced+1, took.Round(time.Millisecond))
+	if took > 20*time.Second {
+		t.Fatalf("first write after the restart waited %s: the dead run's lock was not broken", took)
+	}
 }
 
 func TestRBDBadInput(t *testing.T) {

@@ -5,7 +5,9 @@ package rbd
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -26,6 +28,9 @@ type Cluster struct {
 	mu    sync.Mutex
 	conn  *rados.Conn
 	pools map[string]*rados.IOContext
+	// previous is the client id of the last run (0: unknown): locks it
+	// holds are stale.
+	previous int64
 }
 
 // New returns a cluster that connects on first use.
@@ -44,6 +49,7 @@ func (c *Cluster) ioctx(pool string) (*rados.IOContext, error) {
 			return nil, err
 		}
 		c.conn = conn
+		c.previous = c.swapClientID(int64(conn.GetInstanceID()))
 	}
 	if ioctx := c.pools[pool]; ioctx != nil {
 		return ioctx, nil
@@ -126,7 +132,60 @@ func (c *Cluster) OpenImage(pool, image string) (rowengine.RBDImage, error) {
 	if err != nil {
 		return nil, wrap(err, "image "+pool+"/"+image)
 	}
+	c.breakStaleLock(img, pool+"/"+image)
 	return &Image{img: img, ioctx: ioctx, spec: pool + "/" + image}, nil
+}
+
+// swapClientID records this run's client id in the state file and returns
+// the previous run's.
+func (c *Cluster) swapClientID(id int64) int64 {
+	if c.opts.StateFile == "" {
+		return 0
+	}
+	var previous int64
+	if data, err := os.ReadFile(c.opts.StateFile); err == nil {
+		previous, _ = strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	}
+	tmp := c.opts.StateFile + ".tmp"
+	if f, err := os.Create(tmp); err == nil {
+		_, err = fmt.Fprintln(f, id)
+		err = errors.Join(err, f.Sync(), f.Close())
+		if err == nil {
+			_ = os.Rename(tmp, c.opts.StateFile)
+		}
+	}
+	return previous
+}
+
+// breakStaleLock breaks the exclusive lock if the previous run's client
+// holds it: that rowfsd is dead, but its watch lives on in the OSDs for
+// 30 s, and until then the new run's first write would wait. Breaking
+// blocklists the dead client, so nothing it had in flight lands later.
+// Best effort: if anything fails, the write waits as it would have.
+func (c *Cluster) breakStaleLock(img *rbd.Image, spec string) {
+	c.mu.Lock()
+	previous := c.previous
+	c.mu.Unlock()
+	if previous == 0 {
+		return
+	}
+	owners, err := img.LockGetOwners()
+	if err != nil || len(owners) == 0 {
+		return
+	}
+	watchers, err := img.ListWatchers()
+	if err != nil {
+		return
+	}
+	for _, o := range owners {
+		for _, w := range watchers {
+			if w.Addr == o.Owner && w.Id == previous {
+				if err := img.LockBreak(o.Mode, o.Owner); err == nil {
+					c.opts.Logger.Info("broke the exclusive lock of this pool's previous rowfsd", "image", spec, "client", fmt.Sprintf("client.%d", w.Id))
+				}
+			}
+		}
+	}
 }
 
 // OpenSnapshot opens a snapshot of an image read-only.

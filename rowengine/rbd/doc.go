@@ -19,7 +19,10 @@
 // the rest, each with librbd's message.
 package rbd
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
 // Options name the cluster. Zero values take the documented defaults.
 type Options struct {
@@ -31,11 +34,21 @@ type Options struct {
 	// Timeout bounds connecting and each monitor and OSD request, so that
 	// an unreachable cluster gives an error instead of a hang. Default 30s.
 	Timeout time.Duration
+	// StateFile keeps the Ceph client id of the previous run. A previous
+	// run is dead (the pool's lock says so), so an exclusive lock its
+	// client still holds is broken at once instead of after the 30 s the
+	// OSDs take to notice. Default "": such locks wait out the timeout.
+	StateFile string
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
 }
 
 func (o *Options) ensureDefaults() {
 	if o.ID == "" {
 		o.ID = "admin"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 30 * time.Second
