@@ -143,13 +143,7 @@ func (p *Pool) CreateRBDVolume(name, pool, image string, size uint64) (VolumeInf
 	}
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
-	c, err := p.cluster()
-	if err != nil {
-		return VolumeInfo{}, err
-	}
-	p.mapMu.RLock()
-	err = p.nameTakenLocked(name)
-	p.mapMu.RUnlock()
+	c, err := p.newRBDLocked(name, pool, image)
 	if err != nil {
 		return VolumeInfo{}, err
 	}
@@ -173,18 +167,7 @@ func (p *Pool) AttachRBDVolume(name, pool, image string) (VolumeInfo, error) {
 	}
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
-	c, err := p.cluster()
-	if err != nil {
-		return VolumeInfo{}, err
-	}
-	p.mapMu.RLock()
-	err = p.nameTakenLocked(name)
-	for _, v := range p.rbd {
-		if v.rec.Pool == pool && v.rec.Image == image {
-			err = errors.Join(err, fmt.Errorf("%w: RBD image %s/%s is already attached as volume %q", ErrExists, pool, image, v.rec.Name))
-		}
-	}
-	p.mapMu.RUnlock()
+	c, err := p.newRBDLocked(name, pool, image)
 	if err != nil {
 		return VolumeInfo{}, err
 	}
@@ -203,6 +186,24 @@ func (p *Pool) AttachRBDVolume(name, pool, image string) (VolumeInfo, error) {
 	}
 	p.log.Info("attached RBD volume", "name", name, "image", pool+"/"+image, "size", size)
 	return info, nil
+}
+
+// newRBDLocked checks that a new RBD volume may take name and image, and
+// returns the cluster to make it with. Caller holds adminMu.
+func (p *Pool) newRBDLocked(name, pool, image string) (RBDCluster, error) {
+	c, err := p.cluster()
+	if err != nil {
+		return nil, err
+	}
+	p.mapMu.RLock()
+	defer p.mapMu.RUnlock()
+	err = p.nameTakenLocked(name)
+	for _, v := range p.rbd {
+		if v.rec.Pool == pool && v.rec.Image == image {
+			err = errors.Join(err, fmt.Errorf("%w: RBD image %s/%s is already attached as volume %q", ErrExists, pool, image, v.rec.Name))
+		}
+	}
+	return c, err
 }
 
 func (p *Pool) addRBDLocked(name, pool, image string, size uint64) (VolumeInfo, error) {

@@ -65,6 +65,15 @@ func rbdJSON(t *testing.T, conf string, into any, args ...string) {
 	}
 }
 
+// createRBD creates RBD volume vol on a new image (named from prefix) of
+// the given size through rowctl, and returns the image name.
+func createRBD(t *testing.T, sock, vol, prefix, size string) string {
+	t.Helper()
+	image := uniqueImage(prefix)
+	mustRowctl(t, sock, "volume", "create", vol, "--backend", "rbd", "--rbd-pool", "rbd", "--rbd-image", image, "--size", size)
+	return image
+}
+
 // startRBD runs rowfsd against the test cluster.
 func startRBD(e env, conf string, extra ...string) *rowfsd {
 	return e.start(append([]string{"--ceph-conf", conf, "--ceph-timeout", "20s"}, extra...)...)
@@ -243,8 +252,7 @@ func TestRBDRollbackRefusedWhileLocked(t *testing.T) {
 	conf := requireCeph(t)
 	e := newEnv(t)
 	startRBD(e, conf)
-	image := uniqueImage("lock")
-	mustRowctl(t, e.sock, "volume", "create", "l", "--backend", "rbd", "--rbd-pool", "rbd", "--rbd-image", image, "--size", "8M")
+	image := createRBD(t, e.sock, "l", "lock", "8M")
 	mustRowctl(t, e.sock, "snapshot", "create", "l@s")
 	path := filepath.Join(e.mnt, "l")
 
@@ -305,8 +313,7 @@ func TestRBDKill9WhileWriting(t *testing.T) {
 	conf := requireCeph(t)
 	e := newEnv(t)
 	d := startRBD(e, conf)
-	image := uniqueImage("crash")
-	mustRowctl(t, e.sock, "volume", "create", "k", "--backend", "rbd", "--rbd-pool", "rbd", "--rbd-image", image, "--size", "16M")
+	createRBD(t, e.sock, "k", "crash", "16M")
 	path := filepath.Join(e.mnt, "k")
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -367,8 +374,7 @@ func TestRBDBadInput(t *testing.T) {
 	conf := requireCeph(t)
 	e := newEnv(t)
 	startRBD(e, conf)
-	image := uniqueImage("bad")
-	mustRowctl(t, e.sock, "volume", "create", "b", "--backend", "rbd", "--rbd-pool", "rbd", "--rbd-image", image, "--size", "8M")
+	image := createRBD(t, e.sock, "b", "bad", "8M")
 	volumes := func() string { return mustRowctl(t, e.sock, "volume", "list") }
 	before := volumes()
 	for _, c := range []struct {
@@ -407,8 +413,7 @@ func TestRBDCephDown(t *testing.T) {
 	conf := requireCeph(t)
 	e := newEnv(t)
 	d := startRBD(e, conf)
-	image := uniqueImage("down")
-	mustRowctl(t, e.sock, "volume", "create", "r", "--backend", "rbd", "--rbd-pool", "rbd", "--rbd-image", image, "--size", "8M")
+	image := createRBD(t, e.sock, "r", "down", "8M")
 	d.stop()
 
 	// A ceph.conf whose monitor nobody listens on: Ceph is down for this daemon.
