@@ -733,14 +733,11 @@ func (p *Pool) rollbackRBD(v *rbdVolume, name string, force bool) (RollbackResul
 // cloneRBD clones a snapshot into a new image of the same Ceph pool, named
 // after the new volume, and exposes it.
 func (p *Pool) cloneRBD(src *rbdVolume, snap, name string) (VolumeInfo, error) {
-	p.mapMu.RLock()
-	err := p.nameTakenLocked(name)
-	p.mapMu.RUnlock()
-	if err != nil {
+	if _, err := p.newRBDLocked(name, src.rec.Pool, name); err != nil {
 		return VolumeInfo{}, err
 	}
 	var size uint64
-	err = p.withImage(src, func(img RBDImage) error {
+	err := p.withImage(src, func(img RBDImage) error {
 		snaps, err := img.Snapshots()
 		if err != nil {
 			return err
