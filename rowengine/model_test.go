@@ -63,6 +63,45 @@ func (m *model) chain(v *modelVol) []*modelSnap {
 	return out
 }
 
+// readsThrough reports whether volume's head has snapshot vol@snap among
+// its ancestors in the engine.
+func (p *Pool) readsThrough(volume, vol, snap string) bool {
+	p.mapMu.RLock()
+	defer p.mapMu.RUnlock()
+	for n := p.volumes[volume].head; n != nil; n = n.parent {
+		if n.vol != nil && n.vol.rec.Name == vol && n.rec.Name == snap && !n.rec.Hidden {
+			return true
+		}
+	}
+	return false
+}
+
+// origin is the first snapshot of another volume on v's head's path, or nil.
+func (m *model) origin(v *modelVol) *modelSnap {
+	for s := v.headParent; s != nil; s = s.parent {
+		if s.vol != v {
+			return s
+		}
+	}
+	return nil
+}
+
+// cutOrigin ends v's tie to its origin, as a flatten does.
+func (m *model) cutOrigin(v *modelVol) {
+	root := m.origin(v)
+	if root == nil {
+		return
+	}
+	if v.headParent == root {
+		v.headParent = nil
+	}
+	for _, s := range m.snapsOf(v) {
+		if s.parent == root {
+			s.parent = nil
+		}
+	}
+}
+
 // remove deletes s from the model; its children and heads move up to its parent.
 func (m *model) remove(s *modelSnap) {
 	s.gone = true
@@ -367,12 +406,7 @@ func TestModelRandomized(t *testing.T) {
 			}
 			did("delete")
 		case op < 80: // flatten
-			var root *modelSnap
-			for s := v.headParent; s != nil && root == nil; s = s.parent {
-				if s.vol != v {
-					root = s
-				}
-			}
+			root := m.origin(v)
 			// The engine may still share blocks through deleted (hidden)
 			// snapshots the model no longer has: ask it whether this is a clone.
 			info, err := p.Volume(name)
@@ -396,13 +430,14 @@ func TestModelRandomized(t *testing.T) {
 			if info, _ := p.Volume(name); info.Parent != "" {
 				t.Fatalf("step %d: %s still has origin %s after flatten", step, name, info.Parent)
 			}
-			// Cut the model's tie to the origin the same way.
-			if v.headParent == root {
-				v.headParent = nil
-			}
-			for _, s := range m.snapsOf(v) {
-				if s.parent == root {
-					s.parent = nil
+			// Cut the model's tie to the origin the same way. The engine
+			// cuts a node, and another clone may read through it: one made
+			// from a snapshot of this volume that is deleted but kept hidden,
+			// which the model no longer has. That clone stops being one too.
+			m.cutOrigin(v)
+			for _, w := range m.vols {
+				if o := m.origin(w); w != v && o != nil && !p.readsThrough(w.name, o.vol.name, o.name) {
+					m.cutOrigin(w)
 				}
 			}
 			did("flatten")
