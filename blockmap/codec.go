@@ -44,6 +44,9 @@ type VolumeRecord struct {
 	// MaxSnapshots overrides the pool's chain limit for this volume; 0 means
 	// the pool default.
 	MaxSnapshots int `json:"max_snapshots,omitempty"`
+	// LastAuto is the last name given to an automatic snapshot of the
+	// volume; later ones are named after it, so no name is given twice.
+	LastAuto string `json:"last_auto,omitempty"`
 }
 
 // RBDVolumeRecord is a volume whose data and snapshots live in a Ceph RBD
@@ -59,6 +62,8 @@ type RBDVolumeRecord struct {
 	// MaxSnapshots overrides the RBD chain limit for this volume; 0 means
 	// the daemon's default.
 	MaxSnapshots int `json:"max_snapshots,omitempty"`
+	// LastAuto is as VolumeRecord's.
+	LastAuto string `json:"last_auto,omitempty"`
 }
 
 // NodeRecord is one point of a volume's snapshot tree. Parent is 0 for a root.

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -42,6 +40,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	poolDir, err := filepath.Abs(cfg.Pool)
+	if err != nil {
+		return err
+	}
+	// Before the pool is opened (or created): a mount point that is not
+	// ours to take is refused with nothing touched.
+	mountPoint, err := inspectMountPoint(mountDir, poolDir)
+	if err != nil {
+		return err
+	}
 	timeout, _ := cfg.cephTimeout() // validated by engineOptions
 	opts.RBD = rbd.New(rbd.Options{Conf: cfg.CephConf, ID: cfg.CephID, Timeout: timeout, Logger: log,
 		StateFile: filepath.Join(cfg.Pool, "rbd-client")})
@@ -58,7 +66,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}()
 
-	if err := clearStaleMount(mountDir, log); err != nil {
+	if err := mountPoint.clearIfDead(log); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(mountDir, 0o755); err != nil {
@@ -67,6 +75,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	srv := &server{pool: pool, dir: mountDir, log: log}
 	mount, err := rowfs.MountPool(mountDir, rowfs.Options{
 		Engine: pool, Describer: srv, AllowOther: *cfg.AllowOther, Logger: log, Debug: cfg.DebugFUSE,
+		Source: mountSource(poolDir),
 	})
 	if err != nil {
 		return err
@@ -189,57 +198,6 @@ func lookupGroup(name string) (int, error) {
 		return 0, err
 	}
 	return strconv.Atoi(g.Gid)
-}
-
-// clearStaleMount detaches a mount left at dir by a daemon that died
-// without unmounting (every access to it fails with ENOTCONN).
-func clearStaleMount(dir string, log *slog.Logger) error {
-	mounted, err := isMountPoint(dir)
-	if err != nil || !mounted {
-		return err
-	}
-	log.Warn("clearing a stale mount left by a previous rowfsd", "mount", dir)
-	if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-		if out, ferr := exec.Command("fusermount3", "-u", "-z", dir).CombinedOutput(); ferr != nil {
-			return fmt.Errorf("%s is still mounted and could not be unmounted (%v; fusermount3: %s)", dir, err, strings.TrimSpace(string(out)))
-		}
-	}
-	return nil
-}
-
-func isMountPoint(dir string) (bool, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && unescapeMountPath(fields[4]) == dir {
-			return true, nil
-		}
-	}
-	return false, sc.Err()
-}
-
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // notifyReady tells a service manager (or a test) that the mount and the

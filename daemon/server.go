@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -480,24 +481,63 @@ func (s *server) SnapshotsJSON(volume string, limit int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	type doc struct {
-		Volume    string         `json:"volume"`
-		Snapshots []api.Snapshot `json:"snapshots"`
-		Truncated bool           `json:"truncated"`
-	}
-	d := doc{Volume: volume, Snapshots: []api.Snapshot{}}
+	visible := make([]api.Snapshot, 0, len(list.Snapshots))
 	for _, n := range list.Snapshots {
 		if !n.Head && !n.Hidden {
-			d.Snapshots = append(d.Snapshots, n)
+			visible = append(visible, n)
 		}
 	}
-	for {
-		out, err := json.Marshal(d)
-		if err != nil || len(out) < limit || len(d.Snapshots) == 0 {
-			return out, err
-		}
-		d.Snapshots, d.Truncated = d.Snapshots[1:], true
+	return snapshotsDoc(volume, visible, limit, json.Marshal)
+}
+
+// snapshotsDoc builds {"volume":…,"snapshots":[…],"truncated":…}, keeping
+// the newest snapshots that fit under limit bytes. Each snapshot is encoded
+// once (marshal is counted by a test): with thousands of snapshots,
+// re-encoding the list per dropped entry took seconds.
+func snapshotsDoc(volume string, snaps []api.Snapshot, limit int, marshal func(any) ([]byte, error)) ([]byte, error) {
+	name, err := marshal(volume)
+	if err != nil {
+		return nil, err
 	}
+	parts := make([][]byte, len(snaps))
+	body := 0 // bytes of the kept parts and their commas
+	for i, sn := range snaps {
+		if parts[i], err = marshal(sn); err != nil {
+			return nil, err
+		}
+		body += len(parts[i]) + 1
+	}
+	const head, tail = `{"volume":`, `,"snapshots":[],"truncated":false}`
+	fixed := len(head) + len(name) + len(tail)
+	// size is the document's length when parts[first:] are kept.
+	size := func(first int) int {
+		n := fixed + body
+		if first < len(parts) {
+			n-- // no comma after the last part
+		}
+		if first > 0 {
+			n-- // true is shorter than false
+		}
+		return n
+	}
+	first := 0
+	for first < len(parts) && size(first) >= limit {
+		body -= len(parts[first]) + 1
+		first++
+	}
+	var b bytes.Buffer
+	b.Grow(size(first))
+	b.WriteString(head)
+	b.Write(name)
+	b.WriteString(`,"snapshots":[`)
+	for i, part := range parts[first:] {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(part)
+	}
+	fmt.Fprintf(&b, `],"truncated":%t}`, first > 0)
+	return b.Bytes(), nil
 }
 
 func (s *server) fsck(w http.ResponseWriter, r *http.Request) {

@@ -60,6 +60,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Debug logs every FUSE request.
 	Debug bool
+	// Source is the mount's source as mountinfo and df show it. The daemon
+	// names its pool there ("rowfs:/var/lib/rowfs"), so that a later
+	// rowfsd can tell a mount of its own pool from another's. Default "rowfs".
+	Source string
 }
 
 // EnsureDefaults fills zero fields.
@@ -73,6 +77,9 @@ func (o *Options) EnsureDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Source == "" {
+		o.Source = "rowfs"
+	}
 }
 
 // Mount is a mounted pool.
@@ -85,15 +92,17 @@ type Mount struct {
 // Capabilities rowfs asks of the kernel beyond go-fuse's defaults, measured
 // in ../shared/NOTES.md and bench/: async direct I/O keeps iodepth > 1 in
 // flight; HANDLE_KILLPRIV_V2 stops a GETXATTR security.capability before
-// every write once Getxattr is implemented.
-const extraCapabilities = fuse.CAP_ASYNC_DIO | fuse.CAP_HANDLE_KILLPRIV_V2 | fuse.CAP_PARALLEL_DIROPS
+// every write once Getxattr is implemented; DIRECT_IO_ALLOW_MMAP lets a
+// FOPEN_DIRECT_IO file be mapped shared (without it mmap gives ENODEV).
+const extraCapabilities = fuse.CAP_ASYNC_DIO | fuse.CAP_HANDLE_KILLPRIV_V2 | fuse.CAP_PARALLEL_DIROPS |
+	fuse.CAP_DIRECT_IO_ALLOW_MMAP
 
 // MountPool mounts the engine's volumes at dir and serves requests until Unmount.
 func MountPool(dir string, opts Options) (*Mount, error) {
 	opts.EnsureDefaults()
 	root := &rootNode{opts: opts, started: time.Now()}
 	mo := fuse.MountOptions{
-		FsName:            "rowfs",
+		FsName:            opts.Source,
 		Name:              "rowfs",
 		AllowOther:        opts.AllowOther,
 		MaxWrite:          opts.MaxWrite,
@@ -111,13 +120,19 @@ func MountPool(dir string, opts Options) (*Mount, error) {
 		mo.Options = append(mo.Options, "default_permissions")
 	}
 	timeout := opts.AttrTimeout
-	server, err := gofs.Mount(dir, root, &gofs.Options{
+	nodeFS := gofs.NewNodeFS(root, &gofs.Options{
 		MountOptions:   mo,
 		EntryTimeout:   &timeout,
 		AttrTimeout:    &timeout,
 		RootStableAttr: &gofs.StableAttr{Ino: 1},
 	})
+	server, err := fuse.NewServer(syncWrites{nodeFS}, dir, &mo)
 	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		_ = server.Unmount()
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	return &Mount{server: server, root: root, dir: dir}, nil

@@ -114,7 +114,7 @@ func (h *Handle) Sync() error {
 		}
 		return nil
 	}
-	return h.pool.commit()
+	return h.pool.barrier()
 }
 
 // checkLocked reports a deleted volume or snapshot, or a closed pool. A

@@ -60,6 +60,12 @@ type Pool struct {
 	quarantine []uint64             // freed blocks whose unmapping is in pending
 	nextGen    uint64
 	closed     bool
+	// commitsTaken counts commits that have taken the pending changes.
+	commitsTaken uint64
+
+	// commitsDone is the number (in commitsTaken's count) of the last
+	// commit that succeeded. REQUIRES: commitMu.
+	commitsDone uint64
 
 	// dataWritten counts bytes written to the data file since Open.
 	dataWritten atomic.Uint64
@@ -392,9 +398,28 @@ func (p *Pool) committer(ctx context.Context) {
 	}
 }
 
-// Sync is the durability barrier behind a guest fsync: when it returns,
-// every write acknowledged before the call survives a crash.
-func (p *Pool) Sync() error { return p.commit() }
+// Sync is the durability barrier behind a guest fsync without a handle:
+// when it returns, every write acknowledged before the call survives a
+// crash, on local and on RBD volumes.
+func (p *Pool) Sync() error { return errors.Join(p.barrier(), p.flushRBDHeads()) }
+
+// barrier is a group commit: it returns once a commit that started after
+// the call has succeeded. Concurrent callers (O_DSYNC writers, fsyncs of
+// several handles) queue on commitMu behind one commit; when their turn
+// comes, a commit that took the pending changes after they arrived has
+// already made their writes durable, so most return without one of their
+// own, and the cost stays near one commit per batch.
+func (p *Pool) barrier() error {
+	p.mapMu.RLock()
+	arrived := p.commitsTaken
+	p.mapMu.RUnlock()
+	p.commitMu.Lock()
+	defer p.commitMu.Unlock()
+	if p.commitsDone > arrived {
+		return nil
+	}
+	return p.commitHoldingMu()
+}
 
 // commit makes the data file and then the pending map changes durable, in
 // that order, so no durable map entry ever points at unwritten data; only
@@ -402,6 +427,11 @@ func (p *Pool) Sync() error { return p.commit() }
 func (p *Pool) commit() error {
 	p.commitMu.Lock()
 	defer p.commitMu.Unlock()
+	return p.commitHoldingMu()
+}
+
+// commitHoldingMu is commit. REQUIRES: commitMu.
+func (p *Pool) commitHoldingMu() error {
 	p.mapMu.Lock()
 	if p.closed {
 		p.mapMu.Unlock()
@@ -409,6 +439,8 @@ func (p *Pool) commit() error {
 	}
 	changes, freed := p.pending, p.quarantine
 	p.pending, p.quarantine = nil, nil
+	p.commitsTaken++
+	taken := p.commitsTaken
 	p.mapMu.Unlock()
 
 	err := unix.Fdatasync(int(p.data.Fd()))
@@ -429,6 +461,7 @@ func (p *Pool) commit() error {
 		return err
 	}
 	p.crashPoint(CrashCommitSynced)
+	p.commitsDone = taken
 	p.reuse(freed)
 	return nil
 }

@@ -591,12 +591,10 @@ func (p *Pool) openRBDSnapshot(v *rbdVolume, name string) (*Handle, error) {
 // snapshot is refused at the limit, an automatic one first removes the
 // oldest automatic snapshots.
 func (p *Pool) createRBDSnapshot(v *rbdVolume, name string, opts SnapshotOptions) (SnapshotInfo, error) {
-	now := p.opts.Now().UTC()
-	if name == "" && opts.Auto {
-		name = AutoPrefix + "-" + now.Format("20060102T150405Z")
-	}
-	if err := ValidateSnapshotName(name, opts.Auto); err != nil {
-		return SnapshotInfo{}, err
+	if name != "" || !opts.Auto {
+		if err := ValidateSnapshotName(name, opts.Auto); err != nil {
+			return SnapshotInfo{}, err
+		}
 	}
 	if len(opts.Description) > 1024 {
 		return SnapshotInfo{}, fmt.Errorf("%w: description of %d bytes; at most 1024", ErrInvalidArgument, len(opts.Description))
@@ -606,6 +604,19 @@ func (p *Pool) createRBDSnapshot(v *rbdVolume, name string, opts SnapshotOptions
 		snaps, err := img.Snapshots()
 		if err != nil {
 			return err
+		}
+		if name == "" {
+			// The name is recorded before the snapshot exists, so a crash
+			// in between can waste a name but never give one twice.
+			name = autoSnapshotName(v.rec.LastAuto, p.opts.Now(), func(name string) bool {
+				return slices.ContainsFunc(snaps, func(s RBDSnapshot) bool { return s.Name == name })
+			})
+			rec := v.rec
+			rec.LastAuto = name
+			if err := p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutRBDVolume(rec) }); err != nil {
+				return err
+			}
+			v.rec = rec
 		}
 		if slices.ContainsFunc(snaps, func(s RBDSnapshot) bool { return s.Name == name }) {
 			return fmt.Errorf("%w: snapshot %s@%s", ErrExists, v.rec.Name, name)
@@ -894,4 +905,24 @@ func (p *Pool) loadRBD() error {
 		p.rbd[rec.Name] = &rbdVolume{rec: rec}
 	}
 	return nil
+}
+
+// flushRBDHeads flushes every open RBD head image: a barrier without a
+// handle (Pool.Sync, a handle-less fsync) must cover RBD volumes as well
+// as the pool's own data.
+func (p *Pool) flushRBDHeads() error {
+	p.mapMu.RLock()
+	vols := slices.Collect(maps.Values(p.rbd))
+	p.mapMu.RUnlock()
+	var errs []error
+	for _, v := range vols {
+		v.mu.Lock()
+		if v.img != nil {
+			if err := v.img.Flush(); err != nil {
+				errs = append(errs, fmt.Errorf("%w: flush volume %q: %v", ErrIO, v.rec.Name, err))
+			}
+		}
+		v.mu.Unlock()
+	}
+	return errors.Join(errs...)
 }

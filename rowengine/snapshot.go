@@ -70,18 +70,6 @@ type DeleteResult struct {
 	Job  *JobInfo
 }
 
-// ValidateSnapshotName checks a snapshot name: NameRule, and manual names
-// may not start with AutoPrefix.
-func ValidateSnapshotName(name string, auto bool) error {
-	if err := ValidateVolumeName(name); err != nil {
-		return fmt.Errorf("%w: snapshot name %q: names are %s", ErrInvalidArgument, name, NameRule)
-	}
-	if !auto && strings.HasPrefix(name, AutoPrefix) {
-		return fmt.Errorf("%w: snapshot name %q: names starting with %q are reserved for automatic snapshots", ErrInvalidArgument, name, AutoPrefix)
-	}
-	return nil
-}
-
 // nodesOfLocked returns v's nodes in id order.
 func (p *Pool) nodesOfLocked(v *volume) []*node {
 	var out []*node
@@ -234,8 +222,11 @@ func (p *Pool) CreateSnapshot(volume, name string, opts SnapshotOptions) (Snapsh
 		return SnapshotInfo{}, err
 	}
 	now := p.opts.Now().UTC()
-	if name == "" && opts.Auto {
-		name = p.autoNameLocked(v, now)
+	named := name == "" && opts.Auto
+	if named {
+		p.mapMu.RLock()
+		name = autoSnapshotName(v.rec.LastAuto, now, func(name string) bool { return p.nameUsedLocked(v, name) })
+		p.mapMu.RUnlock()
 	}
 	if err := ValidateSnapshotName(name, opts.Auto); err != nil {
 		return SnapshotInfo{}, err
@@ -269,6 +260,9 @@ func (p *Pool) CreateSnapshot(volume, name string, opts SnapshotOptions) (Snapsh
 	frozen.Name, frozen.Kind, frozen.Description, frozen.Size, frozen.Created = name, kind, opts.Description, v.rec.Size, now
 	var headRec blockmap.NodeRecord
 	vrec := v.rec
+	if named {
+		vrec.LastAuto = name
+	}
 	err = p.store.Update(func(tx *blockmap.Txn) error {
 		id, err := tx.NextID()
 		if err != nil {
@@ -315,17 +309,14 @@ func (p *Pool) attachLocked(v *volume, parent *node, rec blockmap.NodeRecord) *n
 	return n
 }
 
-func (p *Pool) autoNameLocked(v *volume, now time.Time) string {
-	base := AutoPrefix + "-" + now.Format("20060102T150405Z")
-	name := base
-	p.mapMu.RLock()
-	defer p.mapMu.RUnlock()
-	for i := 2; ; i++ {
-		if _, err := p.findSnapshotLocked(v, name); err != nil {
-			return name
+// nameUsedLocked reports a node of v named name, hidden ones included.
+func (p *Pool) nameUsedLocked(v *volume, name string) bool {
+	for _, n := range p.nodes {
+		if n.vol == v && n != v.head && n.rec.Name == name {
+			return true
 		}
-		name = fmt.Sprintf("%s-%d", base, i)
 	}
+	return false
 }
 
 // makeRoomLocked enforces the chain limit before a new snapshot: a manual

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -190,16 +191,16 @@ func TestChainLimit(t *testing.T) {
 func TestSnapshotBadInput(t *testing.T) {
 	p := TestPool(t, Options{MaxSnapshots: 2})
 	mustCreate(t, p, "vm", 1<<20).Close()
-	mustSnapshot(t, p, "vm", "a")
-	mustSnapshot(t, p, "vm", "b")
-	if _, err := p.RollbackVolume("vm", "a", false); err != nil {
+	mustSnapshot(t, p, "vm", "sa")
+	mustSnapshot(t, p, "vm", "sb")
+	if _, err := p.RollbackVolume("vm", "sa", false); err != nil {
 		t.Fatal(err)
 	}
-	mustSnapshot(t, p, "vm", "c")
-	if _, err := p.DeleteSnapshot("vm", "a", DeleteOptions{}); err != nil { // two children: hidden
+	mustSnapshot(t, p, "vm", "sc")
+	if _, err := p.DeleteSnapshot("vm", "sa", DeleteOptions{}); err != nil { // two children: hidden
 		t.Fatal(err)
 	}
-	mustSnapshot(t, p, "vm", "d")
+	mustSnapshot(t, p, "vm", "sd")
 	WaitJobs(t, p)
 	before, _ := p.Snapshots("vm")
 	cases := []struct {
@@ -208,16 +209,23 @@ func TestSnapshotBadInput(t *testing.T) {
 		want error
 	}{
 		{"reserved name", func() error { _, err := p.CreateSnapshot("vm", "auto-x", SnapshotOptions{}); return err }, ErrInvalidArgument},
-		{"bad name", func() error { _, err := p.CreateSnapshot("vm", "a/b", SnapshotOptions{}); return err }, ErrInvalidArgument},
-		{"duplicate", func() error { _, err := p.CreateSnapshot("vm", "b", SnapshotOptions{}); return err }, ErrExists},
-		{"chain limit", func() error { _, err := p.CreateSnapshot("vm", "e", SnapshotOptions{}); return err }, ErrChainLimit},
+		{"reserved name, capitals", func() error { _, err := p.CreateSnapshot("vm", "Auto-x", SnapshotOptions{}); return err }, ErrInvalidArgument},
+		{"reserved name, no dash", func() error { _, err := p.CreateSnapshot("vm", "AUTOx", SnapshotOptions{}); return err }, ErrInvalidArgument},
+		{"one character", func() error { _, err := p.CreateSnapshot("vm", "x", SnapshotOptions{}); return err }, ErrInvalidArgument},
+		{"129 characters", func() error {
+			_, err := p.CreateSnapshot("vm", strings.Repeat("x", 129), SnapshotOptions{})
+			return err
+		}, ErrInvalidArgument},
+		{"bad name", func() error { _, err := p.CreateSnapshot("vm", "sa/sb", SnapshotOptions{}); return err }, ErrInvalidArgument},
+		{"duplicate", func() error { _, err := p.CreateSnapshot("vm", "sb", SnapshotOptions{}); return err }, ErrExists},
+		{"chain limit", func() error { _, err := p.CreateSnapshot("vm", "se", SnapshotOptions{}); return err }, ErrChainLimit},
 		{"unknown volume", func() error { _, err := p.CreateSnapshot("nope", "x", SnapshotOptions{}); return err }, ErrNotFound},
 		{"unknown snapshot", func() error { _, err := p.DeleteSnapshot("vm", "zz", DeleteOptions{}); return err }, ErrNotFound},
-		{"rollback to hidden", func() error { _, err := p.RollbackVolume("vm", "a", false); return err }, ErrInvalidArgument},
-		{"recursive over head", func() error { _, err := p.DeleteSnapshot("vm", "c", DeleteOptions{Recursive: true}); return err }, ErrBusy},
-		{"clone to existing", func() error { _, err := p.CloneVolume("vm", "b", "vm"); return err }, ErrExists},
+		{"rollback to hidden", func() error { _, err := p.RollbackVolume("vm", "sa", false); return err }, ErrInvalidArgument},
+		{"recursive over head", func() error { _, err := p.DeleteSnapshot("vm", "sc", DeleteOptions{Recursive: true}); return err }, ErrBusy},
+		{"clone to existing", func() error { _, err := p.CloneVolume("vm", "sb", "vm"); return err }, ErrExists},
 		{"flatten non-clone", func() error { _, err := p.FlattenVolume("vm"); return err }, ErrInvalidArgument},
-		{"diff unknown", func() error { _, err := p.Diff("vm", "b", "zz"); return err }, ErrNotFound},
+		{"diff unknown", func() error { _, err := p.Diff("vm", "sb", "zz"); return err }, ErrNotFound},
 	}
 	for _, c := range cases {
 		err := c.do()
@@ -237,12 +245,12 @@ func TestDiffFromMaps(t *testing.T) {
 	h := mustCreate(t, p, "vm", 1<<20)
 	h.WriteAt(make([]byte, 100), 0)
 	h.WriteAt([]byte{1}, 8192)
-	mustSnapshot(t, p, "vm", "a")
+	mustSnapshot(t, p, "vm", "sa")
 	h.WriteAt([]byte{2}, 8192)
 	h.WriteAt([]byte{3}, 12288)
 	h.WriteAt([]byte{4}, 40960)
 	h.Close()
-	got, err := p.Diff("vm", "a", "")
+	got, err := p.Diff("vm", "sa", "")
 	if err != nil {
 		t.Fatal(err)
 	}

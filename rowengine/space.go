@@ -27,6 +27,17 @@ type hostSpace struct {
 // estimate alone; closer to the reserve every block measures again.
 const hostSpaceSlack = 256 << 20
 
+// available is what data may still take of the host filesystem: what it
+// has free for unprivileged users (Bavail, the figure writes are held to)
+// less the reserve. Info, statfs of the mount and take agree on it.
+func (h *hostSpace) available() uint64 {
+	free, err := h.measure()
+	if err != nil || free < int64(h.reserve) {
+		return 0
+	}
+	return uint64(free) - h.reserve
+}
+
 func (h *hostSpace) measure() (int64, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(h.dir, &st); err != nil {

@@ -3,6 +3,7 @@ package rowengine
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 )
@@ -76,3 +77,30 @@ func WaitJobs(t testing.TB, p *Pool) {
 		}
 	}
 }
+
+// TestClock is an injectable clock for Options.Now: the real time, or a
+// frozen instant between Freeze and Thaw (many operations in "one second").
+type TestClock struct {
+	mu     sync.Mutex
+	frozen time.Time
+}
+
+// Now is the clock's time.
+func (c *TestClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.frozen.IsZero() {
+		return c.frozen
+	}
+	return time.Now()
+}
+
+// Freeze stops the clock at at.
+func (c *TestClock) Freeze(at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.frozen = at
+}
+
+// Thaw lets the clock run with the real time again.
+func (c *TestClock) Thaw() { c.Freeze(time.Time{}) }

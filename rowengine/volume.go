@@ -366,13 +366,19 @@ func (p *Pool) Info() PoolInfo {
 	// RBD volumes count as volumes, but their bytes are Ceph's, not the pool's.
 	info.Volumes = len(p.volumes) + len(p.rbd)
 	p.mapMu.RUnlock()
+	// Free is the smaller of what the capacity leaves and what the host
+	// filesystem has beyond the metadata reserve, in whole blocks: the
+	// figure at which writes start to get ErrNoSpace.
+	hostFree := p.space.available() / p.blockSize * p.blockSize
+	info.FreeBytes = hostFree
 	if p.opts.Capacity > 0 {
 		info.CapacityBytes = p.opts.Capacity / p.blockSize * p.blockSize
+		info.FreeBytes = 0
+		if info.CapacityBytes > info.UsedBytes {
+			info.FreeBytes = min(info.CapacityBytes-info.UsedBytes, hostFree)
+		}
 	} else {
-		info.CapacityBytes = info.UsedBytes + hostFree(p.dir)
-	}
-	if info.CapacityBytes > info.UsedBytes {
-		info.FreeBytes = info.CapacityBytes - info.UsedBytes
+		info.CapacityBytes = info.UsedBytes + hostFree
 	}
 	return info
 }

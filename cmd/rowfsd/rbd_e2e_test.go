@@ -253,7 +253,7 @@ func TestRBDRollbackRefusedWhileLocked(t *testing.T) {
 	e := newEnv(t)
 	startRBD(e, conf)
 	image := createRBD(t, e.sock, "l", "lock", "8M")
-	mustRowctl(t, e.sock, "snapshot", "create", "l@s")
+	mustRowctl(t, e.sock, "snapshot", "create", "l@s1")
 	path := filepath.Join(e.mnt, "l")
 
 	// Open here: refused, naming the file.
@@ -264,7 +264,7 @@ func TestRBDRollbackRefusedWhileLocked(t *testing.T) {
 	if _, err := f.WriteAt([]byte("x"), 0); err != nil {
 		t.Fatal(err)
 	}
-	r := rowctl(t, e.sock, "snapshot", "rollback", "l@s")
+	r := rowctl(t, e.sock, "snapshot", "rollback", "l@s1")
 	f.Close()
 	if r.code == 0 || !strings.Contains(r.stderr, "open") {
 		t.Fatalf("rollback while the file is open: exit %d, %s", r.code, r.stderr)
@@ -282,7 +282,7 @@ func TestRBDRollbackRefusedWhileLocked(t *testing.T) {
 	defer func() { writer.Process.Kill(); writer.Wait() }()
 	var owners []string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		r = rowctl(t, e.sock, "snapshot", "rollback", "l@s")
+		r = rowctl(t, e.sock, "snapshot", "rollback", "l@s1")
 		if r.code != 0 && strings.Contains(r.stderr, "locked by") {
 			owners = append(owners, r.stderr)
 			break
@@ -298,7 +298,7 @@ func TestRBDRollbackRefusedWhileLocked(t *testing.T) {
 	writer.Wait()
 	// Once the other client is gone, the rollback goes through.
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
-		if r = rowctl(t, e.sock, "snapshot", "rollback", "l@s"); r.code == 0 {
+		if r = rowctl(t, e.sock, "snapshot", "rollback", "l@s1"); r.code == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -426,7 +426,7 @@ func TestRBDCephDown(t *testing.T) {
 		t.Fatal("reading an RBD volume with Ceph down succeeded")
 	}
 	for _, args := range [][]string{
-		{"snapshot", "create", "r@s"},
+		{"snapshot", "create", "r@s1"},
 		{"volume", "create", "n", "--backend", "rbd", "--rbd-pool", "rbd", "--size", "8M"},
 	} {
 		r := rowctl(t, e.sock, args...)

@@ -289,16 +289,16 @@ func TestSnapshotBadInput(t *testing.T) {
 	e.start()
 	createVolume(t, e.sock, "vm", "16M")
 	mustRowctl(t, e.sock, "volume", "set", "vm", "max-snapshots=3")
-	for _, s := range []string{"a", "b"} {
+	for _, s := range []string{"sa", "sb"} {
 		mustRowctl(t, e.sock, "snapshot", "create", "vm@"+s)
 	}
-	mustRowctl(t, e.sock, "snapshot", "rollback", "vm@a")
-	mustRowctl(t, e.sock, "snapshot", "create", "vm@c")
-	mustRowctl(t, e.sock, "snapshot", "delete", "vm@a") // two children: hidden
-	mustRowctl(t, e.sock, "snapshot", "create", "vm@d")
-	mustRowctl(t, e.sock, "snapshot", "create", "vm@e")
+	mustRowctl(t, e.sock, "snapshot", "rollback", "vm@sa")
+	mustRowctl(t, e.sock, "snapshot", "create", "vm@sc")
+	mustRowctl(t, e.sock, "snapshot", "delete", "vm@sa") // two children: hidden
+	mustRowctl(t, e.sock, "snapshot", "create", "vm@sd")
+	mustRowctl(t, e.sock, "snapshot", "create", "vm@se")
 	before := mustRowctl(t, e.sock, "snapshot", "list", "vm", "--json")
-	if !strings.Contains(mustRowctl(t, e.sock, "snapshot", "list", "vm", "--tree"), "a [hidden, 2 children]") {
+	if !strings.Contains(mustRowctl(t, e.sock, "snapshot", "list", "vm", "--tree"), "sa [hidden, 2 children]") {
 		t.Errorf("tree does not show the hidden node")
 	}
 	cases := []struct {
@@ -307,15 +307,17 @@ func TestSnapshotBadInput(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"snapshot", "create", "vm@auto-1"}, 2, "reserved for automatic snapshots"},
-		{[]string{"snapshot", "create", "vm@b"}, 1, "already exists"},
+		{[]string{"snapshot", "create", "vm@sb"}, 1, "already exists"},
 		{[]string{"snapshot", "create", "vm@x!y"}, 2, "names are"},
-		{[]string{"snapshot", "create", "vm@f"}, 1, "delete one first"},
+		{[]string{"snapshot", "create", "vm@x"}, 2, "names are 2–128 characters"},
+		{[]string{"snapshot", "create", "vm@Auto-x"}, 2, "reserved for automatic snapshots"},
+		{[]string{"snapshot", "create", "vm@sf"}, 1, "delete one first"},
 		{[]string{"snapshot", "create", "vm", "--auto"}, 1, "none is automatic"},
 		{[]string{"snapshot", "create", "ghost@x"}, 3, `volume "ghost"`},
 		{[]string{"snapshot", "delete", "vm@zz"}, 3, "snapshot vm@zz"},
 		{[]string{"snapshot", "delete", "vm"}, 2, "is the volume's head"},
-		{[]string{"snapshot", "rollback", "vm@a"}, 2, "kept hidden"},
-		{[]string{"snapshot", "delete", "vm@c", "--recursive"}, 1, `head of volume "vm"`},
+		{[]string{"snapshot", "rollback", "vm@sa"}, 2, "kept hidden"},
+		{[]string{"snapshot", "delete", "vm@sc", "--recursive"}, 1, `head of volume "vm"`},
 		{[]string{"snapshot", "diff", "vm@zz"}, 3, "snapshot vm@zz"},
 		{[]string{"volume", "clone", "vm@zz", "new"}, 3, "snapshot vm@zz"},
 		{[]string{"volume", "flatten", "vm"}, 2, "not a clone"},

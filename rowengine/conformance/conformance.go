@@ -28,6 +28,9 @@ type Backend struct {
 	Tree bool
 	// Kind is the backend name VolumeInfo reports.
 	Kind string
+	// Clock is the pool's Options.Now, frozen by the cases that need many
+	// operations within one second.
+	Clock *rowengine.TestClock
 }
 
 const size = 8 << 20
@@ -54,6 +57,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("Resize", func(t *testing.T) { resize(t, b, fresh) })
 	t.Run("SnapshotRollbackDelete", func(t *testing.T) { snapshots(t, b, fresh) })
 	t.Run("ChainLimit", func(t *testing.T) { chainLimit(t, b, fresh) })
+	t.Run("AutoNamesNeverRepeat", func(t *testing.T) { autoNames(t, b, fresh) })
 	t.Run("CloneFlatten", func(t *testing.T) { cloneFlatten(t, b, prefix, fresh) })
 	t.Run("BadInput", func(t *testing.T) { badInput(t, b, fresh) })
 }
@@ -311,6 +315,37 @@ func chainLimit(t *testing.T, b Backend, fresh freshFunc) {
 	}
 }
 
+// autoNames: ten automatic snapshots in one second at a chain limit of 3
+// all succeed, and no name repeats across the volume's history, although
+// the limit rotates the oldest out.
+func autoNames(t *testing.T, b Backend, fresh freshFunc) {
+	name, h := fresh(t, "autonames")
+	h.Close()
+	if _, err := b.Pool.SetMaxSnapshots(name, 3); err != nil {
+		t.Fatal(err)
+	}
+	if b.Clock == nil {
+		t.Fatal("the suite needs the pool's clock (Backend.Clock)")
+	}
+	b.Clock.Freeze(time.Now().Truncate(time.Second))
+	defer b.Clock.Thaw()
+	given := map[string]int{}
+	for i := range 10 {
+		s, err := b.Pool.CreateSnapshot(name, "", rowengine.SnapshotOptions{Auto: true})
+		if err != nil {
+			t.Fatalf("automatic snapshot %d: %v", i, err)
+		}
+		if prev, ok := given[s.Name]; ok {
+			t.Fatalf("automatic snapshot %d is named %q, the name snapshot %d had", i, s.Name, prev)
+		}
+		given[s.Name] = i
+		waitJobs(t, b.Pool)
+	}
+	if got := snapshotNames(t, b, name); len(got) != 3 {
+		t.Errorf("after 10 automatic snapshots at a limit of 3: %v", got)
+	}
+}
+
 func cloneFlatten(t *testing.T, b Backend, prefix string, fresh freshFunc) {
 	name, h := fresh(t, "origin")
 	model := make([]byte, size)
@@ -369,7 +404,7 @@ func badInput(t *testing.T, b Backend, fresh freshFunc) {
 	name, h := fresh(t, "bad")
 	defer h.Close()
 	for what, err := range map[string]error{
-		"snapshot of a missing volume": second(b.Pool.CreateSnapshot(name+"-missing", "s", rowengine.SnapshotOptions{})),
+		"snapshot of a missing volume": second(b.Pool.CreateSnapshot(name+"-missing", "s1", rowengine.SnapshotOptions{})),
 		"bad snapshot name":            second(b.Pool.CreateSnapshot(name, "a/b", rowengine.SnapshotOptions{})),
 		"manual name in auto space":    second(b.Pool.CreateSnapshot(name, "auto-x", rowengine.SnapshotOptions{})),
 		"rollback to a missing one":    second(b.Pool.RollbackVolume(name, "nope", true)),

@@ -29,10 +29,11 @@ func testCluster(t *testing.T) rowengine.RBDCluster {
 
 func TestRBDVolumesConform(t *testing.T) {
 	c := testCluster(t)
-	p := rowengine.TestPool(t, rowengine.Options{RBD: c})
+	clock := &rowengine.TestClock{}
+	p := rowengine.TestPool(t, rowengine.Options{RBD: c, Now: clock.Now})
 	run := time.Now().UnixNano() % 1e9
 	conformance.Run(t, conformance.Backend{
-		Pool: p, Kind: rowengine.BackendRBD,
+		Pool: p, Kind: rowengine.BackendRBD, Clock: clock,
 		Create: func(t *testing.T, name string, size uint64) error {
 			_, err := p.CreateRBDVolume(name, "rbd", fmt.Sprintf("%s-%d", name, run), size)
 			return err
