@@ -66,6 +66,10 @@ type Config struct {
 	CephTimeout string `toml:"ceph_timeout"`
 	// RBDMaxSnapshots is the chain limit of RBD volumes. Default 32.
 	RBDMaxSnapshots int `toml:"rbd_max_snapshots"`
+	// AllowFileShrink lets truncate(2) of a volume file to a smaller size
+	// shrink the volume and discard its tail. Default false: such a
+	// truncate gets EPERM, and rowctl volume resize --shrink does it.
+	AllowFileShrink bool `toml:"allow_file_shrink"`
 }
 
 // LoadConfigFile reads a TOML config file; unknown keys are an error, so a
@@ -150,6 +154,12 @@ func (c *Config) engineOptions(log *slog.Logger) (rowengine.Options, error) {
 	}
 	if _, err := parseMemoryLimit(c.MemoryLimit); err != nil {
 		errs = append(errs, err)
+	}
+	if c.SocketGroup != "" {
+		// Checked here, before the pool directory is created or opened.
+		if _, err := lookupGroup(c.SocketGroup); err != nil {
+			errs = append(errs, fmt.Errorf("socket group %q: %w", c.SocketGroup, err))
+		}
 	}
 	if c.Pprof != "" {
 		if err := checkLoopback(c.Pprof); err != nil {

@@ -14,7 +14,8 @@ func TestConfigFileSetsEveryField(t *testing.T) {
 pool = "/p"
 mount = "/m"
 socket = "/s.sock"
-socket_group = "kvm"
+socket_group = "root"
+allow_file_shrink = true
 block_size = "16K"
 capacity = "2G"
 allow_other = false
@@ -31,7 +32,7 @@ memory_limit = "256M"
 		t.Fatal(err)
 	}
 	c.EnsureDefaults()
-	if c.Pool != "/p" || c.Mount != "/m" || c.Socket != "/s.sock" || c.SocketGroup != "kvm" || c.BlockSize != "16K" ||
+	if c.Pool != "/p" || c.Mount != "/m" || c.Socket != "/s.sock" || c.SocketGroup != "root" || !c.AllowFileShrink || c.BlockSize != "16K" ||
 		c.Capacity != "2G" || *c.AllowOther || c.LogLevel != "debug" || !c.DebugFUSE ||
 		len(c.AllowedUIDs) != 1 || len(c.AllowedGIDs) != 2 || c.MetadataReserve != "16M" || c.Pprof != "127.0.0.1:6060" || c.MemoryLimit != "256M" {
 		t.Fatalf("config not fully read: %+v", c)
@@ -48,9 +49,10 @@ func TestConfigRefusesUnknownKeysAndBadValues(t *testing.T) {
 	if _, err := LoadConfigFile(path); err == nil || !strings.Contains(err.Error(), "blok_size") {
 		t.Fatalf("unknown key: %v", err)
 	}
-	c := Config{Pool: "/p", Mount: "/m", BlockSize: "3K", Capacity: "lots", LogLevel: "loud", MetadataReserve: "x", Pprof: "0.0.0.0:6060", MemoryLimit: "1K"}
+	c := Config{Pool: "/p", Mount: "/m", BlockSize: "3K", Capacity: "lots", LogLevel: "loud", MetadataReserve: "x", Pprof: "0.0.0.0:6060", MemoryLimit: "1K",
+		SocketGroup: "no-such-group-here"}
 	_, err := c.engineOptions(slog.Default())
-	for _, want := range []string{"block size", "capacity", "log level", "metadata reserve", "not a loopback address", "memory limit"} {
+	for _, want := range []string{"block size", "capacity", "log level", "metadata reserve", "not a loopback address", "memory limit", `socket group "no-such-group-here"`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("bad %s not reported: %v", want, err)
 		}

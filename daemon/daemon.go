@@ -75,7 +75,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	srv := &server{pool: pool, dir: mountDir, log: log}
 	mount, err := rowfs.MountPool(mountDir, rowfs.Options{
 		Engine: pool, Describer: srv, AllowOther: *cfg.AllowOther, Logger: log, Debug: cfg.DebugFUSE,
-		Source: mountSource(poolDir),
+		Source: mountSource(poolDir), AllowFileShrink: cfg.AllowFileShrink,
 	})
 	if err != nil {
 		return err

@@ -64,6 +64,10 @@ type Options struct {
 	// names its pool there ("rowfs:/var/lib/rowfs"), so that a later
 	// rowfsd can tell a mount of its own pool from another's. Default "rowfs".
 	Source string
+	// AllowFileShrink lets a truncate of a volume file to a smaller size
+	// shrink the volume, discarding its tail. Default false: EPERM, with a
+	// log line pointing at rowctl volume resize --shrink, which asks.
+	AllowFileShrink bool
 }
 
 // EnsureDefaults fills zero fields.
@@ -324,8 +328,8 @@ func (v *volumeNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.A
 // qemu user for the life of the mount.
 func (v *volumeNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if size, ok := in.GetSize(); ok {
-		if _, err := v.root.opts.Engine.ResizeVolume(v.name, size, true); err != nil {
-			return toErrno(err)
+		if errno := v.truncate(size); errno != 0 {
+			return errno
 		}
 	}
 	v.attrMu.Lock()
@@ -344,6 +348,31 @@ func (v *volumeNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.Se
 	v.ctime = time.Now()
 	v.attrMu.Unlock()
 	return v.Getattr(ctx, f, out)
+}
+
+// truncate resizes the volume to size. Growing is always allowed;
+// shrinking discards the tail, so it is refused unless AllowFileShrink
+// says otherwise. A truncate to 0 (O_TRUNC, and qemu-img create, which
+// truncates to 0 before it sets the size) changes nothing: a volume cannot
+// be empty, and emptying one by accident must not discard a disk.
+func (v *volumeNode) truncate(size uint64) syscall.Errno {
+	info, err := v.root.opts.Engine.Volume(v.name)
+	if err != nil {
+		return toErrno(err)
+	}
+	switch {
+	case size == info.Size:
+		return 0
+	case size == 0:
+		v.root.opts.Logger.Info("truncate to 0 of a volume file leaves it as it is (volumes cannot be empty)", "volume", v.name)
+		return 0
+	case size < info.Size && !v.root.opts.AllowFileShrink:
+		v.root.opts.Logger.Warn("refused a truncate that would shrink the volume and discard its tail; use rowctl volume resize --shrink, or allow_file_shrink",
+			"volume", v.name, "size", info.Size, "requested", size)
+		return syscall.EPERM
+	}
+	_, err = v.root.opts.Engine.ResizeVolume(v.name, size, true)
+	return toErrno(err)
 }
 
 func (v *volumeNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {

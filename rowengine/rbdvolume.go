@@ -46,6 +46,9 @@ type RBDImage interface {
 	// WriteZeroes makes the range read as zeros, freeing whole objects.
 	WriteZeroes(off, length uint64) error
 	Size() (uint64, error)
+	// ObjectSize is the size of the image's RADOS objects (4 MiB by
+	// default): the unit RBD allocates in, shown as the volume's block size.
+	ObjectSize() (uint64, error)
 	Resize(size uint64) error
 	Snapshots() ([]RBDSnapshot, error)
 	CreateSnapshot(name string) error
@@ -94,6 +97,7 @@ type rbdVolume struct {
 	opens   int
 	writers int
 	size    uint64 // last size seen, for listings that must not wait on Ceph
+	objSize uint64 // object size, once seen
 	deleted bool
 }
 
@@ -347,7 +351,7 @@ func (p *Pool) withImage(v *rbdVolume, fn func(RBDImage) error) error {
 func (p *Pool) rbdInfo(v *rbdVolume) VolumeInfo {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return VolumeInfo{Name: v.rec.Name, ID: v.rec.ID, Size: v.size, Backend: BackendRBD, Created: v.rec.Created,
+	return VolumeInfo{Name: v.rec.Name, ID: v.rec.ID, Size: v.size, BlockSize: v.objSize, Backend: BackendRBD, Created: v.rec.Created,
 		MaxSnapshots: p.rbdMaxSnapshots(v), OpenHandles: v.opens, Writers: v.writers,
 		RBDPool: v.rec.Pool, RBDImage: v.rec.Image}
 }
@@ -357,14 +361,12 @@ func (p *Pool) rbdInfo(v *rbdVolume) VolumeInfo {
 func (p *Pool) rbdVolumeInfo(v *rbdVolume) (VolumeInfo, error) {
 	info := p.rbdInfo(v)
 	err := p.withImage(v, func(img RBDImage) error {
-		size, err := img.Size()
+		size, err := v.learnGeometry(img)
 		if err != nil {
 			return err
 		}
-		v.mu.Lock()
-		v.size = size
-		v.mu.Unlock()
 		info.Size = size
+		info.BlockSize = v.objSize
 		snaps, err := img.Snapshots()
 		if err != nil {
 			return err
@@ -373,23 +375,37 @@ func (p *Pool) rbdVolumeInfo(v *rbdVolume) (VolumeInfo, error) {
 		if info.Parent, err = img.Parent(); err != nil {
 			return err
 		}
-		latest := ""
-		if len(snaps) > 0 {
-			latest = snaps[len(snaps)-1].Name
-		}
-		if info.UsedBytes, err = diffBytes(img, latest); err != nil {
+		own, head, err := p.rbdOwnBytes(v, img, snaps)
+		if err != nil {
 			return err
 		}
-		info.TotalBytes, err = diffBytes(img, "")
-		if info.TotalBytes > info.UsedBytes {
-			info.SnapshotBytes = info.TotalBytes - info.UsedBytes
+		info.UsedBytes = head
+		for _, n := range own {
+			info.SnapshotBytes += n
 		}
-		return err
+		info.TotalBytes = info.SnapshotBytes + info.UsedBytes
+		return nil
 	})
 	if err != nil {
 		return info, fmt.Errorf("volume %q: %w", v.rec.Name, err)
 	}
 	return info, nil
+}
+
+// learnGeometry reads the image's size and object size into v, for
+// listings that must not wait on Ceph.
+func (v *rbdVolume) learnGeometry(img RBDImage) (size uint64, err error) {
+	if size, err = img.Size(); err != nil {
+		return 0, err
+	}
+	objSize, err := img.ObjectSize()
+	if err != nil {
+		return 0, err
+	}
+	v.mu.Lock()
+	v.size, v.objSize = size, objSize
+	v.mu.Unlock()
+	return size, nil
 }
 
 func diffBytes(img RBDImage, from string) (uint64, error) {
@@ -523,6 +539,29 @@ func rbdSnapshotInfo(v *rbdVolume, s RBDSnapshot, img RBDImage) SnapshotInfo {
 		Description: desc, Size: s.Size}
 }
 
+// rbdOwnBytes is what each snapshot holds that the one before it did not,
+// and what the head holds beyond the newest snapshot: the nearest RBD has
+// to a node's own bytes. A volume's snapshot and total bytes are their
+// sums, so they agree with the per-snapshot figures (du --tree).
+func (p *Pool) rbdOwnBytes(v *rbdVolume, img RBDImage, snaps []RBDSnapshot) (own []uint64, head uint64, err error) {
+	prev := ""
+	for _, s := range snaps {
+		snapImg, err := p.opts.RBD.OpenSnapshot(v.rec.Pool, v.rec.Image, s.Name)
+		if err != nil {
+			return nil, 0, err
+		}
+		n, err := diffBytes(snapImg, prev)
+		snapImg.Close()
+		if err != nil {
+			return nil, 0, err
+		}
+		own = append(own, n)
+		prev = s.Name
+	}
+	head, err = diffBytes(img, prev)
+	return own, head, err
+}
+
 func (p *Pool) rbdSnapshots(v *rbdVolume) ([]SnapshotInfo, error) {
 	var out []SnapshotInfo
 	err := p.withImage(v, func(img RBDImage) error {
@@ -530,31 +569,21 @@ func (p *Pool) rbdSnapshots(v *rbdVolume) ([]SnapshotInfo, error) {
 		if err != nil {
 			return err
 		}
-		// What each snapshot holds that the one before it did not: the
-		// nearest RBD has to a snapshot's own bytes.
-		prev := ""
-		for _, s := range snaps {
+		own, headOwn, err := p.rbdOwnBytes(v, img, snaps)
+		if err != nil {
+			return err
+		}
+		for i, s := range snaps {
 			info := rbdSnapshotInfo(v, s, img)
-			snapImg, err := p.opts.RBD.OpenSnapshot(v.rec.Pool, v.rec.Image, s.Name)
-			if err != nil {
-				return err
-			}
-			info.OwnBytes, err = diffBytes(snapImg, prev)
-			snapImg.Close()
-			if err != nil {
-				return err
-			}
+			info.OwnBytes = own[i]
 			out = append(out, info)
-			prev = s.Name
 		}
 		size, err := img.Size()
 		if err != nil {
 			return err
 		}
-		head := SnapshotInfo{Volume: v.rec.Name, Kind: "head", Head: true, Size: size, Created: v.rec.Created}
-		head.OwnBytes, err = diffBytes(img, prev)
-		out = append(out, head)
-		return err
+		out = append(out, SnapshotInfo{Volume: v.rec.Name, Kind: "head", Head: true, Size: size, Created: v.rec.Created, OwnBytes: headOwn})
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("snapshots of %q: %w", v.rec.Name, err)
@@ -880,12 +909,7 @@ func (p *Pool) learnRBDSizes() {
 			return
 		}
 		err := p.withImage(v, func(img RBDImage) error {
-			size, err := img.Size()
-			if err == nil {
-				v.mu.Lock()
-				v.size = size
-				v.mu.Unlock()
-			}
+			_, err := v.learnGeometry(img)
 			return err
 		})
 		if err != nil {

@@ -92,6 +92,9 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 			if flags.Changed("allow-other") {
 				merged.AllowOther = &allowOther
 			}
+			if flags.Changed("allow-file-shrink") {
+				merged.AllowFileShrink = cfg.AllowFileShrink
+			}
 			if flags.Changed("debug-fuse") {
 				merged.DebugFUSE = cfg.DebugFUSE
 			}
@@ -114,6 +117,7 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 	f.IntSliceVar(&cfg.AllowedGIDs, "allow-gid", nil, "gids that may use the control socket")
 	f.IntVar(&cfg.MaxSnapshots, "max-snapshots", 128, "default chain limit: snapshots on a volume's path from root to head")
 	f.BoolVar(&allowOther, "allow-other", true, "let other users (libvirt's qemu) open volume files")
+	f.BoolVar(&cfg.AllowFileShrink, "allow-file-shrink", false, "let a truncate of a volume file shrink the volume (default: EPERM; use rowctl volume resize --shrink)")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&cfg.DebugFUSE, "debug-fuse", false, "log every FUSE request")
 	f.StringVar(&cfg.CephConf, "ceph-conf", "", "ceph.conf of the cluster RBD volumes live in (default: $CEPH_CONF, /etc/ceph/ceph.conf)")

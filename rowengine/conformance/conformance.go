@@ -58,6 +58,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("SnapshotRollbackDelete", func(t *testing.T) { snapshots(t, b, fresh) })
 	t.Run("ChainLimit", func(t *testing.T) { chainLimit(t, b, fresh) })
 	t.Run("AutoNamesNeverRepeat", func(t *testing.T) { autoNames(t, b, fresh) })
+	t.Run("CapacityAgrees", func(t *testing.T) { capacityAgrees(t, b, fresh) })
 	t.Run("CloneFlatten", func(t *testing.T) { cloneFlatten(t, b, prefix, fresh) })
 	t.Run("BadInput", func(t *testing.T) { badInput(t, b, fresh) })
 }
@@ -343,6 +344,46 @@ func autoNames(t *testing.T, b Backend, fresh freshFunc) {
 	}
 	if got := snapshotNames(t, b, name); len(got) != 3 {
 		t.Errorf("after 10 automatic snapshots at a limit of 3: %v", got)
+	}
+}
+
+// capacityAgrees: write 1 MiB, snapshot, rewrite it, snapshot: each
+// snapshot holds its 1 MiB, and the volume's snapshot bytes are their sum
+// (RBD said 1 MiB for the two), with a block size to show.
+func capacityAgrees(t *testing.T, b Backend, fresh freshFunc) {
+	name, h := fresh(t, "capacity")
+	model := make([]byte, size)
+	for i, snap := range []string{"first", "second"} {
+		write(t, h, model, 0, pattern(uint64(40+i), 1<<20))
+		if err := h.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Pool.CreateSnapshot(name, snap, rowengine.SnapshotOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snaps, err := b.Pool.Snapshots(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum uint64
+	for _, s := range snaps {
+		if !s.Head {
+			if s.OwnBytes < 1<<20 {
+				t.Errorf("snapshot %s owns %d bytes, want at least 1 MiB", s.Name, s.OwnBytes)
+			}
+			sum += s.OwnBytes
+		}
+	}
+	info, err := b.Pool.VolumeDetail(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.SnapshotBytes != sum || info.TotalBytes != info.SnapshotBytes+info.UsedBytes {
+		t.Errorf("volume says snapshots %d, head %d, total %d; its snapshots own %d in all", info.SnapshotBytes, info.UsedBytes, info.TotalBytes, sum)
+	}
+	if info.BlockSize == 0 {
+		t.Errorf("block size 0")
 	}
 }
 

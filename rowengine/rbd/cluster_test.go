@@ -3,8 +3,10 @@
 package rbd
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -39,4 +41,57 @@ func TestRBDVolumesConform(t *testing.T) {
 			return err
 		},
 	})
+}
+
+// TestPoolSyncFlushesRBD: a barrier without a handle (an fsync the kernel
+// sends with no file handle) flushes RBD volumes too: what was written
+// before it is in the cluster, where another client reads it, not in
+// librbd's writeback cache.
+func TestPoolSyncFlushesRBD(t *testing.T) {
+	testCluster(t)
+	// This client caches writes until a flush (librbd's default policy,
+	// writearound, sends them at once, and the test could not tell).
+	conf, err := os.ReadFile(os.Getenv("CEPH_CONF"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cachingConf := filepath.Join(t.TempDir(), "ceph.conf")
+	conf = append(conf, "\n[client]\nrbd cache = true\nrbd cache policy = writeback\nrbd cache writethrough until flush = false\nrbd cache max dirty age = 60\n"...)
+	if err := os.WriteFile(cachingConf, conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := New(Options{Conf: cachingConf, Timeout: 20 * time.Second})
+	p := rowengine.TestPool(t, rowengine.Options{RBD: c})
+	image := fmt.Sprintf("sync-%d", time.Now().UnixNano()%1e9)
+	if _, err := p.CreateRBDVolume("sync", "rbd", image, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	h, err := p.OpenVolume("sync", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	data := make([]byte, 64<<10)
+	for i := range data {
+		data[i] = byte(i*7 + 1)
+	}
+	if _, err := h.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	other := New(Options{Conf: os.Getenv("CEPH_CONF"), Timeout: 20 * time.Second})
+	img, err := other.OpenSnapshot("rbd", image, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	got := make([]byte, len(data))
+	if _, err := img.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("another client does not read what was written before Pool.Sync: the RBD image was not flushed")
+	}
 }

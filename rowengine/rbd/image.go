@@ -65,6 +65,14 @@ func (i *Image) Size() (uint64, error) {
 	return size, wrap(err, "size of "+i.spec)
 }
 
+func (i *Image) ObjectSize() (uint64, error) {
+	st, err := i.img.Stat()
+	if err != nil {
+		return 0, wrap(err, "stat "+i.spec)
+	}
+	return st.Obj_size, nil
+}
+
 func (i *Image) Resize(size uint64) error { return wrap(i.img.Resize(size), "resize "+i.spec) }
 
 func (i *Image) Snapshots() ([]rowengine.RBDSnapshot, error) {
