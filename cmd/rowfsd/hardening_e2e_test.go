@@ -6,10 +6,12 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -183,5 +185,123 @@ func TestFioSyncWritesSurviveKill9(t *testing.T) {
 	report, err := verify.CombinedOutput()
 	if err != nil || bytes.Contains(report, []byte("verify:")) || !bytes.Contains(report, []byte("err= 0")) {
 		t.Fatalf("fio verify after kill -9 found acknowledged writes lost (%v):\n%s", err, report)
+	}
+}
+
+// TestFreeSpaceAgrees: on a small tmpfs-backed pool, pool info's free
+// bytes, statfs of the mount and the point where writes start to fail
+// with ENOSPC agree within one block (pool info counted the host's
+// root-only blocks and ignored the metadata reserve).
+func TestFreeSpaceAgrees(t *testing.T) {
+	requireE2E(t)
+	host := t.TempDir()
+	runCmd(t, "mount", "-t", "tmpfs", "-o", "size=200M", "tmpfs", host)
+	t.Cleanup(func() { exec.Command("umount", "-l", host).Run() })
+	e := newEnv(t)
+	e.pool = filepath.Join(host, "pool")
+	const bs = 1 << 20
+	e.start("--block-size", "1M", "--metadata-reserve", "32M")
+	vol := createVolume(t, e.sock, "fill", "1G")
+
+	free := poolInfo(t, e.sock).FreeBytes
+	var st unix.Statfs_t
+	if err := unix.Statfs(e.mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	statfsFree := st.Bavail * uint64(st.Bsize)
+	var hostSt unix.Statfs_t
+	unix.Statfs(host, &hostSt)
+	t.Logf("pool info free %d, statfs of the mount %d, host available %d", free, statfsFree, hostSt.Bavail*uint64(hostSt.Bsize))
+	if diff(free, statfsFree) > bs {
+		t.Errorf("pool info says %d bytes free, statfs of the mount %d", free, statfsFree)
+	}
+	if hostFree := hostSt.Bavail * uint64(hostSt.Bsize); free > hostFree-32<<20 {
+		t.Errorf("pool info says %d bytes free; the host has %d and 32 MiB of it are reserved", free, hostFree)
+	}
+
+	f, err := os.OpenFile(vol, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := bytes.Repeat([]byte{0xab}, bs)
+	var written uint64
+	for {
+		_, err := f.WriteAt(chunk, int64(written))
+		if errors.Is(err, syscall.ENOSPC) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("write at %d: %v, want ENOSPC at the end", written, err)
+		}
+		written += bs
+		if written > 1<<30 {
+			t.Fatal("no ENOSPC after 1 GiB on a 200 MiB filesystem")
+		}
+	}
+	t.Logf("ENOSPC after %d bytes", written)
+	if diff(written, free) > bs {
+		t.Errorf("writes failed with ENOSPC after %d bytes; pool info had said %d free", written, free)
+	}
+	if left := poolInfo(t, e.sock).FreeBytes; left > bs {
+		t.Errorf("pool info says %d bytes free after ENOSPC", left)
+	}
+}
+
+func diff(a, b uint64) uint64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
+
+// TestTruncateNeverShrinksByAccident: truncate to a smaller size through
+// the file is refused (EPERM, with a log line naming rowctl volume resize
+// --shrink) and discards nothing; growing works; a truncate to 0 (O_TRUNC,
+// qemu-img create) changes nothing, so qemu-img create -f raw of the
+// volume's own size succeeds. --allow-file-shrink lets a shrink through.
+func TestTruncateNeverShrinksByAccident(t *testing.T) {
+	requireE2E(t, "qemu-img")
+	e := newEnv(t)
+	d := e.start()
+	vol := createVolume(t, e.sock, "vm1", "16M")
+	tail := bytes.Repeat([]byte("tail"), 1024)
+	f, err := os.OpenFile(vol, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(tail, 15<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Truncate(vol, 8<<20); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("truncate to a smaller size: %v, want EPERM", err)
+	}
+	if !strings.Contains(d.log.String(), "rowctl volume resize --shrink") {
+		t.Errorf("no log line names rowctl volume resize --shrink:\n%s", d.log)
+	}
+	if err := os.Truncate(vol, 0); err != nil {
+		t.Errorf("truncate to 0: %v, want it to change nothing", err)
+	}
+	runCmd(t, "qemu-img", "create", "-f", "raw", vol, "16M")
+	got := make([]byte, len(tail))
+	if f, err = os.Open(vol); err != nil {
+		t.Fatal(err)
+	}
+	f.ReadAt(got, 15<<20)
+	f.Close()
+	if fi, _ := os.Stat(vol); fi.Size() != 16<<20 || !bytes.Equal(got, tail) {
+		t.Fatalf("after refused truncates and qemu-img create: size %d, tail kept %v", fi.Size(), bytes.Equal(got, tail))
+	}
+	if err := os.Truncate(vol, 32<<20); err != nil {
+		t.Errorf("grow through the file: %v", err)
+	}
+	d.stop()
+	e.start("--allow-file-shrink")
+	if err := os.Truncate(vol, 8<<20); err != nil {
+		t.Errorf("shrink with --allow-file-shrink: %v", err)
+	}
+	if fi, _ := os.Stat(vol); fi.Size() != 8<<20 {
+		t.Errorf("size %d after an allowed shrink to 8 MiB", fi.Size())
 	}
 }
