@@ -887,6 +887,16 @@ func (p *Pool) resizeRBD(v *rbdVolume, size uint64, allowShrink bool) (VolumeInf
 }
 
 func (p *Pool) setRBDMaxSnapshots(v *rbdVolume, limit int) (VolumeInfo, error) {
+	err := p.withImage(v, func(img RBDImage) error {
+		snaps, err := img.Snapshots()
+		if err != nil {
+			return err
+		}
+		return checkLimitAbove(v.rec.Name, len(snaps), cmp.Or(limit, p.opts.RBDMaxSnapshots))
+	})
+	if err != nil {
+		return VolumeInfo{}, err
+	}
 	rec := v.rec
 	rec.MaxSnapshots = limit
 	if err := p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutRBDVolume(rec) }); err != nil {

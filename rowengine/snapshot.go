@@ -1,6 +1,7 @@
 package rowengine
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -832,6 +833,17 @@ func (p *Pool) Diff(volume, from, to string) ([]Extent, error) {
 }
 
 // SetMaxSnapshots sets a volume's chain limit; 0 restores the pool default.
+// checkLimitAbove refuses a chain limit below the snapshots a chain has:
+// lowering the limit removes nothing, so the chain would stay over it, every
+// manual snapshot refused and the next automatic one rotating out several.
+func checkLimitAbove(volume string, chain, limit int) error {
+	if chain <= limit {
+		return nil
+	}
+	return fmt.Errorf("%w: volume %q has %d snapshots on its chain, more than a limit of %d allows, and a lower limit deletes none of them: delete snapshots first, or set max-snapshots=%d or more",
+		ErrInvalidArgument, volume, chain, limit, chain)
+}
+
 func (p *Pool) SetMaxSnapshots(volume string, limit int) (VolumeInfo, error) {
 	if limit < 0 || limit > MaxChainLimit {
 		return VolumeInfo{}, fmt.Errorf("%w: max-snapshots=%d: must be 1 to %d, or 0 for the pool default", ErrInvalidArgument, limit, MaxChainLimit)
@@ -843,6 +855,12 @@ func (p *Pool) SetMaxSnapshots(volume string, limit int) (VolumeInfo, error) {
 	}
 	v, err := p.lookup(volume)
 	if err != nil {
+		return VolumeInfo{}, err
+	}
+	p.mapMu.RLock()
+	chain, effective := len(chainLocked(v)), cmp.Or(limit, p.opts.MaxSnapshots)
+	p.mapMu.RUnlock()
+	if err := checkLimitAbove(volume, chain, effective); err != nil {
 		return VolumeInfo{}, err
 	}
 	rec := v.rec

@@ -156,14 +156,9 @@ func (p *Pool) DeleteVolume(name string, force bool) (VolumeDeleteResult, error)
 	head := v.head
 	snaps := slices.DeleteFunc(p.nodesOfLocked(v), func(n *node) bool { return n == head })
 	var res VolumeDeleteResult
-	for _, n := range snaps {
-		for _, d := range subtree(n) {
-			if d.vol != v && d.vol != nil && d.vol.head == d {
-				res.KeptForClones = append(res.KeptForClones, fmt.Sprintf("%s (read by clone %s)", nodeRef(n), d.vol.rec.Name))
-				break
-			}
-		}
-	}
+	// Only a snapshot that more than one clone still reads stays (hidden):
+	// one read by a single clone merges into it at once.
+	res.KeptForClones = p.planDeleteLocked(append(slices.Clone(snaps), head)).KeptHidden
 	// A job merges the volume's snapshots, and any deleted node the head
 	// was keeping (a clone's hidden origin).
 	needJob := len(snaps) > 0 || head.parent != nil && head.parent.rec.Hidden

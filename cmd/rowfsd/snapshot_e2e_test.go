@@ -121,13 +121,21 @@ func TestSnapshotFiles(t *testing.T) {
 	if got := getxattr(t, clone.Path, "user.rowfs.parent"); got != "" {
 		t.Errorf("parent after flatten %q", got)
 	}
-	// Deleting the origin volume keeps what a clone reads.
+	// Deleting the origin volume keeps what clones read: hidden where two
+	// clones read a snapshot, merged into the clone where only one does
+	// (and then not reported as kept).
 	rowctlJSON(t, e.sock, &clone, "volume", "clone", "vm@s1", "copy2")
+	var clone3, clone4 api.Volume
+	rowctlJSON(t, e.sock, &clone3, "volume", "clone", "vm@s1", "copy3")
+	rowctlJSON(t, e.sock, &clone4, "volume", "clone", "vm@s2", "copy4")
 	r := rowctl(t, e.sock, "volume", "delete", "vm")
-	if r.code != 0 || !strings.Contains(r.stdout, "kept hidden: vm@s1 (read by clone copy2)") {
+	if r.code != 0 || !strings.Contains(r.stdout, "kept hidden: vm@s1: still read by the head of volume copy2, the head of volume copy3") ||
+		strings.Contains(r.stdout, "vm@s2") {
 		t.Fatalf("delete origin: exit %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", clone.Path, refs["s1"])
+	runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", clone3.Path, refs["s1"])
+	runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", clone4.Path, refs["s2"])
 	if _, err := os.Stat(s0); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("snapshot file of a deleted volume: %v", err)
 	}

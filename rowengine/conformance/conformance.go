@@ -298,6 +298,13 @@ func chainLimit(t *testing.T, b Backend, fresh freshFunc) {
 	if _, err := b.Pool.CreateSnapshot(name, "m3", rowengine.SnapshotOptions{}); !errors.Is(err, rowengine.ErrChainLimit) {
 		t.Fatalf("manual snapshot over the limit: %v, want ErrChainLimit", err)
 	}
+	// A limit below the chain would delete nothing and leave it over.
+	if _, err := b.Pool.SetMaxSnapshots(name, 1); !errors.Is(err, rowengine.ErrInvalidArgument) {
+		t.Fatalf("limit 1 under a chain of 2: %v, want ErrInvalidArgument", err)
+	}
+	if info, _ := b.Pool.Volume(name); info.MaxSnapshots != 2 {
+		t.Fatalf("refused limit changed it to %d", info.MaxSnapshots)
+	}
 	if _, err := b.Pool.CreateSnapshot(name, "", rowengine.SnapshotOptions{Auto: true}); !errors.Is(err, rowengine.ErrChainLimit) {
 		t.Fatalf("auto snapshot with only manual ones to rotate: %v, want ErrChainLimit", err)
 	}
