@@ -71,33 +71,43 @@ func (s *server) routes() http.Handler {
 	})
 }
 
-// httpStatus is the one place an engine error becomes an HTTP status and
-// an API error code.
+type statusMapping struct {
+	err    error
+	status int
+	code   string
+}
+
+// statuses is the one place an engine error becomes an HTTP status and a
+// stable api error code: every engine sentinel is here on purpose
+// (TestStatusMapsEverySentinel checks none is left to the default).
+var statuses = []statusMapping{
+	{rowengine.ErrNotFound, http.StatusNotFound, api.CodeNotFound},
+	{rowengine.ErrExists, http.StatusConflict, api.CodeExists},
+	{rowengine.ErrInvalidArgument, http.StatusBadRequest, api.CodeInvalidArgument},
+	{rowengine.ErrBusy, http.StatusConflict, api.CodeBusy},
+	// Another process has the pool: busy, as a second daemon would be told.
+	{rowengine.ErrPoolLocked, http.StatusConflict, api.CodeBusy},
+	{rowengine.ErrChainLimit, http.StatusConflict, api.CodeChainLimit},
+	{rowengine.ErrJobFailed, http.StatusInternalServerError, api.CodeJobFailed},
+	{rowengine.ErrNoSpace, http.StatusInsufficientStorage, api.CodeNoSpace},
+	{rowengine.ErrReadOnly, http.StatusForbidden, api.CodeReadOnly},
+	{rowengine.ErrClosed, http.StatusServiceUnavailable, api.CodeUnavailable},
+	{rowengine.ErrUnavailable, http.StatusServiceUnavailable, api.CodeUnavailable},
+	{rowengine.ErrCorrupt, http.StatusConflict, api.CodeCorrupt},
+	// The data file failed this request: the server's fault, with a code
+	// of its own so scripts can tell it from a bug.
+	{rowengine.ErrIO, http.StatusInternalServerError, api.CodeIO},
+}
+
+// httpStatus maps an engine error with statuses; anything else is 500
+// internal.
 func httpStatus(err error) (int, string) {
-	switch {
-	case errors.Is(err, rowengine.ErrNotFound):
-		return http.StatusNotFound, api.CodeNotFound
-	case errors.Is(err, rowengine.ErrExists):
-		return http.StatusConflict, api.CodeExists
-	case errors.Is(err, rowengine.ErrInvalidArgument):
-		return http.StatusBadRequest, api.CodeInvalidArgument
-	case errors.Is(err, rowengine.ErrBusy):
-		return http.StatusConflict, api.CodeBusy
-	case errors.Is(err, rowengine.ErrChainLimit):
-		return http.StatusConflict, api.CodeChainLimit
-	case errors.Is(err, rowengine.ErrJobFailed):
-		return http.StatusInternalServerError, api.CodeJobFailed
-	case errors.Is(err, rowengine.ErrNoSpace):
-		return http.StatusInsufficientStorage, api.CodeNoSpace
-	case errors.Is(err, rowengine.ErrReadOnly):
-		return http.StatusForbidden, api.CodeReadOnly
-	case errors.Is(err, rowengine.ErrClosed), errors.Is(err, rowengine.ErrUnavailable):
-		return http.StatusServiceUnavailable, api.CodeUnavailable
-	case errors.Is(err, rowengine.ErrCorrupt):
-		return http.StatusConflict, api.CodeCorrupt
-	default:
-		return http.StatusInternalServerError, api.CodeInternal
+	for _, m := range statuses {
+		if errors.Is(err, m.err) {
+			return m.status, m.code
+		}
 	}
+	return http.StatusInternalServerError, api.CodeInternal
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -33,5 +33,6 @@
 //
 // # Errors
 //
-// See errors.go: engine sentinels map to errno in exactly one function.
+// See errors.go: engine sentinels map to errno in exactly one table,
+// errnos, which must name every rowengine.Sentinels entry (a test checks).
 package fs

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"fmt"
+	"slices"
 	"syscall"
 	"testing"
 
@@ -18,6 +19,9 @@ func TestToErrno(t *testing.T) {
 		rowengine.ErrNoSpace:           syscall.ENOSPC, // never EIO: qemu pauses the VM on ENOSPC
 		rowengine.ErrReadOnly:          syscall.EROFS,
 		rowengine.ErrIO:                syscall.EIO,
+		rowengine.ErrChainLimit:        syscall.EDQUOT,
+		rowengine.ErrUnavailable:       syscall.EHOSTDOWN,
+		rowengine.ErrCorrupt:           syscall.EUCLEAN,
 		fmt.Errorf("unexpected thing"): syscall.EIO,
 	}
 	for err, want := range cases {
@@ -27,6 +31,16 @@ func TestToErrno(t *testing.T) {
 		}
 		if got := toErrno(wrapped); got != want {
 			t.Errorf("toErrno(%v) = %v, want %v", wrapped, got, want)
+		}
+	}
+}
+
+// TestErrnoMapsEverySentinel: each engine sentinel has an errno of its own
+// choosing in errnos, none left to the EIO default.
+func TestErrnoMapsEverySentinel(t *testing.T) {
+	for name, sentinel := range rowengine.Sentinels {
+		if !slices.ContainsFunc(errnos, func(m errnoMapping) bool { return m.err == sentinel }) {
+			t.Errorf("rowengine.%s has no errno in errnos (fs/errors.go): choose one", name)
 		}
 	}
 }

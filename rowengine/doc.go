@@ -105,7 +105,8 @@
 //
 // Every error wraps one of the sentinels in errors.go (ErrNotFound,
 // ErrExists, ErrInvalidArgument, ErrBusy, ErrNoSpace, ErrReadOnly,
-// ErrClosed, ErrIO, ErrCorrupt, ErrPoolLocked, ErrUnavailable) with a message for the
-// operator. Callers match with errors.Is; errno and HTTP status are chosen
-// by fs and daemon.
+// ErrClosed, ErrIO, ErrCorrupt, ErrChainLimit, ErrJobFailed, ErrPoolLocked,
+// ErrUnavailable) with a message for the operator. Callers match with
+// errors.Is; errno and HTTP status are chosen by fs and daemon, each in one
+// table that must list every entry of Sentinels (their tests check it).
 package rowengine

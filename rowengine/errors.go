@@ -33,4 +33,18 @@ var (
 	ErrJobFailed = errors.New("job failed")
 	// ErrPoolLocked: another process has the pool open.
 	ErrPoolLocked = errors.New("pool is in use")
+	// ErrUnavailable: the Ceph cluster cannot be reached, or the RBD
+	// backend is not built into this binary; the message says which.
+	ErrUnavailable = errors.New("unavailable")
 )
+
+// Sentinels names every sentinel above. The maps that turn them into an
+// errno (fs), an HTTP status (daemon) and so an exit code (ctl) are tested
+// to map each on purpose, and a test checks this list against the
+// declarations, so a new sentinel without a mapping fails a test.
+var Sentinels = map[string]error{
+	"ErrNotFound": ErrNotFound, "ErrExists": ErrExists, "ErrInvalidArgument": ErrInvalidArgument,
+	"ErrBusy": ErrBusy, "ErrNoSpace": ErrNoSpace, "ErrReadOnly": ErrReadOnly, "ErrClosed": ErrClosed,
+	"ErrIO": ErrIO, "ErrCorrupt": ErrCorrupt, "ErrChainLimit": ErrChainLimit, "ErrJobFailed": ErrJobFailed,
+	"ErrPoolLocked": ErrPoolLocked, "ErrUnavailable": ErrUnavailable,
+}

@@ -142,6 +142,18 @@ func Open(dir string, opts Options) (*Pool, error) {
 	return p, nil
 }
 
+// describeProcess names the process the lock file names: "process 123
+// (rowfsd)", or "an unknown process" if it wrote nothing.
+func describeProcess(pid string) string {
+	if _, err := strconv.Atoi(pid); err != nil {
+		return "an unknown process"
+	}
+	if comm, err := os.ReadFile("/proc/" + pid + "/comm"); err == nil {
+		return fmt.Sprintf("process %s (%s)", pid, strings.TrimSpace(string(comm)))
+	}
+	return "process " + pid
+}
+
 func lockPool(dir string) (*os.File, error) {
 	path := filepath.Join(dir, "lock")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
@@ -151,11 +163,7 @@ func lockPool(dir string) (*os.File, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		holder, _ := os.ReadFile(path)
 		f.Close()
-		pid := strings.TrimSpace(string(holder))
-		if pid == "" {
-			pid = "unknown"
-		}
-		return nil, fmt.Errorf("%w: pool %s is held by process %s (another rowfsd?)", ErrPoolLocked, dir, pid)
+		return nil, fmt.Errorf("%w: pool %s is held by %s", ErrPoolLocked, dir, describeProcess(strings.TrimSpace(string(holder))))
 	}
 	_ = f.Truncate(0)
 	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)

@@ -83,10 +83,6 @@ type RBDSnapshot struct {
 	Created time.Time
 }
 
-// ErrUnavailable: the Ceph cluster cannot be reached, or the RBD backend is
-// not built into this binary; the message says which.
-var ErrUnavailable = errors.New("unavailable")
-
 // rbdVolume is an RBD image exposed as a volume. mu guards img and the
 // open counts; the record changes only under the pool's adminMu.
 type rbdVolume struct {

@@ -305,3 +305,15 @@ func TestTruncateNeverShrinksByAccident(t *testing.T) {
 		t.Errorf("size %d after an allowed shrink to 8 MiB", fi.Size())
 	}
 }
+
+// TestOfflineFsckOfOpenPool: rowctl fsck --pool on a pool a daemon has
+// open names the daemon and points at the online check.
+func TestOfflineFsckOfOpenPool(t *testing.T) {
+	requireE2E(t)
+	e := newEnv(t)
+	e.start()
+	r := rowctl(t, e.sock, "fsck", "--pool", e.pool)
+	if r.code != 1 || !strings.Contains(r.stderr, "(rowfsd)") || !strings.Contains(r.stderr, "check it online with `rowctl fsck`") {
+		t.Errorf("offline fsck of an open pool: exit %d, %q", r.code, r.stderr)
+	}
+}

@@ -169,6 +169,9 @@ func fsckCommand(code *int) *cobra.Command {
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			rep, err := rowengine.Fsck(pool, mode, rowengine.Options{Logger: log})
+			if errors.Is(err, rowengine.ErrPoolLocked) {
+				return fmt.Errorf("%w\nA running rowfsd has this pool open: check it online with `rowctl fsck` (--repair leaks repairs leaks there), or stop the daemon for an offline check", err)
+			}
 			if err != nil {
 				return err
 			}

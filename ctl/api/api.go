@@ -59,7 +59,12 @@ const (
 	CodeJobFailed       = "job_failed"
 	CodeForbidden       = "forbidden"
 	CodeCorrupt         = "corrupt"
+	CodeIO              = "io_error"
 )
+
+// Codes lists every error code, for the test that each has an exit code.
+var Codes = []string{CodeNotFound, CodeExists, CodeInvalidArgument, CodeBusy, CodeNoSpace, CodeReadOnly,
+	CodeInternal, CodeUnavailable, CodeChainLimit, CodeJobFailed, CodeForbidden, CodeCorrupt, CodeIO}
 
 // Error is the body of every non-2xx response.
 type Error struct {
