@@ -13,6 +13,7 @@ type job struct {
 	rw, bs, engine string
 	depth          int
 	fsync          bool // fsync after every write
+	sync           bool // O_SYNC writes: each durable before it returns
 }
 
 func (j job) name() string {
@@ -20,6 +21,9 @@ func (j job) name() string {
 	s := fmt.Sprintf("%s %s %s qd%d", j.bs, kind, j.engine, j.depth)
 	if j.fsync {
 		s += " fsync=1"
+	}
+	if j.sync {
+		s += " sync=1"
 	}
 	return s
 }
@@ -35,7 +39,8 @@ func (j job) unit() string {
 }
 
 // jobs is the matrix of issue 5: each pattern with psync at queue depth 1
-// and libaio at 16, and 4 KiB random writes with an fsync after each.
+// and libaio at 16, and 4 KiB random writes with an fsync after each and
+// on an O_SYNC descriptor (issue 13: no FSYNC reaches the daemon for those).
 var jobs = func() []job {
 	var js []job
 	for _, p := range []struct{ rw, bs string }{
@@ -43,7 +48,8 @@ var jobs = func() []job {
 	} {
 		js = append(js, job{rw: p.rw, bs: p.bs, engine: "psync", depth: 1}, job{rw: p.rw, bs: p.bs, engine: "libaio", depth: 16})
 	}
-	return append(js, job{rw: "randwrite", bs: "4k", engine: "psync", depth: 1, fsync: true})
+	return append(js, job{rw: "randwrite", bs: "4k", engine: "psync", depth: 1, fsync: true},
+		job{rw: "randwrite", bs: "4k", engine: "psync", depth: 1, sync: true})
 }()
 
 var prefill = job{rw: "write", bs: "1M", engine: "libaio", depth: 16}
@@ -56,6 +62,9 @@ func fio(file string, j job, size int64, ramp, runtime float64) (float64, error)
 		"--direct=1", fmt.Sprintf("--size=%d", size), "--invalidate=0", "--randrepeat=0", "--output-format=json"}
 	if j.fsync {
 		args = append(args, "--fsync=1")
+	}
+	if j.sync {
+		args = append(args, "--sync=1")
 	}
 	if runtime > 0 {
 		args = append(args, "--time_based", fmt.Sprintf("--runtime=%dms", int(runtime*1000)),

@@ -41,6 +41,7 @@ type report struct {
 	targets           []*target
 	rowfsOps, qemuOps []opsResult
 	memory            []memoryPoint
+	xattr             []xattrPoint
 }
 
 func (r *report) value(j, t string) float64 { return median(r.fio[j][t]) }
@@ -61,6 +62,9 @@ func (r *report) markdown(chart string) string {
 	if r.rowfsOps != nil {
 		r.snapshotTable(w)
 		r.memoryTable(w)
+	}
+	if r.xattr != nil {
+		r.xattrTable(w)
 	}
 	return b.String()
 }
@@ -145,7 +149,7 @@ func (r *report) goals(w func(string, ...any)) {
 		pct(goalFlatOfCeiling), pct(worst), worstJob, verdict(worst >= goalFlatOfCeiling))
 	deep, deepQcow2 := fmt.Sprintf("%s d%d", famRowfs, deepest), fmt.Sprintf("%s d%d", famQcow2, deepest)
 	for _, j := range jobs {
-		if j.bs != "4k" || j.fsync || (j.rw != "randread" && j.rw != "randwrite") {
+		if j.bs != "4k" || j.fsync || j.sync || (j.rw != "randread" && j.rw != "randwrite") {
 			continue
 		}
 		d := r.value(j.name(), deep)
@@ -159,6 +163,12 @@ func (r *report) goals(w func(string, ...any)) {
 		if o.gib == 1 {
 			w("| delete-merge of a snapshot owning 1 GiB ≤ %s, 0 data bytes copied | %s, %d bytes | %s |\n",
 				goalMergeTime, o.delete.Round(time.Millisecond), o.deleteBytes, verdict(o.delete <= goalMergeTime && o.deleteBytes == 0))
+		}
+	}
+	for _, p := range r.xattr {
+		if p.snapshots == 2000 {
+			w("| user.rowfs.snapshots.json with 2,000 snapshots ≤ %s | %.2f ms | %s |\n", goalSnapshotsXattr,
+				float64(p.median)/float64(time.Millisecond), verdict(p.median <= goalSnapshotsXattr))
 		}
 	}
 	for _, m := range r.memory {
