@@ -513,8 +513,8 @@ func snapshotsDoc(volume string, snaps []api.Snapshot, limit int, marshal func(a
 	}
 	const head, tail = `{"volume":`, `,"snapshots":[],"truncated":false}`
 	size := len(head) + len(name) + len(tail) // with no snapshot kept
-	var kept [][]byte                          // newest first
-	first := len(snaps)                        // the oldest kept
+	var kept [][]byte                         // newest first
+	first := len(snaps)                       // the oldest kept
 	for i := len(snaps) - 1; i >= 0; i-- {
 		part, err := marshal(snaps[i])
 		if err != nil {
