@@ -4,8 +4,11 @@
 //
 // # Lifecycle
 //
-// Run opens the pool (its lock file refuses a second daemon), clears a
-// stale mount left by a killed daemon, mounts, listens on the control
+// Run validates the configuration, inspects the mount point (mountpoint.go:
+// anything but an unused directory or a provably dead rowfs mount is
+// refused before the pool is touched), opens the pool (its lock file
+// refuses a second daemon), clears a dead mount left by a killed daemon,
+// mounts with the pool named as the mount's source, listens on the control
 // socket, notifies readiness (sd_notify READY=1 when NOTIFY_SOCKET is set,
 // which the tests use too) and serves until its context is cancelled. Then
 // it stops the control server, unmounts (lazily if files are still open)
