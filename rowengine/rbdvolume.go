@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -88,8 +89,15 @@ type RBDSnapshot struct {
 type rbdVolume struct {
 	rec blockmap.RBDVolumeRecord
 
+	// cephMu serialises withImage's own opens of the image with its
+	// removal: librbd refuses to remove an image another handle has open,
+	// and sizes are learned in the background after Open. Lock order:
+	// adminMu → cephMu → mu.
+	cephMu sync.Mutex
+
 	mu      sync.Mutex
-	img     RBDImage // the head, open while handles are
+	img     RBDImage // the head, open while handles are or withImage uses it
+	pins    int      // withImage calls using img: it stays open until they end
 	opens   int
 	writers int
 	size    uint64 // last size seen, for listings that must not wait on Ceph
@@ -303,7 +311,10 @@ func (p *Pool) deleteRBDVolume(v *rbdVolume, force bool) error {
 		v.img = nil
 	}
 	v.mu.Unlock()
-	if err := c.RemoveImage(v.rec.Pool, v.rec.Image); err != nil {
+	v.cephMu.Lock()
+	err = c.RemoveImage(v.rec.Pool, v.rec.Image)
+	v.cephMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("delete volume %q: remove image %s: %w", v.rec.Name, v.spec(), err)
 	}
 	return p.forgetRBDLocked(v, true)
@@ -328,13 +339,30 @@ func (p *Pool) waitClosedRBD(v *rbdVolume) int {
 func (p *Pool) withImage(v *rbdVolume, fn func(RBDImage) error) error {
 	v.mu.Lock()
 	img := v.img
+	if img != nil {
+		v.pins++ // a handle closing meanwhile must not close it under fn
+	}
 	v.mu.Unlock()
 	if img != nil {
+		defer func() {
+			v.mu.Lock()
+			v.pins--
+			v.closeHeadIfUnusedLocked(p.log)
+			v.mu.Unlock()
+		}()
 		return fn(img)
 	}
 	c, err := p.cluster()
 	if err != nil {
 		return err
+	}
+	v.cephMu.Lock()
+	defer v.cephMu.Unlock()
+	v.mu.Lock()
+	deleted := v.deleted
+	v.mu.Unlock()
+	if deleted {
+		return fmt.Errorf("%w: volume %q", ErrNotFound, v.rec.Name)
 	}
 	img, err = c.OpenImage(v.rec.Pool, v.rec.Image)
 	if err != nil {
@@ -458,10 +486,16 @@ func (h *Handle) closeRBD() {
 	if h.writable {
 		v.writers--
 	}
-	if v.opens == 0 && v.img != nil {
-		// Closing releases the exclusive lock, so another host may write.
+	v.closeHeadIfUnusedLocked(h.pool.log)
+}
+
+// closeHeadIfUnusedLocked closes the shared head once no handle and no
+// withImage call uses it. Closing releases the exclusive lock, so another
+// host may write. REQUIRES: v.mu.
+func (v *rbdVolume) closeHeadIfUnusedLocked(log *slog.Logger) {
+	if v.opens == 0 && v.pins == 0 && v.img != nil {
 		if err := v.img.Close(); err != nil {
-			h.pool.log.Warn("close RBD image", "image", v.spec(), "err", err)
+			log.Warn("close RBD image", "image", v.spec(), "err", err)
 		}
 		v.img = nil
 	}

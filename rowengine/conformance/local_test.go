@@ -17,3 +17,18 @@ func TestLocalVolumes(t *testing.T) {
 		},
 	})
 }
+
+// TestMemoryRBDVolumes runs the suite on RBD volumes over the in-memory
+// cluster; rowengine/rbd runs it on a real one (make test), and the two
+// must agree.
+func TestMemoryRBDVolumes(t *testing.T) {
+	clock := &rowengine.TestClock{}
+	p := rowengine.TestPool(t, rowengine.Options{RBD: rowengine.NewMemoryRBD(), Now: clock.Now})
+	Run(t, Backend{
+		Pool: p, Kind: rowengine.BackendRBD, Clock: clock,
+		Create: func(t *testing.T, name string, size uint64) error {
+			_, err := p.CreateRBDVolume(name, "rbd", name+"-img", size)
+			return err
+		},
+	})
+}

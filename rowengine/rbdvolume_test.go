@@ -1,0 +1,162 @@
+package rowengine
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+// memRBDPool is a pool whose RBD volumes live in an in-memory cluster.
+func memRBDPool(t *testing.T) (*Pool, *MemoryRBD) {
+	t.Helper()
+	c := NewMemoryRBD()
+	return TestPool(t, Options{RBD: c}), c
+}
+
+// TestPoolSyncFlushesRBDImages: a barrier without a handle (an fsync the
+// kernel sends with no file handle) flushes RBD volumes too: another
+// client reads what was written before it.
+func TestPoolSyncFlushesRBDImages(t *testing.T) {
+	p, c := memRBDPool(t)
+	if _, err := p.CreateRBDVolume("r", "rbd", "r-img", 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	h, err := p.OpenVolume("r", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	data := bytes.Repeat([]byte{7}, 8192)
+	if _, err := h.WriteAt(data, 4096); err != nil {
+		t.Fatal(err)
+	}
+	other, err := c.Client().OpenSnapshot("rbd", "r-img", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	got := make([]byte, len(data))
+	if other.ReadAt(got, 4096); bytes.Equal(got, data) {
+		t.Fatal("another client reads unflushed writes: the memory cluster does not model librbd's cache")
+	}
+	if err := p.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if other.ReadAt(got, 4096); !bytes.Equal(got, data) {
+		t.Fatal("Pool.Sync did not flush the RBD image: another client does not read the write")
+	}
+}
+
+// TestRBDRollbackRefusedWhileAnotherClientWrites: rollback is refused while
+// another client (another host) holds the image's exclusive lock, naming
+// it, and allowed once that client closes the image.
+func TestRBDRollbackRefusedWhileAnotherClientWrites(t *testing.T) {
+	p, c := memRBDPool(t)
+	if _, err := p.CreateRBDVolume("r", "rbd", "r-img", 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.CreateSnapshot("r", "s1", SnapshotOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := c.Client().OpenImage("rbd", "r-img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := img.WriteAt([]byte("other host"), 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.RollbackVolume("r", "s1", false)
+	if !errors.Is(err, ErrBusy) || !bytes.Contains([]byte(err.Error()), []byte("client.2")) {
+		t.Fatalf("rollback under another client's lock: %v, want ErrBusy naming client.2", err)
+	}
+	img.Close()
+	if _, err := p.RollbackVolume("r", "s1", false); err != nil {
+		t.Fatalf("rollback once the other client closed: %v", err)
+	}
+}
+
+// TestRBDVolumeLifecycle: create, clone, flatten, detach, attach, reopen
+// and delete RBD volumes, with the refusals on the way.
+func TestRBDVolumeLifecycle(t *testing.T) {
+	c := NewMemoryRBD()
+	dir := t.TempDir()
+	opts := Options{RBD: c, CommitInterval: 1 << 40, CloseGrace: 1}
+	p, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.CreateRBDVolume("r", "rbd", "", 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.CreateRBDVolume("r", "rbd", "other", 1<<20); !errors.Is(err, ErrExists) {
+		t.Errorf("second volume named r: %v, want ErrExists", err)
+	}
+	if _, err := p.CreateRBDVolume("x", "nopool", "", 1<<20); !errors.Is(err, ErrNotFound) {
+		t.Errorf("volume in a missing Ceph pool: %v, want ErrNotFound", err)
+	}
+	h, err := p.OpenVolume("r", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("rbd!"), 1024)
+	if _, err := h.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	if _, err := p.CreateSnapshot("r", "base", SnapshotOptions{Description: "before the clone"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.CloneVolume("r", "base", "copy"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DeleteVolume("r", false); !errors.Is(err, ErrBusy) {
+		t.Errorf("delete of a volume whose snapshot has a clone: %v, want ErrBusy", err)
+	}
+	job, err := p.FlattenVolume("copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	WaitJobs(t, p)
+	if info, _ := p.VolumeDetail("copy"); info.Parent != "" {
+		t.Errorf("clone still has parent %q after flatten job %d", info.Parent, job.ID)
+	}
+	if err := p.DetachVolume("copy", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.AttachRBDVolume("again", "rbd", "copy"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The records survive a restart; sizes are learned from the cluster.
+	if p, err = Open(dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	h, err = p.OpenVolume("again", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	if _, err := h.ReadAt(got, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the flattened clone, attached again after a restart, reads %q…, %v", got[:8], err)
+	}
+	if _, err := p.DeleteVolume("again", false); !errors.Is(err, ErrBusy) {
+		t.Errorf("delete of an open volume: %v, want ErrBusy", err)
+	}
+	h.Close()
+	for _, name := range []string{"again", "r"} {
+		if _, err := p.DeleteVolume(name, false); err != nil {
+			t.Fatalf("delete %s: %v", name, err)
+		}
+	}
+	if vols := p.Volumes(); len(vols) != 0 {
+		t.Errorf("volumes left: %v", vols)
+	}
+	if err := c.RemoveImage("rbd", "r"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("image of the deleted volume: %v, want it gone", err)
+	}
+	MustCheck(t, p)
+}
