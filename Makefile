@@ -60,9 +60,14 @@ run: deps-run build
 	@echo "Ctrl-C here stops the daemon and unmounts."
 	@exec ./bin/rowfsd --pool $(RUN_DIR)/pool --mount $(RUN_DIR)/mnt --socket $(SOCKET)
 
+# staticcheck is pinned; go run fetches it from the module proxy once.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 vet:
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) vet -tags "$(GOTAGS)" ./...
+	$(GO) run $(STATICCHECK) ./...
+	CGO_ENABLED=1 $(GO) run $(STATICCHECK) -tags "$(GOTAGS)" ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 # test: every test, including the end-to-end ones through a real FUSE mount
@@ -77,6 +82,10 @@ test: deps-test vet
 	grep -v '^CEPH_CONF=' "$$ceph.log"; rm -f "$$ceph.log"; \
 	CEPH_CONF=$$ceph/ceph.conf ROWFS_REQUIRE_CEPH=1 ROWFS_REPORT=$(CURDIR)/.test-report.txt \
 		CGO_ENABLED=1 $(GO) test -tags "$(GOTAGS)" -count=1 -timeout 25m ./...
+	@echo "--- the engine, fs and daemon under the race detector (the model test at 5,000 steps)"
+	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 15m ./rowengine ./rowengine/conformance ./fs/... ./daemon
+	@echo "--- the model and scenario tests with the invariants assertions compiled in"
+	$(GO) test -tags invariants -count=1 -timeout 15m -run 'TestModel|TestScenario|TestInvariants|TestGroupCommit' ./rowengine -model.steps=30000
 	@echo "--- figures"; cat .test-report.txt 2>/dev/null; rm -f .test-report.txt
 
 # bench: rowfs against its peers (raw file, go-fuse passthrough,

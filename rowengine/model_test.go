@@ -497,13 +497,3 @@ func fastTempDir(t *testing.T) string {
 	return t.TempDir()
 }
 
-func checkClean(t *testing.T, p *Pool, step int) {
-	t.Helper()
-	rep, err := p.Check()
-	if err != nil {
-		t.Fatalf("step %d: checker: %v", step, err)
-	}
-	if !rep.Clean() {
-		t.Fatalf("step %d: checker: corruptions %v leaks %v", step, rep.Corruptions, rep.Leaks)
-	}
-}

@@ -67,6 +67,10 @@ type Pool struct {
 	// commit that succeeded. REQUIRES: commitMu.
 	commitsDone uint64
 
+	// violations are the invariants found broken (invariants build tag).
+	violationsMu sync.Mutex
+	violations   []string
+
 	// dataWritten counts bytes written to the data file since Open.
 	dataWritten atomic.Uint64
 
@@ -101,6 +105,9 @@ type volume struct {
 
 // addOwned keeps the node's and its volume's counters in step.
 func (p *Pool) addOwned(n *node, delta int64) {
+	if invariantsOn {
+		p.checkOwnedLocked(n, delta)
+	}
 	n.owned = uint64(int64(n.owned) + delta)
 	if n.vol != nil {
 		n.vol.owned = uint64(int64(n.vol.owned) + delta)
@@ -488,6 +495,9 @@ func (p *Pool) reuse(blocks []uint64) {
 }
 
 func (p *Pool) queueChangeLocked(c blockmap.MapChange) {
+	if invariantsOn {
+		p.checkChangeLocked(c)
+	}
 	p.pending = append(p.pending, c)
 	if len(p.pending) >= p.opts.CommitBatch {
 		select {

@@ -56,6 +56,9 @@ func MustCheck(t testing.TB, p *Pool) CheckReport {
 	for _, l := range rep.Leaks {
 		t.Errorf("checker: leak: %s", l)
 	}
+	for _, v := range p.Violations() {
+		t.Errorf("invariant violated: %s", v)
+	}
 	return rep
 }
 

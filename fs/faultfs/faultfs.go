@@ -59,10 +59,7 @@ type Fault struct {
 func Mount(backing, mnt string) (*FS, error) {
 	f := &FS{backing: backing, undo: map[string][]change{}}
 	root := &fs.LoopbackRoot{Path: backing}
-	root.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
-		return &node{LoopbackNode: fs.LoopbackNode{RootData: r}, fs: f}
-	}
-	rootNode := &node{LoopbackNode: fs.LoopbackNode{RootData: root}, fs: f}
+	rootNode := &node{LoopbackNode: &fs.LoopbackNode{RootData: root}, fs: f}
 	root.RootNode = rootNode
 	server, err := fs.Mount(mnt, rootNode, &fs.Options{
 		MountOptions: fuse.MountOptions{FsName: "faultfs", Name: "faultfs", DirectMount: true},
@@ -174,8 +171,15 @@ func (f *FS) synced(path string) {
 
 // node is a loopback node whose files are faultfs files.
 type node struct {
-	fs.LoopbackNode
+	*fs.LoopbackNode
 	fs *FS
+}
+
+var _ = (fs.NodeWrapChilder)((*node)(nil))
+
+// WrapChild makes every node under the root one of ours.
+func (n *node) WrapChild(ctx context.Context, ops fs.InodeEmbedder) fs.InodeEmbedder {
+	return &node{LoopbackNode: ops.(*fs.LoopbackNode), fs: n.fs}
 }
 
 func (n *node) backingPath() string {

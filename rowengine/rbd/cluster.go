@@ -35,7 +35,7 @@ type Cluster struct {
 
 // New returns a cluster that connects on first use.
 func New(opts Options) rowengine.RBDCluster {
-	opts.ensureDefaults()
+	opts.EnsureDefaults()
 	return &Cluster{opts: opts, pools: map[string]*rados.IOContext{}}
 }
 

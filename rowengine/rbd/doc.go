@@ -43,7 +43,8 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-func (o *Options) ensureDefaults() {
+// EnsureDefaults fills zero fields with the documented defaults.
+func (o *Options) EnsureDefaults() {
 	if o.ID == "" {
 		o.ID = "admin"
 	}

@@ -1,0 +1,60 @@
+package rowengine
+
+import (
+	"fmt"
+
+	"github.com/rowfs/rowfs/blockmap"
+)
+
+// violatef records a broken invariant. It is reached only when invariantsOn
+// (the invariants build tag): library code does not panic, and the tests
+// fail on what it recorded.
+func (p *Pool) violatef(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.violationsMu.Lock()
+	p.violations = append(p.violations, msg)
+	p.violationsMu.Unlock()
+	p.log.Error("invariant violated", "what", msg)
+}
+
+// Violations lists the invariants found broken since Open (always none
+// without the invariants build tag).
+func (p *Pool) Violations() []string {
+	p.violationsMu.Lock()
+	defer p.violationsMu.Unlock()
+	return append([]string(nil), p.violations...)
+}
+
+// checkOwnedLocked: a counter about to drop by -delta holds at least that.
+// REQUIRES: mapMu (exclusive).
+func (p *Pool) checkOwnedLocked(n *node, delta int64) {
+	if delta >= 0 {
+		return
+	}
+	if n.owned < uint64(-delta) {
+		p.violatef("node %s owns %d blocks and would drop by %d", nodeRef(n), n.owned, -delta)
+	}
+	if n.vol != nil && n.vol.owned < uint64(-delta) {
+		p.violatef("volume %q owns %d blocks and would drop by %d", n.vol.rec.Name, n.vol.owned, -delta)
+	}
+}
+
+// checkChangeLocked: a queued map change says what the node's table does.
+// A mapping must be in the table, owned by the node; a delete from a head
+// must leave the head owning nothing there. (A node being merged away
+// keeps its stale table: only its entries' moves are checked, on the
+// child's side.) REQUIRES: mapMu (exclusive).
+func (p *Pool) checkChangeLocked(c blockmap.MapChange) {
+	n := p.nodes[c.Key.Node]
+	if n == nil || n.table == nil {
+		p.violatef("map change for node %d, which has no table", c.Key.Node)
+		return
+	}
+	e := n.table.get(c.Key.Index)
+	switch {
+	case !c.Delete && (e.phys != c.Phys || e.owner != n.rec.ID):
+		p.violatef("node %s block %d: change maps physical %d, table says %d owned by %d", nodeRef(n), c.Key.Index, c.Phys, e.phys, e.owner)
+	case c.Delete && n.vol != nil && n.vol.head == n && e.owner == n.rec.ID:
+		p.violatef("head %s block %d: change deletes it, table still has it owned (physical %d)", nodeRef(n), c.Key.Index, e.phys)
+	}
+}
