@@ -496,4 +496,3 @@ func fastTempDir(t *testing.T) string {
 	}
 	return t.TempDir()
 }
-
