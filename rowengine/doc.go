@@ -84,9 +84,21 @@
 // under mapMu held exclusively, never under the shared lock. The
 // background committer is owned by the Pool; Close stops and waits for it.
 //
+// # Kinds of volume
+//
+// A volume is local (redirect-on-write over the pool's block maps) or a
+// Ceph RBD image. Each kind implements volumeKind and handleIO (kind.go):
+// the public Pool methods look the kind up once (kindOf) and call it, and
+// a Handle holds the kind's own handle, so adding an operation without
+// implementing it for both kinds does not compile. Local: volume.go,
+// snapshot.go, handle.go, tree.go. RBD: rbdvolume.go (records, lifecycle,
+// capacity), rbdhandle.go (I/O), rbdsnapshot.go (snapshots, clones,
+// diff), rbdkind.go (the adapter). MemoryRBD (memrbd.go) is an RBD cluster
+// in memory, so the RBD kind runs in every go test.
+//
 // # RBD volumes
 //
-// A volume may instead be a Ceph RBD image (rbdvolume.go): the pool keeps
+// A volume may instead be a Ceph RBD image: the pool keeps
 // only its record (blockmap RBDVolumeRecord: name, Ceph pool, image), and
 // every read, write, snapshot, rollback, clone and flatten goes to librbd
 // through the RBDCluster and RBDImage interfaces, which rowengine/rbd

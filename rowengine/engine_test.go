@@ -125,7 +125,7 @@ func TestFreedBlockNotReusedBeforeCommit(t *testing.T) {
 	a.ZeroRange(0, 4096)
 	b.WriteAt(bytes.Repeat([]byte{2}, 4096), 0)
 	p.mapMu.RLock()
-	freed, reused := p.quarantine[0], b.vol.head.table.get(0).phys
+	freed, reused := p.quarantine[0], b.io.(*localHandle).vol.head.table.get(0).phys
 	p.mapMu.RUnlock()
 	if freed == reused {
 		t.Fatalf("block %d reused by another volume before its free was committed", freed)

@@ -10,42 +10,28 @@ import (
 	"github.com/rowfs/rowfs/blockmap"
 )
 
-// Handle is one open volume, as a FUSE file handle holds it. A Handle is
-// safe for concurrent use: the kernel sends parallel reads and writes.
-type Handle struct {
+// localHandle is an open local volume: its head, or a read-only snapshot.
+type localHandle struct {
 	pool     *Pool
 	vol      *volume
 	snap     *node // nil: the volume's head; else a read-only snapshot
 	writable bool
-	once     sync.Once
-
-	// An RBD volume's handle has rbd set and reads and writes img: the
-	// volume's shared head, or its own read-only image of snapshot snapName.
-	rbd      *rbdVolume
-	img      RBDImage
-	snapName string
 }
 
-// OpenVolume opens a volume for I/O. Open handles make DeleteVolume refuse
+// open opens the head for I/O. Open handles make DeleteVolume refuse
 // (without force).
-func (p *Pool) OpenVolume(name string, writable bool) (*Handle, error) {
-	if rv := p.lookupRBD(name); rv != nil {
-		return p.openRBD(rv, writable)
-	}
-	v, err := p.lookup(name)
-	if err != nil {
-		return nil, err
-	}
+func (l localVolume) open(writable bool) (*Handle, error) {
+	p, v := l.p, l.v
 	p.mapMu.Lock()
 	defer p.mapMu.Unlock()
 	if v.deleted {
-		return nil, fmt.Errorf("%w: volume %q", ErrNotFound, name)
+		return nil, fmt.Errorf("%w: volume %q", ErrNotFound, v.rec.Name)
 	}
 	v.opens++
 	if writable {
 		v.writers++
 	}
-	return &Handle{pool: p, vol: v, writable: writable}, nil
+	return newHandle(&localHandle{pool: p, vol: v, writable: writable}, writable), nil
 }
 
 // waitClosed waits up to Options.CloseGrace for v's handles (writers only,
@@ -66,32 +52,19 @@ func (p *Pool) waitClosed(v *volume, writersOnly bool) int {
 	}
 }
 
-// Close releases the handle. It does not sync.
-func (h *Handle) Close() error {
-	h.once.Do(func() {
-		if h.rbd != nil {
-			h.closeRBD()
-			return
-		}
-		if h.snap != nil {
-			return
-		}
-		h.pool.mapMu.Lock()
-		h.vol.opens--
-		if h.writable {
-			h.vol.writers--
-		}
-		h.pool.mapMu.Unlock()
-	})
-	return nil
+func (h *localHandle) close() {
+	if h.snap != nil {
+		return
+	}
+	h.pool.mapMu.Lock()
+	h.vol.opens--
+	if h.writable {
+		h.vol.writers--
+	}
+	h.pool.mapMu.Unlock()
 }
 
-// Size returns the volume's current virtual size (a snapshot's: its size
-// when it was taken).
-func (h *Handle) Size() uint64 {
-	if h.rbd != nil {
-		return h.sizeRBD()
-	}
+func (h *localHandle) size() uint64 {
 	h.pool.mapMu.RLock()
 	defer h.pool.mapMu.RUnlock()
 	_, size := h.viewLocked()
@@ -99,27 +72,18 @@ func (h *Handle) Size() uint64 {
 }
 
 // viewLocked returns the table and size the handle reads.
-func (h *Handle) viewLocked() (*table, uint64) {
+func (h *localHandle) viewLocked() (*table, uint64) {
 	if h.snap != nil {
 		return h.snap.table, h.snap.rec.Size
 	}
 	return h.vol.head.table, h.vol.rec.Size
 }
 
-// Sync is the durability barrier (fsync/fdatasync).
-func (h *Handle) Sync() error {
-	if h.rbd != nil {
-		if err := h.img.Flush(); err != nil {
-			return fmt.Errorf("%w: flush volume %q: %v", ErrIO, h.rbd.rec.Name, err)
-		}
-		return nil
-	}
-	return h.pool.barrier()
-}
+func (h *localHandle) sync() error { return h.pool.barrier() }
 
-// checkLocked reports a deleted volume or snapshot, or a closed pool. A
+// checkGoneLocked reports a deleted volume or snapshot, or a closed pool. A
 // deleted snapshot's blocks may be reused, so its reads must stop at once.
-func (h *Handle) checkLocked() error {
+func (h *localHandle) checkGoneLocked() error {
 	if h.snap != nil && (h.snap.removed || h.snap.rec.Hidden) {
 		if h.pool.closed {
 			return ErrClosed
@@ -139,17 +103,12 @@ func (p *Pool) checkVolumeLocked(v *volume) error {
 	return nil
 }
 
-// ReadAt reads from the head. Unwritten blocks read as zeros. Reading at or
-// past the end returns io.EOF; a read across it is cut short.
-func (h *Handle) ReadAt(buf []byte, off int64) (int, error) {
-	if h.rbd != nil {
-		return h.readRBD(buf, off)
-	}
+func (h *localHandle) readAt(buf []byte, off int64) (int, error) {
 	p := h.pool
 	bs := p.blockSize
 	p.mapMu.RLock()
 	defer p.mapMu.RUnlock()
-	if err := h.checkLocked(); err != nil {
+	if err := h.checkGoneLocked(); err != nil {
 		return 0, err
 	}
 	if off < 0 {
@@ -226,15 +185,9 @@ func (p *Pool) writeData(buf []byte, off uint64) error {
 	return nil
 }
 
-// WriteAt writes to the head: in place where the head owns the block,
+// writeAt writes to the head: in place where the head owns the block,
 // otherwise redirected to a new block.
-func (h *Handle) WriteAt(data []byte, off int64) (int, error) {
-	if !h.writable {
-		return 0, fmt.Errorf("%w: handle opened read-only", ErrReadOnly)
-	}
-	if h.rbd != nil {
-		return h.writeRBD(data, off)
-	}
+func (h *localHandle) writeAt(data []byte, off int64) (int, error) {
 	if err := h.checkRange(off, uint64(len(data))); err != nil {
 		return 0, err
 	}
@@ -257,8 +210,8 @@ func (h *Handle) WriteAt(data []byte, off int64) (int, error) {
 	return len(data), nil
 }
 
-func (h *Handle) checkRange(off int64, length uint64) error {
-	size := h.Size()
+func (h *localHandle) checkRange(off int64, length uint64) error {
+	size := h.size()
 	if off < 0 || uint64(off) > size || length > size-uint64(off) {
 		return fmt.Errorf("%w: range %d+%d is outside volume %q of %d bytes", ErrInvalidArgument, off, length, h.vol.rec.Name, size)
 	}
@@ -414,22 +367,10 @@ func (p *Pool) placement(n *node, index uint64) (uint64, bool) {
 	return 0, false
 }
 
-// ZeroRange makes a range read as zeros (punch hole, write zeroes,
+// zeroRange makes a range read as zeros (punch hole, write zeroes,
 // discard): whole blocks are unmapped and their space freed; partial
 // blocks are written with zeros.
-func (h *Handle) ZeroRange(off int64, length uint64) error {
-	if !h.writable {
-		return fmt.Errorf("%w: handle opened read-only", ErrReadOnly)
-	}
-	if h.rbd != nil {
-		if err := h.checkRBD(off, length); err != nil {
-			return err
-		}
-		if err := h.img.WriteZeroes(uint64(off), length); err != nil {
-			return fmt.Errorf("%w: zero range of volume %q: %v", ErrIO, h.rbd.rec.Name, err)
-		}
-		return nil
-	}
+func (h *localHandle) zeroRange(off int64, length uint64) error {
 	if err := h.checkRange(off, length); err != nil {
 		return err
 	}
@@ -505,27 +446,14 @@ func (p *Pool) unmapBlock(v *volume, index uint64) error {
 	return nil
 }
 
-// SeekData returns the first offset ≥ off that holds data (a mapped
-// block), or ok=false if there is none before the end (ENXIO).
-//
-// An RBD volume is all data, as far as seeking goes: librbd has no cheap
-// way to ask, and data everywhere is always a correct answer.
-func (h *Handle) SeekData(off uint64) (uint64, bool) {
-	if h.rbd != nil {
-		return off, off < h.Size()
-	}
+func (h *localHandle) seekData(off uint64) (uint64, bool) {
 	return h.seek(off, func(e entry) bool { return e.mapped() && e.phys != blockmap.ZeroBlock })
 }
 
-// SeekHole returns the first offset ≥ off in a hole; the end of the volume
-// counts as a hole. ok=false if off is at or past the end.
-func (h *Handle) SeekHole(off uint64) (uint64, bool) {
-	size := h.Size()
+func (h *localHandle) seekHole(off uint64) (uint64, bool) {
+	size := h.size()
 	if off >= size {
 		return 0, false
-	}
-	if h.rbd != nil {
-		return size, true
 	}
 	pos, ok := h.seek(off, func(e entry) bool { return !e.mapped() || e.phys == blockmap.ZeroBlock })
 	if !ok {
@@ -534,12 +462,12 @@ func (h *Handle) SeekHole(off uint64) (uint64, bool) {
 	return pos, true
 }
 
-func (h *Handle) seek(off uint64, want func(entry) bool) (uint64, bool) {
+func (h *localHandle) seek(off uint64, want func(entry) bool) (uint64, bool) {
 	p := h.pool
 	p.mapMu.RLock()
 	defer p.mapMu.RUnlock()
 	tbl, size := h.viewLocked()
-	if off >= size || h.checkLocked() != nil {
+	if off >= size || h.checkGoneLocked() != nil {
 		return 0, false
 	}
 	bs := p.blockSize

@@ -102,18 +102,6 @@ func (p *Pool) findSnapshotLocked(v *volume, name string) (*node, error) {
 	return nil, fmt.Errorf("%w: snapshot %s@%s", ErrNotFound, v.rec.Name, name)
 }
 
-// lookupSnapshot resolves VOL and SNAP under the shared lock.
-func (p *Pool) lookupSnapshot(volume, name string) (*volume, *node, error) {
-	v, err := p.lookup(volume)
-	if err != nil {
-		return nil, nil, err
-	}
-	p.mapMu.RLock()
-	defer p.mapMu.RUnlock()
-	n, err := p.findSnapshotLocked(v, name)
-	return v, n, err
-}
-
 func nodeRef(n *node) string {
 	vol := "(deleted)"
 	if n.vol != nil {
@@ -145,13 +133,15 @@ func (p *Pool) snapshotInfoLocked(n *node) SnapshotInfo {
 // Snapshots lists a volume's tree in id order: its snapshots, hidden ones
 // included (Hidden set), and its head (Head set).
 func (p *Pool) Snapshots(volume string) ([]SnapshotInfo, error) {
-	if rv := p.lookupRBD(volume); rv != nil {
-		return p.rbdSnapshots(rv)
-	}
-	v, err := p.lookup(volume)
+	k, err := p.kindOf(volume)
 	if err != nil {
 		return nil, err
 	}
+	return k.snapshots()
+}
+
+func (l localVolume) snapshots() ([]SnapshotInfo, error) {
+	p, v := l.p, l.v
 	p.mapMu.RLock()
 	defer p.mapMu.RUnlock()
 	var out []SnapshotInfo
@@ -163,10 +153,16 @@ func (p *Pool) Snapshots(volume string) ([]SnapshotInfo, error) {
 
 // Snapshot describes one visible snapshot.
 func (p *Pool) Snapshot(volume, name string) (SnapshotInfo, error) {
-	if rv := p.lookupRBD(volume); rv != nil {
-		return p.rbdSnapshot(rv, name)
+	k, err := p.kindOf(volume)
+	if err != nil {
+		return SnapshotInfo{}, err
 	}
-	_, n, err := p.lookupSnapshot(volume, name)
+	return k.snapshot(name)
+}
+
+func (l localVolume) snapshot(name string) (SnapshotInfo, error) {
+	p := l.p
+	n, err := l.findSnapshot(name)
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
@@ -175,17 +171,19 @@ func (p *Pool) Snapshot(volume, name string) (SnapshotInfo, error) {
 	return p.snapshotInfoLocked(n), nil
 }
 
-// OpenSnapshot opens a snapshot read-only. Its handle fails with
-// ErrNotFound once the snapshot is deleted.
-func (p *Pool) OpenSnapshot(volume, name string) (*Handle, error) {
-	if rv := p.lookupRBD(volume); rv != nil {
-		return p.openRBDSnapshot(rv, name)
-	}
-	v, n, err := p.lookupSnapshot(volume, name)
+func (l localVolume) openSnapshot(name string) (*Handle, error) {
+	n, err := l.findSnapshot(name)
 	if err != nil {
 		return nil, err
 	}
-	return &Handle{pool: p, vol: v, snap: n}, nil
+	return newHandle(&localHandle{pool: l.p, vol: l.v, snap: n}, false), nil
+}
+
+// findSnapshot resolves a visible snapshot of the volume by name.
+func (l localVolume) findSnapshot(name string) (*node, error) {
+	l.p.mapMu.RLock()
+	defer l.p.mapMu.RUnlock()
+	return l.p.findSnapshotLocked(l.v, name)
 }
 
 // maxSnapshotsLocked is the volume's chain limit.
@@ -215,13 +213,16 @@ func chainLocked(v *volume) []*node {
 func (p *Pool) CreateSnapshot(volume, name string, opts SnapshotOptions) (SnapshotInfo, error) {
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
-	if rv := p.lookupRBD(volume); rv != nil {
-		return p.createRBDSnapshot(rv, name, opts)
-	}
-	v, err := p.lookup(volume)
+	k, err := p.kindOf(volume)
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
+	return k.createSnapshot(name, opts)
+}
+
+func (l localVolume) createSnapshot(name string, opts SnapshotOptions) (SnapshotInfo, error) {
+	p, v := l.p, l.v
+	volume := v.rec.Name
 	now := p.opts.Now().UTC()
 	named := name == "" && opts.Auto
 	if named {
@@ -264,7 +265,7 @@ func (p *Pool) CreateSnapshot(volume, name string, opts SnapshotOptions) (Snapsh
 	if named {
 		vrec.LastAuto = name
 	}
-	err = p.store.Update(func(tx *blockmap.Txn) error {
+	err := p.store.Update(func(tx *blockmap.Txn) error {
 		id, err := tx.NextID()
 		if err != nil {
 			return err
@@ -394,10 +395,17 @@ func (p *Pool) hide(nodes []*node, job func(tx *blockmap.Txn) error) error {
 func (p *Pool) DeleteSnapshot(volume, name string, opts DeleteOptions) (DeleteResult, error) {
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
-	if rv := p.lookupRBD(volume); rv != nil {
-		return p.deleteRBDSnapshot(rv, name, opts)
+	k, err := p.kindOf(volume)
+	if err != nil {
+		return DeleteResult{}, err
 	}
-	_, s, err := p.lookupSnapshot(volume, name)
+	return k.deleteSnapshot(name, opts)
+}
+
+func (l localVolume) deleteSnapshot(name string, opts DeleteOptions) (DeleteResult, error) {
+	p := l.p
+	volume := l.v.rec.Name
+	s, err := l.findSnapshot(name)
 	if err != nil {
 		return DeleteResult{}, err
 	}
@@ -518,10 +526,17 @@ type RollbackResult struct {
 func (p *Pool) RollbackVolume(volume, name string, force bool) (RollbackResult, error) {
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
-	if rv := p.lookupRBD(volume); rv != nil {
-		return p.rollbackRBD(rv, name, force)
+	k, err := p.kindOf(volume)
+	if err != nil {
+		return RollbackResult{}, err
 	}
-	v, s, err := p.lookupSnapshot(volume, name)
+	return k.rollback(name, force)
+}
+
+func (l localVolume) rollback(name string, force bool) (RollbackResult, error) {
+	p, v := l.p, l.v
+	volume := v.rec.Name
+	s, err := l.findSnapshot(name)
 	if err != nil {
 		return RollbackResult{}, err
 	}
@@ -590,10 +605,17 @@ func (p *Pool) CloneVolume(srcVolume, snap, name string) (VolumeInfo, error) {
 	}
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
-	if rv := p.lookupRBD(srcVolume); rv != nil {
-		return p.cloneRBD(rv, snap, name)
+	k, err := p.kindOf(srcVolume)
+	if err != nil {
+		return VolumeInfo{}, err
 	}
-	_, s, err := p.lookupSnapshot(srcVolume, snap)
+	return k.clone(snap, name)
+}
+
+func (l localVolume) clone(snap, name string) (VolumeInfo, error) {
+	p := l.p
+	srcVolume := l.v.rec.Name
+	s, err := l.findSnapshot(snap)
 	if err != nil {
 		return VolumeInfo{}, err
 	}
@@ -621,13 +643,16 @@ func cloneRootLocked(v *volume) *node {
 func (p *Pool) FlattenVolume(name string) (JobInfo, error) {
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
-	if rv := p.lookupRBD(name); rv != nil {
-		return p.flattenRBD(rv)
-	}
-	v, err := p.lookup(name)
+	k, err := p.kindOf(name)
 	if err != nil {
 		return JobInfo{}, err
 	}
+	return k.flatten()
+}
+
+func (l localVolume) flatten() (JobInfo, error) {
+	p, v := l.p, l.v
+	name := v.rec.Name
 	p.mapMu.RLock()
 	root := cloneRootLocked(v)
 	var shared uint64
@@ -639,7 +664,7 @@ func (p *Pool) FlattenVolume(name string) (JobInfo, error) {
 		return JobInfo{}, fmt.Errorf("%w: volume %q is not a clone; it shares no blocks", ErrInvalidArgument, name)
 	}
 	var rec blockmap.JobRecord
-	err = p.store.Update(func(tx *blockmap.Txn) (err error) {
+	err := p.store.Update(func(tx *blockmap.Txn) (err error) {
 		rec, err = p.newJobTx(tx, JobFlatten, name)
 		return err
 	})
@@ -787,10 +812,16 @@ type Extent struct {
 // Diff returns the extents that differ between two nodes of a volume's
 // tree, from the maps alone (no data is read). to == "" means the head.
 func (p *Pool) Diff(volume, from, to string) ([]Extent, error) {
-	if rv := p.lookupRBD(volume); rv != nil {
-		return p.diffRBD(rv, from, to)
+	k, err := p.kindOf(volume)
+	if err != nil {
+		return nil, err
 	}
-	v, a, err := p.lookupSnapshot(volume, from)
+	return k.diff(from, to)
+}
+
+func (l localVolume) diff(from, to string) ([]Extent, error) {
+	p, v := l.p, l.v
+	a, err := l.findSnapshot(from)
 	if err != nil {
 		return nil, err
 	}
@@ -850,13 +881,16 @@ func (p *Pool) SetMaxSnapshots(volume string, limit int) (VolumeInfo, error) {
 	}
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
-	if rv := p.lookupRBD(volume); rv != nil {
-		return p.setRBDMaxSnapshots(rv, limit)
-	}
-	v, err := p.lookup(volume)
+	k, err := p.kindOf(volume)
 	if err != nil {
 		return VolumeInfo{}, err
 	}
+	return k.setMaxSnapshots(limit)
+}
+
+func (l localVolume) setMaxSnapshots(limit int) (VolumeInfo, error) {
+	p, v := l.p, l.v
+	volume := v.rec.Name
 	p.mapMu.RLock()
 	chain, effective := len(chainLocked(v)), cmp.Or(limit, p.opts.MaxSnapshots)
 	p.mapMu.RUnlock()
@@ -865,7 +899,7 @@ func (p *Pool) SetMaxSnapshots(volume string, limit int) (VolumeInfo, error) {
 	}
 	rec := v.rec
 	rec.MaxSnapshots = limit
-	err = p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutVolume(rec) })
+	err := p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutVolume(rec) })
 	if err != nil {
 		return VolumeInfo{}, fmt.Errorf("set max-snapshots of %q: %w", volume, err)
 	}

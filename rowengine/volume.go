@@ -137,13 +137,16 @@ func (p *Pool) newVolumeLocked(name string, size uint64, parent *node) (VolumeIn
 func (p *Pool) DeleteVolume(name string, force bool) (VolumeDeleteResult, error) {
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
-	if rv := p.lookupRBD(name); rv != nil {
-		return VolumeDeleteResult{}, p.deleteRBDVolume(rv, force)
-	}
-	v, err := p.lookup(name)
+	k, err := p.kindOf(name)
 	if err != nil {
 		return VolumeDeleteResult{}, err
 	}
+	return k.remove(force)
+}
+
+func (l localVolume) remove(force bool) (VolumeDeleteResult, error) {
+	p, v := l.p, l.v
+	name := v.rec.Name
 	opens := p.waitClosed(v, false)
 	if opens > 0 && !force {
 		return VolumeDeleteResult{}, fmt.Errorf("%w: volume %q is open (%d handles): stop the VM using it first, or force", ErrBusy, name, opens)
@@ -163,7 +166,7 @@ func (p *Pool) DeleteVolume(name string, force bool) (VolumeDeleteResult, error)
 	// was keeping (a clone's hidden origin).
 	needJob := len(snaps) > 0 || head.parent != nil && head.parent.rec.Hidden
 	var jobRec blockmap.JobRecord
-	err = p.syncedUpdate(func(tx *blockmap.Txn) error {
+	err := p.syncedUpdate(func(tx *blockmap.Txn) error {
 		for _, n := range snaps {
 			rec := n.rec
 			rec.Hidden = true
@@ -233,13 +236,16 @@ func (p *Pool) ResizeVolume(name string, size uint64, allowShrink bool) (VolumeI
 	}
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
-	if rv := p.lookupRBD(name); rv != nil {
-		return p.resizeRBD(rv, size, allowShrink)
-	}
-	v, err := p.lookup(name)
+	k, err := p.kindOf(name)
 	if err != nil {
 		return VolumeInfo{}, err
 	}
+	return k.resize(size, allowShrink)
+}
+
+func (l localVolume) resize(size uint64, allowShrink bool) (VolumeInfo, error) {
+	p, v := l.p, l.v
+	name := v.rec.Name
 	p.mapMu.Lock()
 	old := v.rec.Size
 	if size < old {
@@ -263,7 +269,7 @@ func (p *Pool) ResizeVolume(name string, size uint64, allowShrink bool) (VolumeI
 	}
 	rec := v.rec
 	rec.Size = size
-	err = p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutVolume(rec) })
+	err := p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutVolume(rec) })
 	if err != nil {
 		return VolumeInfo{}, fmt.Errorf("resize volume %q: %w", name, err)
 	}
@@ -292,26 +298,30 @@ func (p *Pool) lookup(name string) (*volume, error) {
 // rowfs knows without asking Ceph (name, image, last size seen, opens):
 // file attributes must not wait on a cluster. VolumeDetail asks.
 func (p *Pool) Volume(name string) (VolumeInfo, error) {
-	if rv := p.lookupRBD(name); rv != nil {
-		return p.rbdInfo(rv), nil
-	}
-	v, err := p.lookup(name)
+	k, err := p.kindOf(name)
 	if err != nil {
 		return VolumeInfo{}, err
 	}
-	p.mapMu.RLock()
-	defer p.mapMu.RUnlock()
-	return p.volumeInfoLocked(v), nil
+	return k.info(), nil
+}
+
+func (l localVolume) info() VolumeInfo {
+	l.p.mapMu.RLock()
+	defer l.p.mapMu.RUnlock()
+	return l.p.volumeInfoLocked(l.v)
 }
 
 // VolumeDetail is Volume plus, for an RBD volume, what Ceph reports:
 // snapshot count, clone parent and capacity.
 func (p *Pool) VolumeDetail(name string) (VolumeInfo, error) {
-	if rv := p.lookupRBD(name); rv != nil {
-		return p.rbdVolumeInfo(rv)
+	k, err := p.kindOf(name)
+	if err != nil {
+		return VolumeInfo{}, err
 	}
-	return p.Volume(name)
+	return k.detail()
 }
+
+func (l localVolume) detail() (VolumeInfo, error) { return l.info(), nil }
 
 // Volumes lists the volumes, local and RBD, ordered by name. RBD volumes
 // are described as by Volume.
