@@ -379,6 +379,18 @@ func printDeletePlan(w io.Writer, r api.DeleteSnapshotResult) {
 	for _, k := range r.Plan.KeptHidden {
 		fmt.Fprintf(w, "kept hidden until it can merge: %s\n", k)
 	}
+	if r.DryRun {
+		for i, s := range r.Plan.Steps {
+			switch s.Kind {
+			case "remove":
+				fmt.Fprintf(w, "  %d. remove %s, freeing %s\n", i+1, s.Node, api.FormatSize(s.FreedBytes))
+			case "merge":
+				fmt.Fprintf(w, "  %d. merge %s into %s: %s move to it, %s freed\n", i+1, s.Node, s.Into, api.FormatSize(s.MovedBytes), api.FormatSize(s.FreedBytes))
+			default:
+				fmt.Fprintf(w, "  %d. keep %s hidden: still read by %s\n", i+1, s.Node, strings.Join(s.Readers, ", "))
+			}
+		}
+	}
 }
 
 func duCommand(a *app) *cobra.Command {

@@ -373,7 +373,18 @@ func (s *server) deleteSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	p := res.Plan
 	writeJSON(w, http.StatusOK, api.DeleteSnapshotResult{DryRun: opts.DryRun, Job: jobDocPtr(res.Job), Plan: api.DeletePlan{
-		Deleted: orEmpty(p.Deleted), FreedBytes: p.FreedBytes, MovedBytes: p.MovedBytes, KeptHidden: orEmpty(p.KeptHidden)}})
+		Deleted: orEmpty(p.Deleted), FreedBytes: p.FreedBytes, MovedBytes: p.MovedBytes, KeptHidden: orEmpty(p.KeptHidden),
+		Steps: s.stepDocs(p.Steps)}})
+}
+
+func (s *server) stepDocs(steps []rowengine.DeleteStep) []api.DeleteStep {
+	bs := s.pool.BlockSize()
+	out := make([]api.DeleteStep, len(steps))
+	for i, st := range steps {
+		out[i] = api.DeleteStep{Kind: string(st.Kind), Node: st.Ref, Into: st.IntoRef, Readers: st.Readers,
+			FreedBytes: st.FreedBlocks * bs, MovedBytes: st.MovedBlocks * bs}
+	}
+	return out
 }
 
 func (s *server) rollback(w http.ResponseWriter, r *http.Request) {

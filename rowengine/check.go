@@ -324,7 +324,7 @@ func (p *Pool) CheckAndRepair(mode RepairMode) (CheckReport, error) {
 		return CheckReport{}, fmt.Errorf("%w: corruptions can be repaired only with the pool closed: stop rowfsd, then run rowctl fsck --pool %s --repair all",
 			ErrBusy, p.dir)
 	}
-	rep, stray, err := p.checkLocked()
+	rep, stray, err := p.runCheck()
 	if err != nil || mode == RepairNone || rep.Clean() {
 		return rep, err
 	}
@@ -335,20 +335,20 @@ func (p *Pool) CheckAndRepair(mode RepairMode) (CheckReport, error) {
 		p.punchHoles(stray)
 		rep.Repaired = append(rep.Repaired, fmt.Sprintf("punched %d stray blocks out of the data file", len(stray)))
 	}
-	if p.reapableHidden() {
+	if work, _ := pendingWork(p.reapPlan()); work {
 		if err := p.reapAll(func(uint64) {}); err != nil {
 			return rep, err
 		}
 		rep.Repaired = append(rep.Repaired, "finished the merges of deleted snapshots")
 	}
-	after, _, err := p.checkLocked()
+	after, _, err := p.runCheck()
 	after.Repaired = rep.Repaired
 	return after, err
 }
 
-// checkLocked runs the check. Caller holds adminMu. It returns the data
+// runCheck runs the check. REQUIRES: adminMu. It returns the data
 // blocks that hold stray data, for a repair to punch.
-func (p *Pool) checkLocked() (CheckReport, []uint64, error) {
+func (p *Pool) runCheck() (CheckReport, []uint64, error) {
 	for i := range p.stripes {
 		p.stripes[i].Lock()
 	}

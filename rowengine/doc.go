@@ -84,6 +84,12 @@
 // under mapMu held exclusively, never under the shared lock. The
 // background committer is owned by the Pool; Close stops and waits for it.
 //
+// A function whose name ends in Locked needs mapMu held (its comment says
+// whether shared is enough); one that needs another mutex says so in a
+// "REQUIRES: adminMu" (commitMu, an rbdVolume's mu …) line instead.
+// The RBD kind's rbdVolume.mu and cephMu come after adminMu and are never
+// taken with mapMu held; MemoryRBD has its own mutex, taken last.
+//
 // # Kinds of volume
 //
 // A volume is local (redirect-on-write over the pool's block maps) or a

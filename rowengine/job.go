@@ -170,10 +170,12 @@ func (p *Pool) resumeJobs() error {
 			p.launch(rec, 0, func(j *job) error { return p.runRBDFlatten(j, rec.Target) })
 		default:
 			reaping = true
-			p.launch(rec, p.hiddenBlocks()*p.blockSize, p.runReap)
+			_, blocks := pendingWork(p.reapPlan())
+			p.launch(rec, blocks*p.blockSize, p.runReap)
 		}
 	}
-	if reaping || !p.reapableHidden() {
+	work, blocks := pendingWork(p.reapPlan())
+	if reaping || !work {
 		return nil
 	}
 	// A deleted node that could merge with no job to merge it (a crash
@@ -187,20 +189,8 @@ func (p *Pool) resumeJobs() error {
 		return err
 	}
 	p.log.Warn("finishing deleted snapshots left unmerged", "job", rec.ID)
-	p.launch(rec, p.hiddenBlocks()*p.blockSize, p.runReap)
+	p.launch(rec, blocks*p.blockSize, p.runReap)
 	return nil
-}
-
-// reapableHidden reports a deleted node that can be removed or merged.
-func (p *Pool) reapableHidden() bool {
-	p.mapMu.RLock()
-	defer p.mapMu.RUnlock()
-	for _, n := range p.nodes {
-		if n.rec.Hidden && len(n.children) < 2 {
-			return true
-		}
-	}
-	return false
 }
 
 // Jobs lists the jobs of this pool, newest first.

@@ -111,8 +111,8 @@ func (m *MemoryRBD) Client() *MemoryRBD {
 	return &MemoryRBD{state: m.state, id: m.state.clients}
 }
 
-// imageLocked finds pool/image. REQUIRES: state.mu.
-func (c *memCluster) imageLocked(pool, image string) (*memImage, error) {
+// image finds pool/image. REQUIRES: state.mu.
+func (c *memCluster) image(pool, image string) (*memImage, error) {
 	images, ok := c.pools[pool]
 	if !ok {
 		return nil, fmt.Errorf("%w: Ceph pool %q", ErrNotFound, pool)
@@ -143,7 +143,7 @@ func (m *MemoryRBD) RemoveImage(pool, image string) error {
 	c := m.state
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	img, err := c.imageLocked(pool, image)
+	img, err := c.image(pool, image)
 	if err != nil {
 		return err
 	}
@@ -154,30 +154,30 @@ func (m *MemoryRBD) RemoveImage(pool, image string) error {
 		return fmt.Errorf("%w: image %s/%s still has watchers", ErrBusy, pool, image)
 	}
 	if img.parent != "" {
-		c.dropChildLocked(img)
+		c.dropChild(img)
 	}
 	delete(c.pools[pool], image)
 	return nil
 }
 
-// dropChildLocked removes a clone from its parent snapshot's children.
+// dropChild removes a clone from its parent snapshot's children.
 // REQUIRES: state.mu.
-func (c *memCluster) dropChildLocked(img *memImage) {
-	if parent, snap := c.parentLocked(img); snap != nil {
+func (c *memCluster) dropChild(img *memImage) {
+	if parent, snap := c.parentOf(img); snap != nil {
 		snap.children = slices.DeleteFunc(snap.children, func(s string) bool { return s == img.pool+"/"+img.name })
 		_ = parent
 	}
 }
 
-// parentLocked resolves a clone's parent snapshot. REQUIRES: state.mu.
-func (c *memCluster) parentLocked(img *memImage) (*memImage, *memSnap) {
+// parentOf resolves a clone's parent snapshot. REQUIRES: state.mu.
+func (c *memCluster) parentOf(img *memImage) (*memImage, *memSnap) {
 	if img.parent == "" {
 		return nil, nil
 	}
 	var pool, image, snap string
 	spec, snap, _ := cutLast(img.parent, "@")
 	pool, image, _ = cutLast(spec, "/")
-	parent, err := c.imageLocked(pool, image)
+	parent, err := c.image(pool, image)
 	if err != nil {
 		return nil, nil
 	}
@@ -215,7 +215,7 @@ func (m *MemoryRBD) open(pool, image, snap string, readOnly bool) (RBDImage, err
 	c := m.state
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	img, err := c.imageLocked(pool, image)
+	img, err := c.image(pool, image)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +249,7 @@ type memWrite struct {
 }
 
 // view is what this handle reads, without its cache. REQUIRES: state.mu.
-func (h *memHandle) viewLocked() (*memView, error) {
+func (h *memHandle) view() (*memView, error) {
 	if h.closed {
 		return nil, fmt.Errorf("%w: %s is closed", ErrInvalidArgument, h.spec)
 	}
@@ -270,7 +270,7 @@ func (h *memHandle) lock() func() {
 
 func (h *memHandle) ReadAt(buf []byte, off int64) (int, error) {
 	defer h.lock()()
-	v, err := h.viewLocked()
+	v, err := h.view()
 	if err != nil {
 		return 0, err
 	}
@@ -294,7 +294,7 @@ func overlay(buf []byte, off int64, w memWrite) {
 
 func (h *memHandle) WriteAt(data []byte, off int64) (int, error) {
 	defer h.lock()()
-	v, err := h.viewLocked()
+	v, err := h.view()
 	if err != nil {
 		return 0, err
 	}
@@ -309,8 +309,8 @@ func (h *memHandle) WriteAt(data []byte, off int64) (int, error) {
 	return len(data), nil
 }
 
-// flushLocked applies the cache to the image. REQUIRES: state.mu.
-func (h *memHandle) flushLocked() {
+// flush applies the cache to the image. REQUIRES: state.mu.
+func (h *memHandle) flush() {
 	for _, w := range h.pending {
 		h.img.apply(w.off, w.data, true)
 	}
@@ -328,16 +328,16 @@ func (img *memImage) apply(off uint64, data []byte, alloc bool) {
 
 func (h *memHandle) Flush() error {
 	defer h.lock()()
-	if _, err := h.viewLocked(); err != nil {
+	if _, err := h.view(); err != nil {
 		return err
 	}
-	h.flushLocked()
+	h.flush()
 	return nil
 }
 
 func (h *memHandle) WriteZeroes(off, length uint64) error {
 	defer h.lock()()
-	v, err := h.viewLocked()
+	v, err := h.view()
 	if err != nil {
 		return err
 	}
@@ -348,7 +348,7 @@ func (h *memHandle) WriteZeroes(off, length uint64) error {
 		return fmt.Errorf("%w: zero of %s at %d+%d beyond its end", ErrInvalidArgument, h.spec, off, length)
 	}
 	h.img.lockHolder = h
-	h.flushLocked()
+	h.flush()
 	// Whole pages are discarded (no data); partial ones written with zeros.
 	h.img.apply(off, make([]byte, length), true)
 	for p := (off + memPage - 1) / memPage; (p+1)*memPage <= off+length; p++ {
@@ -359,7 +359,7 @@ func (h *memHandle) WriteZeroes(off, length uint64) error {
 
 func (h *memHandle) Size() (uint64, error) {
 	defer h.lock()()
-	v, err := h.viewLocked()
+	v, err := h.view()
 	if err != nil {
 		return 0, err
 	}
@@ -370,20 +370,20 @@ func (h *memHandle) ObjectSize() (uint64, error) { return memObjectSize, nil }
 
 func (h *memHandle) Resize(size uint64) error {
 	defer h.lock()()
-	if _, err := h.viewLocked(); err != nil {
+	if _, err := h.view(); err != nil {
 		return err
 	}
 	if h.readOnly {
 		return fmt.Errorf("%w: %s is open read-only", ErrReadOnly, h.spec)
 	}
-	h.flushLocked()
+	h.flush()
 	h.img.head.resize(size)
 	return nil
 }
 
 func (h *memHandle) Snapshots() ([]RBDSnapshot, error) {
 	defer h.lock()()
-	if _, err := h.viewLocked(); err != nil {
+	if _, err := h.view(); err != nil {
 		return nil, err
 	}
 	out := make([]RBDSnapshot, len(h.img.snaps))
@@ -396,20 +396,20 @@ func (h *memHandle) Snapshots() ([]RBDSnapshot, error) {
 // CreateSnapshot flushes the cache first, as librbd does.
 func (h *memHandle) CreateSnapshot(name string) error {
 	defer h.lock()()
-	if _, err := h.viewLocked(); err != nil {
+	if _, err := h.view(); err != nil {
 		return err
 	}
 	if h.img.snap(name) != nil {
 		return fmt.Errorf("%w: snapshot %s@%s", ErrExists, h.spec, name)
 	}
-	h.flushLocked()
+	h.flush()
 	h.img.nextSnap++
 	h.img.snaps = append(h.img.snaps, &memSnap{id: h.img.nextSnap, name: name, created: time.Now().UTC(), view: h.img.head.clone()})
 	return nil
 }
 
-func (h *memHandle) findSnapLocked(name string) (*memSnap, error) {
-	if _, err := h.viewLocked(); err != nil {
+func (h *memHandle) findSnap(name string) (*memSnap, error) {
+	if _, err := h.view(); err != nil {
 		return nil, err
 	}
 	s := h.img.snap(name)
@@ -422,7 +422,7 @@ func (h *memHandle) findSnapLocked(name string) (*memSnap, error) {
 // RemoveSnapshot unprotects the snapshot first if it has no clones.
 func (h *memHandle) RemoveSnapshot(name string) error {
 	defer h.lock()()
-	s, err := h.findSnapLocked(name)
+	s, err := h.findSnap(name)
 	if err != nil {
 		return err
 	}
@@ -437,7 +437,7 @@ func (h *memHandle) RemoveSnapshot(name string) error {
 // the exclusive lock.
 func (h *memHandle) RollbackSnapshot(name string) error {
 	defer h.lock()()
-	s, err := h.findSnapLocked(name)
+	s, err := h.findSnap(name)
 	if err != nil {
 		return err
 	}
@@ -453,7 +453,7 @@ func (h *memHandle) RollbackSnapshot(name string) error {
 // pool. The clone reads its parent's data until it writes its own.
 func (h *memHandle) CloneSnapshot(snap, image string) error {
 	defer h.lock()()
-	s, err := h.findSnapLocked(snap)
+	s, err := h.findSnap(snap)
 	if err != nil {
 		return err
 	}
@@ -474,20 +474,20 @@ func (h *memHandle) CloneSnapshot(snap, image string) error {
 // Flatten copies up every page the clone still reads from its parent.
 func (h *memHandle) Flatten(progress func(done, total uint64)) error {
 	defer h.lock()()
-	if _, err := h.viewLocked(); err != nil {
+	if _, err := h.view(); err != nil {
 		return err
 	}
 	if h.img.parent == "" {
 		return fmt.Errorf("%w: %s is not a clone", ErrInvalidArgument, h.spec)
 	}
-	h.flushLocked()
+	h.flush()
 	h.img.nextGen++
 	for p := range h.img.head.alloc {
 		if h.img.head.gen[p] == 0 {
 			h.img.head.gen[p], h.img.head.alloc[p] = h.img.nextGen, true
 		}
 	}
-	h.client.state.dropChildLocked(h.img)
+	h.client.state.dropChild(h.img)
 	h.img.parent = ""
 	size := uint64(len(h.img.head.data))
 	progress(size, size)
@@ -496,7 +496,7 @@ func (h *memHandle) Flatten(progress func(done, total uint64)) error {
 
 func (h *memHandle) Parent() (string, error) {
 	defer h.lock()()
-	if _, err := h.viewLocked(); err != nil {
+	if _, err := h.view(); err != nil {
 		return "", err
 	}
 	return h.img.parent, nil
@@ -504,7 +504,7 @@ func (h *memHandle) Parent() (string, error) {
 
 func (h *memHandle) Children(snap string) ([]string, error) {
 	defer h.lock()()
-	s, err := h.findSnapLocked(snap)
+	s, err := h.findSnap(snap)
 	if err != nil {
 		return nil, err
 	}
@@ -519,12 +519,12 @@ func (h *memHandle) Children(snap string) ([]string, error) {
 // extent.
 func (h *memHandle) Diff(from string, fn func(off, length uint64) error) error {
 	h.client.state.mu.Lock()
-	v, err := h.viewLocked()
+	v, err := h.view()
 	if err != nil {
 		h.client.state.mu.Unlock()
 		return err
 	}
-	h.flushLocked()
+	h.flush()
 	var base *memView
 	if from != "" {
 		s := h.img.snap(from)
@@ -594,7 +594,7 @@ func (h *memHandle) Close() error {
 	if h.closed {
 		return nil
 	}
-	h.flushLocked()
+	h.flush()
 	h.closed = true
 	h.img.opens--
 	if h.img.lockHolder == h {

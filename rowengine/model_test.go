@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"testing"
@@ -370,12 +371,11 @@ func TestModelRandomized(t *testing.T) {
 				headInside = headInside || recursive && m.inSubtree(o.headParent, s)
 			}
 			opt := DeleteOptions{Recursive: recursive}
+			// Every delete is planned dry first: the delete must execute
+			// that very plan, and free what it says.
 			var plan DeletePlan
-			if rng.IntN(3) == 0 {
-				dry, err := p.DeleteSnapshot(name, s.name, DeleteOptions{Recursive: recursive, DryRun: true})
-				if err == nil {
-					plan = dry.Plan
-				}
+			if dry, err := p.DeleteSnapshot(name, s.name, DeleteOptions{Recursive: recursive, DryRun: true}); err == nil {
+				plan = dry.Plan
 			}
 			if err := p.Sync(); err != nil {
 				t.Fatal(err)
@@ -390,6 +390,9 @@ func TestModelRandomized(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatalf("step %d: delete %s@%s: %v", step, name, s.name, err)
+			}
+			if !reflect.DeepEqual(res.Plan.Steps, plan.Steps) {
+				t.Fatalf("step %d: delete %s@%s executes\n%v\nthe dry run planned\n%v", step, name, s.name, res.Plan.Steps, plan.Steps)
 			}
 			wait(step, "delete", res.Job)
 			if plan.Deleted != nil {

@@ -61,13 +61,13 @@ func (h *rbdHandle) close() {
 	if h.writable {
 		v.writers--
 	}
-	v.closeHeadIfUnusedLocked(h.pool.log)
+	v.closeHeadIfUnused(h.pool.log)
 }
 
-// closeHeadIfUnusedLocked closes the shared head once no handle and no
+// closeHeadIfUnused closes the shared head once no handle and no
 // withImage call uses it. Closing releases the exclusive lock, so another
 // host may write. REQUIRES: v.mu.
-func (v *rbdVolume) closeHeadIfUnusedLocked(log *slog.Logger) {
+func (v *rbdVolume) closeHeadIfUnused(log *slog.Logger) {
 	if v.opens == 0 && v.pins == 0 && v.img != nil {
 		if err := v.img.Close(); err != nil {
 			log.Warn("close RBD image", "image", v.spec(), "err", err)

@@ -249,7 +249,7 @@ func (p *Pool) rollbackRBD(v *rbdVolume, name string, force bool) (RollbackResul
 // cloneRBD clones a snapshot into a new image of the same Ceph pool, named
 // after the new volume, and exposes it.
 func (p *Pool) cloneRBD(src *rbdVolume, snap, name string) (VolumeInfo, error) {
-	if _, err := p.newRBDLocked(name, src.rec.Pool, name); err != nil {
+	if _, err := p.checkNewRBD(name, src.rec.Pool, name); err != nil {
 		return VolumeInfo{}, err
 	}
 	var size uint64
@@ -268,7 +268,7 @@ func (p *Pool) cloneRBD(src *rbdVolume, snap, name string) (VolumeInfo, error) {
 	if err != nil {
 		return VolumeInfo{}, fmt.Errorf("clone %s@%s to %q: %w", src.rec.Name, snap, name, err)
 	}
-	info, err := p.addRBDLocked(name, src.rec.Pool, name, size)
+	info, err := p.addRBD(name, src.rec.Pool, name, size)
 	if err != nil {
 		return VolumeInfo{}, err
 	}

@@ -144,14 +144,14 @@ func (p *Pool) CreateRBDVolume(name, pool, image string, size uint64) (VolumeInf
 	}
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
-	c, err := p.newRBDLocked(name, pool, image)
+	c, err := p.checkNewRBD(name, pool, image)
 	if err != nil {
 		return VolumeInfo{}, err
 	}
 	if err := c.CreateImage(pool, image, size); err != nil {
 		return VolumeInfo{}, fmt.Errorf("create RBD image %s/%s: %w", pool, image, err)
 	}
-	info, err := p.addRBDLocked(name, pool, image, size)
+	info, err := p.addRBD(name, pool, image, size)
 	if err != nil {
 		// Nothing refers to the image yet: do not leave it behind.
 		_ = c.RemoveImage(pool, image)
@@ -168,7 +168,7 @@ func (p *Pool) AttachRBDVolume(name, pool, image string) (VolumeInfo, error) {
 	}
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
-	c, err := p.newRBDLocked(name, pool, image)
+	c, err := p.checkNewRBD(name, pool, image)
 	if err != nil {
 		return VolumeInfo{}, err
 	}
@@ -181,7 +181,7 @@ func (p *Pool) AttachRBDVolume(name, pool, image string) (VolumeInfo, error) {
 	if err != nil {
 		return VolumeInfo{}, fmt.Errorf("attach RBD image %s/%s: %w", pool, image, err)
 	}
-	info, err := p.addRBDLocked(name, pool, image, size)
+	info, err := p.addRBD(name, pool, image, size)
 	if err != nil {
 		return VolumeInfo{}, err
 	}
@@ -189,9 +189,9 @@ func (p *Pool) AttachRBDVolume(name, pool, image string) (VolumeInfo, error) {
 	return info, nil
 }
 
-// newRBDLocked checks that a new RBD volume may take name and image, and
-// returns the cluster to make it with. Caller holds adminMu.
-func (p *Pool) newRBDLocked(name, pool, image string) (RBDCluster, error) {
+// checkNewRBD checks that a new RBD volume may take name and image, and
+// returns the cluster to make it with. REQUIRES: adminMu.
+func (p *Pool) checkNewRBD(name, pool, image string) (RBDCluster, error) {
 	c, err := p.cluster()
 	if err != nil {
 		return nil, err
@@ -207,7 +207,7 @@ func (p *Pool) newRBDLocked(name, pool, image string) (RBDCluster, error) {
 	return c, err
 }
 
-func (p *Pool) addRBDLocked(name, pool, image string, size uint64) (VolumeInfo, error) {
+func (p *Pool) addRBD(name, pool, image string, size uint64) (VolumeInfo, error) {
 	rec := blockmap.RBDVolumeRecord{Name: name, Pool: pool, Image: image, Created: p.opts.Now().UTC()}
 	err := p.syncedUpdate(func(tx *blockmap.Txn) (err error) {
 		// From the sequence of local volumes, so that every volume file
@@ -245,14 +245,14 @@ func (l localVolume) detach(force bool) error {
 
 func (k rbdKind) detach(force bool) error {
 	p, v, name := k.p, k.v, k.v.rec.Name
-	if err := p.forgetRBDLocked(v, force); err != nil {
+	if err := p.forgetRBD(v, force); err != nil {
 		return err
 	}
 	p.log.Info("detached RBD volume", "name", name, "image", v.spec())
 	return nil
 }
 
-func (p *Pool) forgetRBDLocked(v *rbdVolume, force bool) error {
+func (p *Pool) forgetRBD(v *rbdVolume, force bool) error {
 	if n := p.waitClosedRBD(v); n > 0 && !force {
 		return fmt.Errorf("%w: volume %q is open (%d handles): stop the VM using it first, or force", ErrBusy, v.rec.Name, n)
 	}
@@ -316,7 +316,7 @@ func (p *Pool) deleteRBDVolume(v *rbdVolume, force bool) error {
 	if err != nil {
 		return fmt.Errorf("delete volume %q: remove image %s: %w", v.rec.Name, v.spec(), err)
 	}
-	return p.forgetRBDLocked(v, true)
+	return p.forgetRBD(v, true)
 }
 
 func (p *Pool) waitClosedRBD(v *rbdVolume) int {
@@ -346,7 +346,7 @@ func (p *Pool) withImage(v *rbdVolume, fn func(RBDImage) error) error {
 		defer func() {
 			v.mu.Lock()
 			v.pins--
-			v.closeHeadIfUnusedLocked(p.log)
+			v.closeHeadIfUnused(p.log)
 			v.mu.Unlock()
 		}()
 		return fn(img)

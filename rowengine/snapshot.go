@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/rowfs/rowfs/blockmap"
@@ -62,6 +61,8 @@ type DeletePlan struct {
 	// KeptHidden lists nodes that stay, hidden, because more than one
 	// child still reads them, with the reason.
 	KeptHidden []string
+	// Steps are what the job executes, in order (deleteplan.go).
+	Steps []DeleteStep
 }
 
 // DeleteResult is a delete's plan and, unless it was a dry run or had no
@@ -242,7 +243,7 @@ func (l localVolume) createSnapshot(name string, opts SnapshotOptions) (Snapshot
 	if findErr == nil {
 		return SnapshotInfo{}, fmt.Errorf("%w: snapshot %s@%s", ErrExists, volume, name)
 	}
-	if err := p.makeRoomLocked(v, opts.Auto); err != nil {
+	if err := p.makeRoom(v, opts.Auto); err != nil {
 		return SnapshotInfo{}, err
 	}
 
@@ -321,10 +322,10 @@ func (p *Pool) nameUsedLocked(v *volume, name string) bool {
 	return false
 }
 
-// makeRoomLocked enforces the chain limit before a new snapshot: a manual
+// makeRoom enforces the chain limit before a new snapshot: a manual
 // one is refused, an automatic one first merges away the oldest automatic
-// snapshots of the chain. Caller holds adminMu.
-func (p *Pool) makeRoomLocked(v *volume, auto bool) error {
+// snapshots of the chain. REQUIRES: adminMu.
+func (p *Pool) makeRoom(v *volume, auto bool) error {
 	for {
 		p.mapMu.RLock()
 		chain, limit := chainLocked(v), p.maxSnapshotsLocked(v)
@@ -351,14 +352,14 @@ func (p *Pool) makeRoomLocked(v *volume, auto bool) error {
 		if err := p.hide([]*node{oldestAuto}, nil); err != nil {
 			return err
 		}
-		if err := p.reap(oldestAuto, func(uint64) {}); err != nil {
+		if err := p.reapAll(func(uint64) {}); err != nil {
 			return err
 		}
 	}
 }
 
 // hide marks nodes deleted (hidden) durably, with the job that finishes
-// them if job is non-nil. Caller holds adminMu.
+// them if job is non-nil. REQUIRES: adminMu.
 func (p *Pool) hide(nodes []*node, job func(tx *blockmap.Txn) error) error {
 	err := p.store.Update(func(tx *blockmap.Txn) error {
 		for _, n := range nodes {
@@ -440,76 +441,6 @@ func (l localVolume) deleteSnapshot(name string, opts DeleteOptions) (DeleteResu
 	p.log.Info("deleting snapshot", "volume", volume, "snapshot", name, "recursive", opts.Recursive,
 		"frees", plan.FreedBytes, "moves", plan.MovedBytes, "job", job.ID)
 	return res, nil
-}
-
-// planDeleteLocked predicts what hiding targets and reaping frees: the
-// targets themselves and the hidden ancestors their removal unblocks.
-func (p *Pool) planDeleteLocked(targets []*node) DeletePlan {
-	var plan DeletePlan
-	gone := map[*node]bool{}
-	for _, n := range targets {
-		gone[n] = true
-		if n.rec.Name != "" && !n.rec.Hidden {
-			plan.Deleted = append(plan.Deleted, n.rec.Name)
-		}
-	}
-	bs := p.blockSize
-	// Leaves first: a node whose children are all gone goes whole.
-	for i := len(targets) - 1; i >= 0; i-- {
-		n := targets[i]
-		live := liveChildren(n, gone)
-		switch len(live) {
-		case 0:
-			plan.FreedBytes += n.owned * bs
-		case 1:
-			freed := freeableOnMerge(n, live[0])
-			plan.FreedBytes += freed * bs
-			plan.MovedBytes += (n.owned - freed) * bs
-		default:
-			plan.KeptHidden = append(plan.KeptHidden, fmt.Sprintf("%s: still read by %s", nodeRef(n), describeNodes(live)))
-		}
-	}
-	// Hidden ancestors the removal unblocks.
-	for n := targets[0]; n.parent != nil && n.parent.rec.Hidden && len(liveChildren(n, gone)) == 0 && gone[n]; {
-		parent := n.parent
-		live := liveChildren(parent, gone)
-		if len(live) == 0 {
-			gone[parent] = true
-			plan.FreedBytes += parent.owned * bs
-			n = parent
-			continue
-		}
-		if len(live) == 1 {
-			freed := freeableOnMerge(parent, live[0])
-			plan.FreedBytes += freed * bs
-			plan.MovedBytes += (parent.owned - freed) * bs
-		}
-		break
-	}
-	return plan
-}
-
-func liveChildren(n *node, gone map[*node]bool) []*node {
-	var out []*node
-	for _, c := range n.children {
-		if !gone[c] {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-func describeNodes(nodes []*node) string {
-	var parts []string
-	for _, n := range nodes {
-		switch {
-		case n.vol != nil && n.vol.head == n:
-			parts = append(parts, "the head of volume "+n.vol.rec.Name)
-		default:
-			parts = append(parts, nodeRef(n))
-		}
-	}
-	return strings.Join(parts, ", ")
 }
 
 // RollbackResult is the volume after a rollback and the job freeing the
@@ -619,7 +550,7 @@ func (l localVolume) clone(snap, name string) (VolumeInfo, error) {
 	if err != nil {
 		return VolumeInfo{}, err
 	}
-	info, err := p.newVolumeLocked(name, s.rec.Size, s)
+	info, err := p.newVolume(name, s.rec.Size, s)
 	if err != nil {
 		return VolumeInfo{}, err
 	}
@@ -800,7 +731,7 @@ func (p *Pool) cutLoose(root *node) error {
 	origin.children = slices.DeleteFunc(origin.children, func(c *node) bool { return c == root })
 	root.parent, root.rec = nil, rec
 	p.mapMu.Unlock()
-	return p.reap(origin, func(uint64) {})
+	return p.reapAll(func(uint64) {})
 }
 
 // Extent is a byte range.

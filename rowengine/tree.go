@@ -91,7 +91,7 @@ func (p *Pool) purge(ids []uint64, freed []uint64) error {
 }
 
 // removeLeaf deletes a node without children and frees what it owns.
-// Caller holds adminMu.
+// REQUIRES: adminMu.
 func (p *Pool) removeLeaf(n *node) error {
 	p.commitMu.Lock()
 	p.mapMu.Lock()
@@ -113,35 +113,12 @@ func (p *Pool) removeLeaf(n *node) error {
 	return p.purge([]uint64{n.rec.ID}, freed)
 }
 
-// reap finishes deleted (hidden) nodes from n upwards: a hidden leaf is
-// removed, a hidden node with one child is merged into it, one with more
-// children stays until they go. Caller holds adminMu.
-func (p *Pool) reap(n *node, progress func(blocks uint64)) error {
-	for n != nil && n.rec.Hidden && !n.removed {
-		switch len(n.children) {
-		case 0:
-			parent := n.parent
-			owned := n.owned
-			if err := p.removeLeaf(n); err != nil {
-				return err
-			}
-			progress(owned)
-			n = parent
-		case 1:
-			return p.merge(n, n.children[0], progress)
-		default:
-			return nil
-		}
-	}
-	return nil
-}
-
 // merge folds hidden node s into its only child c. Blocks c still sees
 // through s change owner (the map entry moves; no data is copied); blocks c
 // has overwritten are freed. Each step is committed before the next, and
 // moving an entry from s to c never changes what c reads, so a crash at
 // any point leaves a pool whose next Open resumes the merge.
-// Caller holds adminMu.
+// REQUIRES: adminMu.
 func (p *Pool) merge(s, c *node, progress func(blocks uint64)) error {
 	for cursor := uint64(0); ; {
 		if err := p.ctx.Err(); err != nil {
@@ -220,39 +197,6 @@ func (p *Pool) merge(s, c *node, progress func(blocks uint64)) error {
 	}
 	p.crashPoint(CrashMergeReparent)
 	return p.purge([]uint64{s.rec.ID}, nil)
-}
-
-// reapAll finishes every deleted node that can be finished, children
-// before parents. Caller holds adminMu.
-func (p *Pool) reapAll(progress func(blocks uint64)) error {
-	p.mapMu.RLock()
-	var hidden []*node
-	for _, n := range p.nodes {
-		if n.rec.Hidden {
-			hidden = append(hidden, n)
-		}
-	}
-	p.mapMu.RUnlock()
-	slices.SortFunc(hidden, func(a, b *node) int { return -cmpUint(a.rec.ID, b.rec.ID) })
-	for _, n := range hidden {
-		if err := p.reap(n, progress); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// hiddenBlocks is what reapAll has left to process, for job progress.
-func (p *Pool) hiddenBlocks() uint64 {
-	p.mapMu.RLock()
-	defer p.mapMu.RUnlock()
-	var total uint64
-	for _, n := range p.nodes {
-		if n.rec.Hidden && len(n.children) < 2 {
-			total += n.owned
-		}
-	}
-	return total
 }
 
 func cmpUint(a, b uint64) int {

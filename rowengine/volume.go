@@ -79,7 +79,7 @@ func (p *Pool) CreateVolume(name string, size uint64) (VolumeInfo, error) {
 	}
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
-	info, err := p.newVolumeLocked(name, size, nil)
+	info, err := p.newVolume(name, size, nil)
 	if err != nil {
 		return VolumeInfo{}, err
 	}
@@ -87,9 +87,9 @@ func (p *Pool) CreateVolume(name string, size uint64) (VolumeInfo, error) {
 	return info, nil
 }
 
-// newVolumeLocked creates a volume whose head starts under parent (a
-// clone), or empty if parent is nil. Caller holds adminMu.
-func (p *Pool) newVolumeLocked(name string, size uint64, parent *node) (VolumeInfo, error) {
+// newVolume creates a volume whose head starts under parent (a
+// clone), or empty if parent is nil. REQUIRES: adminMu.
+func (p *Pool) newVolume(name string, size uint64, parent *node) (VolumeInfo, error) {
 	p.mapMu.Lock()
 	defer p.mapMu.Unlock()
 	if p.closed {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -378,4 +379,42 @@ func TestDeleteJobSurvivesKill9(t *testing.T) {
 		}
 	}
 	t.Logf("merge job %d: %s, %d of %d bytes; interrupted by kill -9 and resumed: %v", job.ID, job.State, job.Done, job.Total, resumed)
+}
+
+// TestDeleteDryRunShowsThePlan: --dry-run prints the steps the delete will
+// execute and changes nothing; the delete then frees what it said.
+func TestDeleteDryRunShowsThePlan(t *testing.T) {
+	requireE2E(t, "qemu-io")
+	e := newEnv(t)
+	e.start()
+	vol := createVolume(t, e.sock, "vm", "16M")
+	qemuIO(t, vol, "none", "write -P 1 0 1M")
+	mustRowctl(t, e.sock, "snapshot", "create", "vm@s1")
+	qemuIO(t, vol, "none", "write -P 2 0 512K")
+	mustRowctl(t, e.sock, "snapshot", "create", "vm@s2")
+	before := mustRowctl(t, e.sock, "snapshot", "list", "vm", "--json")
+	out := mustRowctl(t, e.sock, "snapshot", "delete", "vm@s1", "--dry-run")
+	if !strings.Contains(out, "would delete s1: frees 512 KiB") || !strings.Contains(out, "1. merge vm@s1 into vm@s2: 512 KiB move to it, 512 KiB freed") {
+		t.Errorf("dry run:\n%s", out)
+	}
+	if after := mustRowctl(t, e.sock, "snapshot", "list", "vm", "--json"); after != before {
+		t.Errorf("the dry run changed the tree")
+	}
+	var dry, done api.DeleteSnapshotResult
+	rowctlJSON(t, e.sock, &dry, "snapshot", "delete", "vm@s1", "--dry-run")
+	usedBefore := poolInfo(t, e.sock).UsedBytes
+	rowctlJSON(t, e.sock, &done, "snapshot", "delete", "vm@s1")
+	if !reflect.DeepEqual(done.Plan.Steps, dry.Plan.Steps) || len(done.Plan.Steps) != 1 {
+		t.Errorf("executed plan %+v, dry run %+v", done.Plan.Steps, dry.Plan.Steps)
+	}
+	if done.Job != nil {
+		mustRowctl(t, e.sock, "job", "wait", strconv.FormatUint(done.Job.ID, 10))
+	}
+	// The freed blocks go back at the commit after the merge.
+	f, _ := os.OpenFile(vol, os.O_RDWR, 0)
+	f.Sync()
+	f.Close()
+	if freed := usedBefore - poolInfo(t, e.sock).UsedBytes; freed != dry.Plan.FreedBytes {
+		t.Errorf("the delete freed %d bytes, the dry run said %d", freed, dry.Plan.FreedBytes)
+	}
 }

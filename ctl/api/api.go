@@ -210,6 +210,21 @@ type DeletePlan struct {
 	FreedBytes uint64   `json:"freed_bytes"`
 	MovedBytes uint64   `json:"moved_bytes"`
 	KeptHidden []string `json:"kept_hidden"`
+	// Steps are what the delete's job does, in order: the plan the dry
+	// run shows is the one it executes.
+	Steps []DeleteStep `json:"steps"`
+}
+
+// DeleteStep is one step of a delete plan: "remove" a deleted node
+// without children, "merge" one into its only child (Into), or "keep" one
+// that several children (Readers) still read.
+type DeleteStep struct {
+	Kind       string   `json:"kind"`
+	Node       string   `json:"node"`
+	Into       string   `json:"into,omitempty"`
+	Readers    []string `json:"readers,omitempty"`
+	FreedBytes uint64   `json:"freed_bytes"`
+	MovedBytes uint64   `json:"moved_bytes"`
 }
 
 // DeleteSnapshotResult answers DELETE PathSnapshot.
