@@ -439,9 +439,14 @@ func (p *Pool) compareMemory(meta durableMeta, in *inspection, busy bool) []stri
 		}
 	}
 	volOwned := map[*volume]uint64{}
+	volNodes := map[*volume]int{}
 	for id, n := range p.nodes {
 		if n.vol != nil {
 			volOwned[n.vol] += recount[id]
+			volNodes[n.vol]++
+			if n.vol.nodes[id] != n {
+				bad("node %d: missing from the node index of volume %q", id, n.vol.rec.Name)
+			}
 		}
 		for _, c := range n.children {
 			if c.parent != n {
@@ -465,6 +470,9 @@ func (p *Pool) compareMemory(meta durableMeta, in *inspection, busy bool) []stri
 		}
 	}
 	for _, v := range p.volumes {
+		if len(v.nodes) != volNodes[v] {
+			bad("volume %q: node index holds %d nodes, %d belong to it", v.rec.Name, len(v.nodes), volNodes[v])
+		}
 		if v.owned != volOwned[v] {
 			bad("volume %q: counter says %d owned blocks, recount %d", v.rec.Name, v.owned, volOwned[v])
 		}

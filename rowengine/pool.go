@@ -95,8 +95,12 @@ type node struct {
 }
 
 type volume struct {
-	rec     blockmap.VolumeRecord
-	head    *node
+	rec  blockmap.VolumeRecord
+	head *node
+	// nodes are the volume's nodes (n.vol == this volume), head and
+	// hidden ones included: per-volume questions cost this volume's nodes,
+	// not the pool's.
+	nodes   map[uint64]*node
 	owned   uint64 // blocks owned by all of the volume's nodes
 	opens   int
 	writers int
@@ -286,7 +290,7 @@ func (p *Pool) load() error {
 		if head == nil {
 			return fmt.Errorf("%w: volume %q has missing head node %d; run rowctl fsck --pool %s", ErrCorrupt, rec.Name, rec.Head, p.dir)
 		}
-		p.volumes[rec.Name] = &volume{rec: rec, head: head}
+		p.volumes[rec.Name] = &volume{rec: rec, head: head, nodes: map[uint64]*node{}}
 	}
 	byID := map[uint64]*volume{}
 	for _, v := range p.volumes {
@@ -294,6 +298,7 @@ func (p *Pool) load() error {
 	}
 	for _, n := range p.nodes {
 		if n.vol = byID[n.rec.Volume]; n.vol != nil {
+			n.vol.nodes[n.rec.ID] = n
 			n.vol.owned += n.owned
 		}
 	}

@@ -74,11 +74,9 @@ type DeleteResult struct {
 
 // nodesOfLocked returns v's nodes in id order.
 func (p *Pool) nodesOfLocked(v *volume) []*node {
-	var out []*node
-	for _, n := range p.nodes {
-		if n.vol == v {
-			out = append(out, n)
-		}
+	out := make([]*node, 0, len(v.nodes))
+	for _, n := range v.nodes {
+		out = append(out, n)
 	}
 	slices.SortFunc(out, func(a, b *node) int { return cmpUint(a.rec.ID, b.rec.ID) })
 	return out
@@ -87,8 +85,8 @@ func (p *Pool) nodesOfLocked(v *volume) []*node {
 // findSnapshotLocked resolves a visible snapshot of v by name.
 func (p *Pool) findSnapshotLocked(v *volume, name string) (*node, error) {
 	var hidden *node
-	for _, n := range p.nodes {
-		if n.vol != v || n == v.head || n.rec.Name != name {
+	for _, n := range v.nodes {
+		if n == v.head || n.rec.Name != name {
 			continue
 		}
 		if !n.rec.Hidden {
@@ -308,14 +306,15 @@ func (p *Pool) attachLocked(v *volume, parent *node, rec blockmap.NodeRecord) *n
 		parent.children = append(parent.children, n)
 	}
 	p.nodes[rec.ID] = n
+	v.nodes[rec.ID] = n
 	v.head = n
 	return n
 }
 
 // nameUsedLocked reports a node of v named name, hidden ones included.
 func (p *Pool) nameUsedLocked(v *volume, name string) bool {
-	for _, n := range p.nodes {
-		if n.vol == v && n != v.head && n.rec.Name == name {
+	for _, n := range v.nodes {
+		if n != v.head && n.rec.Name == name {
 			return true
 		}
 	}

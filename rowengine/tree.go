@@ -53,6 +53,9 @@ func (p *Pool) detachLocked(victims ...*node) (freed []uint64) {
 		gone[n.rec.ID] = true
 		n.removed = true
 		delete(p.nodes, n.rec.ID)
+		if n.vol != nil {
+			delete(n.vol.nodes, n.rec.ID)
+		}
 		if n.parent != nil {
 			n.parent.children = slices.DeleteFunc(n.parent.children, func(c *node) bool { return c == n })
 		}

@@ -124,7 +124,7 @@ func (p *Pool) newVolume(name string, size uint64, parent *node) (VolumeInfo, er
 		return VolumeInfo{}, fmt.Errorf("create volume %q: %w", name, err)
 	}
 	p.crashPoint(CrashVolumeCreate)
-	v := &volume{rec: vrec}
+	v := &volume{rec: vrec, nodes: map[uint64]*node{}}
 	p.volumes[name] = v
 	p.attachLocked(v, parent, nrec)
 	return p.volumeInfoLocked(v), nil
@@ -348,8 +348,8 @@ func (p *Pool) volumeInfoLocked(v *volume) VolumeInfo {
 		ChainLength: len(chainLocked(v)), MaxSnapshots: p.maxSnapshotsLocked(v),
 		OpenHandles: v.opens, Writers: v.writers,
 	}
-	for _, n := range p.nodes {
-		if n.vol == v && n != v.head && !n.rec.Hidden {
+	for _, n := range v.nodes {
+		if n != v.head && !n.rec.Hidden {
 			info.Snapshots++
 		}
 	}
