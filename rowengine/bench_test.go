@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // BenchmarkReadAt4K: random 4 KiB reads of a volume whose blocks are all
@@ -146,5 +147,42 @@ func BenchmarkDeletePlan(b *testing.B) {
 		if _, err := p.DeleteSnapshot("v", "s0", DeleteOptions{DryRun: true}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkFirstWrite1M: 1 MiB sequential writes into a filled volume,
+// flat (in place) and right after a snapshot (every block redirected).
+func BenchmarkFirstWrite1M(b *testing.B) {
+	for _, after := range []bool{false, true} {
+		name := "flat"
+		if after {
+			name = "after-snapshot"
+		}
+		b.Run(name, func(b *testing.B) {
+			const size = 256 << 20
+			p := TestPool(b, Options{BlockSize: 64 << 10, CommitInterval: time.Second})
+			h := mustCreate(b, p, "v", size)
+			defer h.Close()
+			buf := make([]byte, 1<<20)
+			for off := int64(0); off < size; off += 1 << 20 {
+				h.WriteAt(buf, off)
+			}
+			h.Sync()
+			b.SetBytes(1 << 20)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				off := int64(i%(size>>20)) << 20
+				if after && off == 0 {
+					b.StopTimer()
+					if _, err := p.CreateSnapshot("v", fmt.Sprintf("s%d", i), SnapshotOptions{}); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+				if _, err := h.WriteAt(buf, off); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -456,17 +456,30 @@ func (p *Pool) compareMemory(meta durableMeta, in *inspection, busy bool) []stri
 		if n.owned != recount[id] {
 			bad("node %d: counter says %d owned blocks, recount %d", id, n.owned, recount[id])
 		}
-		if msg := checkResolution(n, in.entries[id]); msg != "" {
-			bad("node %d: %s", id, msg)
+		if n.table == nil && n.own == nil || isHeadLocked(n) && n.table == nil {
+			bad("node %d: neither a resolved table nor its own entries in memory", id)
+			continue
+		}
+		if n.table != nil {
+			if msg := p.checkResolutionLocked(n, in.entries[id]); msg != "" {
+				bad("node %d: %s", id, msg)
+			}
 		}
 		own := map[uint64]uint64{}
-		n.table.each(^uint64(0), func(index uint64, e entry) {
-			if e.owner == id {
-				own[index] = e.phys
-			}
-		})
+		ownEachLocked(n, func(index, phys uint64) { own[index] = phys })
 		if !mapsEqual(own, in.entries[id]) {
 			bad("node %d: in-memory map (%d entries) differs from metadata (%d entries)", id, len(own), len(in.entries[id]))
+		}
+		if n.table != nil && n.own != nil {
+			tableOwn := map[uint64]uint64{}
+			n.table.each(^uint64(0), func(index uint64, e entry) {
+				if e.owner == id {
+					tableOwn[index] = e.phys
+				}
+			})
+			if !mapsEqual(own, tableOwn) {
+				bad("node %d: its table and its own entries disagree", id)
+			}
 		}
 	}
 	for _, v := range p.volumes {
@@ -497,20 +510,24 @@ func mapsEqual(a, b map[uint64]uint64) bool {
 	return true
 }
 
-// checkResolution verifies that n's table resolves every block to n's own
-// entry where it has one and to its parent's resolution elsewhere.
-func checkResolution(n *node, own map[uint64]uint64) string {
+// checkResolutionLocked verifies that n's table resolves every block to
+// n's own entry where it has one and to its parent's view elsewhere (the
+// parent's table, or one built from the own entries above it).
+// REQUIRES: mapMu.
+func (p *Pool) checkResolutionLocked(n *node, own map[uint64]uint64) string {
+	var parent *table
 	pages := len(n.table.pages)
 	if n.parent != nil {
-		pages = max(pages, len(n.parent.table.pages))
+		parent = p.buildTableLocked(n.parent)
+		pages = max(pages, len(parent.pages))
 	}
 	for pi := range pages {
 		var mine, theirs *page
 		if pi < len(n.table.pages) {
 			mine = n.table.pages[pi]
 		}
-		if n.parent != nil && pi < len(n.parent.table.pages) {
-			theirs = n.parent.table.pages[pi]
+		if parent != nil && pi < len(parent.pages) {
+			theirs = parent.pages[pi]
 		}
 		if mine == theirs && mine != nil {
 			continue // shared, so no own entries in it
@@ -520,8 +537,8 @@ func checkResolution(n *node, own map[uint64]uint64) string {
 			want := entry{}
 			if phys, ok := own[i]; ok {
 				want = entry{phys: phys, owner: n.rec.ID}
-			} else if n.parent != nil {
-				want = n.parent.table.get(i)
+			} else if parent != nil {
+				want = parent.get(i)
 			}
 			if got := n.table.get(i); got != want {
 				return fmt.Sprintf("block %d resolves to %d (owner %d), want %d (owner %d)", i, int64(got.phys), got.owner, int64(want.phys), want.owner)

@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-func mustCreate(t *testing.T, p *Pool, name string, size uint64) *Handle {
+func mustCreate(t testing.TB, p *Pool, name string, size uint64) *Handle {
 	t.Helper()
 	if _, err := p.CreateVolume(name, size); err != nil {
 		t.Fatal(err)

@@ -54,6 +54,9 @@ func (p *Pool) waitClosed(v *volume, writersOnly bool) int {
 
 func (h *localHandle) close() {
 	if h.snap != nil {
+		h.pool.mapMu.Lock()
+		h.pool.unpinViewLocked(h.snap)
+		h.pool.mapMu.Unlock()
 		return
 	}
 	h.pool.mapMu.Lock()
@@ -425,7 +428,7 @@ func (p *Pool) unmapBlock(v *volume, index uint64) error {
 	key := blockmap.MapKey{Node: head.rec.ID, Index: index}
 	var inherited entry
 	if head.parent != nil {
-		inherited = head.parent.table.get(index)
+		inherited = resolveLocked(head.parent, index)
 	}
 	switch {
 	case inherited.mapped() && inherited.phys != blockmap.ZeroBlock:

@@ -46,15 +46,15 @@ func (p *Pool) checkOwnedLocked(n *node, delta int64) {
 // child's side.) REQUIRES: mapMu (exclusive).
 func (p *Pool) checkChangeLocked(c blockmap.MapChange) {
 	n := p.nodes[c.Key.Node]
-	if n == nil || n.table == nil {
-		p.violatef("map change for node %d, which has no table", c.Key.Node)
+	if n == nil || n.table == nil && n.own == nil {
+		p.violatef("map change for node %d, which has no map in memory", c.Key.Node)
 		return
 	}
-	e := n.table.get(c.Key.Index)
+	phys, owned := ownGetLocked(n, c.Key.Index)
 	switch {
-	case !c.Delete && (e.phys != c.Phys || e.owner != n.rec.ID):
-		p.violatef("node %s block %d: change maps physical %d, table says %d owned by %d", nodeRef(n), c.Key.Index, c.Phys, e.phys, e.owner)
-	case c.Delete && n.vol != nil && n.vol.head == n && e.owner == n.rec.ID:
-		p.violatef("head %s block %d: change deletes it, table still has it owned (physical %d)", nodeRef(n), c.Key.Index, e.phys)
+	case !c.Delete && (!owned || phys != c.Phys):
+		p.violatef("node %s block %d: change maps physical %d, memory says %d (own: %v)", nodeRef(n), c.Key.Index, c.Phys, phys, owned)
+	case c.Delete && isHeadLocked(n) && owned:
+		p.violatef("head %s block %d: change deletes it, its table still has it owned (physical %d)", nodeRef(n), c.Key.Index, phys)
 	}
 }

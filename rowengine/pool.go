@@ -58,7 +58,6 @@ type Pool struct {
 	nodes      map[uint64]*node
 	pending    []blockmap.MapChange // map changes not yet committed, in order
 	quarantine []uint64             // freed blocks whose unmapping is in pending
-	nextGen    uint64
 	closed     bool
 	// commitsTaken counts commits that have taken the pending changes.
 	commitsTaken uint64
@@ -70,6 +69,10 @@ type Pool struct {
 	// violations are the invariants found broken (invariants build tag).
 	violationsMu sync.Mutex
 	violations   []string
+
+	// nextGen numbers tables (copy-on-write generations); atomic, as
+	// temporary tables are built under the shared lock.
+	nextGen atomic.Uint64
 
 	// dataWritten counts bytes written to the data file since Open.
 	dataWritten atomic.Uint64
@@ -89,8 +92,13 @@ type node struct {
 	parent   *node
 	children []*node
 	vol      *volume // nil once the volume is deleted (a hidden node kept for clones)
-	table    *table
-	owned    uint64 // blocks this node owns (zero markers excluded)
+	// table is the resolved view (heads, and pinned frozen nodes); own is
+	// a compacted frozen node's own entries (frozen.go).
+	table *table
+	own   *ownMap
+	views int    // pins of table by open snapshot files and flattens
+	edits uint64 // changes to table, so compaction sees it raced one
+	owned uint64 // blocks this node owns (zero markers excluded)
 	removed  bool   // detached from the tree; open snapshot handles fail
 }
 
@@ -302,6 +310,15 @@ func (p *Pool) load() error {
 			n.vol.owned += n.owned
 		}
 	}
+	// Frozen nodes keep their own entries only (frozen.go); the heads'
+	// tables keep the pages they share.
+	for _, n := range p.nodes {
+		if !isHeadLocked(n) {
+			own := newOwnMap()
+			ownEachLocked(n, func(index, phys uint64) { own.set(index, phys) })
+			n.own, n.table = own, nil
+		}
+	}
 	if len(orphans) > 0 {
 		// A volume delete crashed between removing its nodes and their maps.
 		p.log.Warn("removing map entries of deleted nodes", "entries", len(orphans))
@@ -332,11 +349,11 @@ func (p *Pool) load() error {
 
 func (p *Pool) ensureTable(n *node) *table {
 	if n.table == nil {
-		p.nextGen++
+		gen := p.nextGen.Add(1)
 		if n.parent != nil {
-			n.table = p.ensureTable(n.parent).child(p.nextGen)
+			n.table = p.ensureTable(n.parent).child(gen)
 		} else {
-			n.table = newTable(p.nextGen)
+			n.table = newTable(gen)
 		}
 	}
 	return n.table
@@ -415,6 +432,7 @@ func (p *Pool) committer(ctx context.Context) {
 				p.log.Error("background metadata commit failed; will retry", "err", err)
 			}
 		}
+		p.compactFrozen()
 	}
 }
 
@@ -497,6 +515,15 @@ func (p *Pool) reuse(blocks []uint64) {
 	p.punchHoles(blocks)
 	p.crashPoint(CrashFreePunched)
 	p.alloc.release(blocks)
+}
+
+// kickCommitter wakes the background committer (which also compacts
+// frozen nodes) without waiting for it.
+func (p *Pool) kickCommitter() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
 }
 
 func (p *Pool) queueChangeLocked(c blockmap.MapChange) {

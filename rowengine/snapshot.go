@@ -171,11 +171,16 @@ func (l localVolume) snapshot(name string) (SnapshotInfo, error) {
 }
 
 func (l localVolume) openSnapshot(name string) (*Handle, error) {
-	n, err := l.findSnapshot(name)
+	p := l.p
+	p.mapMu.Lock()
+	defer p.mapMu.Unlock()
+	n, err := p.findSnapshotLocked(l.v, name)
 	if err != nil {
 		return nil, err
 	}
-	return newHandle(&localHandle{pool: l.p, vol: l.v, snap: n}, false), nil
+	// The file reads the snapshot whole: it has a resolved table while open.
+	p.pinViewLocked(n)
+	return newHandle(&localHandle{pool: p, vol: l.v, snap: n}, false), nil
 }
 
 // findSnapshot resolves a visible snapshot of the volume by name.
@@ -293,6 +298,7 @@ func (l localVolume) createSnapshot(name string, opts SnapshotOptions) (Snapshot
 	if err := p.commit(); err != nil {
 		return SnapshotInfo{}, err
 	}
+	p.kickCommitter() // which compacts the frozen node (frozen.go)
 	p.log.Info("created snapshot", "volume", volume, "snapshot", name, "kind", kind, "id", frozen.ID)
 	return info, nil
 }
@@ -301,7 +307,14 @@ func (l localVolume) createSnapshot(name string, opts SnapshotOptions) (Snapshot
 // is nil) and makes it v's head.
 func (p *Pool) attachLocked(v *volume, parent *node, rec blockmap.NodeRecord) *node {
 	n := &node{rec: rec, parent: parent, vol: v}
-	p.ensureTable(n)
+	gen := p.nextGen.Add(1)
+	if parent != nil {
+		// The new head starts as a copy of its parent's view, sharing its
+		// pages (a frozen parent's view is built for it, not kept).
+		n.table = p.buildTableLocked(parent).child(gen)
+	} else {
+		n.table = newTable(gen)
+	}
 	if parent != nil {
 		parent.children = append(parent.children, n)
 	}
@@ -587,7 +600,7 @@ func (l localVolume) flatten() (JobInfo, error) {
 	root := cloneRootLocked(v)
 	var shared uint64
 	if root != nil {
-		shared = inheritedBlocks(root)
+		shared = p.inheritedBlocksLocked(root)
 	}
 	p.mapMu.RUnlock()
 	if root == nil {
@@ -607,9 +620,9 @@ func (l localVolume) flatten() (JobInfo, error) {
 	return p.launch(rec, shared*p.blockSize, func(j *job) error { return p.runFlatten(j, name) }), nil
 }
 
-func inheritedBlocks(root *node) uint64 {
+func (p *Pool) inheritedBlocksLocked(root *node) uint64 {
 	var n uint64
-	root.table.each(^uint64(0), func(_ uint64, e entry) {
+	p.buildTableLocked(root).each(^uint64(0), func(_ uint64, e entry) {
 		if e.owner != root.rec.ID && e.phys != blockmap.ZeroBlock {
 			n++
 		}
@@ -646,17 +659,24 @@ func (p *Pool) flattenStep(name string) (finished bool, copied uint64, err error
 	if err != nil {
 		return false, 0, err
 	}
-	p.mapMu.RLock()
+	p.mapMu.Lock()
 	root := cloneRootLocked(v)
 	var todo []uint64
 	if root != nil {
+		// Copying up reads and writes root whole: it has a table meanwhile.
+		p.pinViewLocked(root)
+		defer func() {
+			p.mapMu.Lock()
+			p.unpinViewLocked(root)
+			p.mapMu.Unlock()
+		}()
 		root.table.each(^uint64(0), func(i uint64, e entry) {
 			if len(todo) < flattenBatch && e.owner != root.rec.ID && e.phys != blockmap.ZeroBlock {
 				todo = append(todo, i)
 			}
 		})
 	}
-	p.mapMu.RUnlock()
+	p.mapMu.Unlock()
 	if root == nil {
 		return true, 0, nil
 	}
@@ -773,13 +793,15 @@ func (l localVolume) diff(from, to string) ([]Extent, error) {
 		}
 		return e.phys
 	}
+	// Snapshots' views are built from their own entries for the diff.
+	ta, tb := p.buildTableLocked(a), p.buildTableLocked(b)
 	var out []Extent
 	for i := uint64(0); i < blocks; i++ {
-		if pi := i >> pageShift; pi < uint64(len(a.table.pages)) && pi < uint64(len(b.table.pages)) && a.table.pages[pi] == b.table.pages[pi] {
+		if pi := i >> pageShift; pi < uint64(len(ta.pages)) && pi < uint64(len(tb.pages)) && ta.pages[pi] == tb.pages[pi] {
 			i = (pi+1)<<pageShift - 1 // shared page: identical
 			continue
 		}
-		if visible(a.table.get(i)) == visible(b.table.get(i)) {
+		if visible(ta.get(i)) == visible(tb.get(i)) {
 			continue
 		}
 		off := i * bs

@@ -295,8 +295,8 @@ func TestJobResumesAfterClose(t *testing.T) {
 	if err != nil || job.State != JobDone {
 		t.Fatalf("job after reopen: %+v, %v", job, err)
 	}
-	if info, _ := p.Snapshot("vm", "next"); info.OwnBytes != 64<<20 {
-		t.Fatalf("next owns %d bytes after the resumed merge", info.OwnBytes)
+	if info, err := p.Snapshot("vm", "next"); err != nil || info.OwnBytes != 64<<20 {
+		t.Fatalf("next owns %d bytes after the resumed merge (%v)", info.OwnBytes, err)
 	}
 	MustCheck(t, p)
 }

@@ -11,30 +11,44 @@ import (
 // holds the map lock, so guest I/O waits at most one step.
 const mergeBatch = 4096
 
-// rewriteSubtree replaces old with repl at index in root's table and in
-// every descendant that still inherits old there. Descendants that shared
-// root's page now share its new one; those with their own page are set
-// individually. Caller holds mapMu exclusively.
+// rewriteSubtree replaces old with repl at index in root's view (its
+// table and, if compacted, its own entries) and in every descendant table
+// that still inherits old there. Descendants that shared root's page now
+// share its new one; those with their own page are set individually.
+// Caller holds mapMu exclusively.
 func (p *Pool) rewriteSubtree(root *node, index uint64, old, repl entry) {
-	pi := index >> pageShift
-	var oldPage *page
-	if pi < uint64(len(root.table.pages)) {
-		oldPage = root.table.pages[pi]
+	root.edits++
+	if root.own != nil {
+		switch {
+		case repl.owner == root.rec.ID:
+			root.own.set(index, repl.phys)
+		case old.owner == root.rec.ID:
+			root.own.del(index)
+		}
 	}
-	root.table.set(index, repl)
-	var newPage *page
-	if pi < uint64(len(root.table.pages)) {
-		newPage = root.table.pages[pi]
+	pi := index >> pageShift
+	var oldPage, newPage *page
+	if root.table != nil {
+		if pi < uint64(len(root.table.pages)) {
+			oldPage = root.table.pages[pi]
+		}
+		root.table.set(index, repl)
+		if pi < uint64(len(root.table.pages)) {
+			newPage = root.table.pages[pi]
+		}
 	}
 	var walk func(n *node)
 	walk = func(n *node) {
 		for _, d := range n.children {
-			t := d.table
-			switch {
-			case oldPage != nil && pi < uint64(len(t.pages)) && t.pages[pi] == oldPage:
-				t.pages[pi] = newPage
-			case t.get(index) == old:
-				t.set(index, repl)
+			if t := d.table; t != nil {
+				switch {
+				case oldPage != nil && pi < uint64(len(t.pages)) && t.pages[pi] == oldPage:
+					t.pages[pi] = newPage
+					d.edits++
+				case t.get(index) == old:
+					t.set(index, repl)
+					d.edits++
+				}
 			}
 			walk(d)
 		}
@@ -59,9 +73,9 @@ func (p *Pool) detachLocked(victims ...*node) (freed []uint64) {
 		if n.parent != nil {
 			n.parent.children = slices.DeleteFunc(n.parent.children, func(c *node) bool { return c == n })
 		}
-		n.table.each(^uint64(0), func(_ uint64, e entry) {
-			if e.owner == n.rec.ID && e.phys != blockmap.ZeroBlock {
-				freed = append(freed, e.phys)
+		ownEachLocked(n, func(_, phys uint64) {
+			if phys != blockmap.ZeroBlock {
+				freed = append(freed, phys)
 			}
 		})
 		p.addOwned(n, -int64(n.owned))
@@ -123,27 +137,29 @@ func (p *Pool) removeLeaf(n *node) error {
 // any point leaves a pool whose next Open resumes the merge.
 // REQUIRES: adminMu.
 func (p *Pool) merge(s, c *node, progress func(blocks uint64)) error {
-	for cursor := uint64(0); ; {
+	// s is deleted: nothing but this merge changes its entries, so they
+	// are collected once and moved in batches.
+	type ownEntry struct{ index, phys uint64 }
+	var todo []ownEntry
+	p.mapMu.RLock()
+	ownEachLocked(s, func(index, phys uint64) { todo = append(todo, ownEntry{index, phys}) })
+	p.mapMu.RUnlock()
+	for len(todo) > 0 {
 		if err := p.ctx.Err(); err != nil {
 			return errInterrupted
 		}
+		batch := todo[:min(mergeBatch, len(todo))]
+		todo = todo[len(batch):]
 		p.mapMu.Lock()
-		limit := uint64(len(s.table.pages)) << pageShift
 		var moved uint64
-		for n := 0; n < mergeBatch; n++ {
-			i, ok := s.table.next(cursor, limit, func(e entry) bool { return e.owner == s.rec.ID })
-			if !ok {
-				cursor = limit
-				break
-			}
-			cursor = i + 1
-			e := s.table.get(i)
+		for _, o := range batch {
+			i, e := o.index, entry{phys: o.phys, owner: s.rec.ID}
 			drop := blockmap.MapChange{Key: blockmap.MapKey{Node: s.rec.ID, Index: i}, Delete: true}
 			if e.phys != blockmap.ZeroBlock {
 				p.addOwned(s, -1)
 				moved++
 			}
-			if c.table.get(i) == e {
+			if resolveLocked(c, i) == e {
 				// The move is one atomic pair: a crash between its halves
 				// would leave the block with two owners or with none.
 				p.rewriteSubtree(c, i, e, entry{phys: e.phys, owner: c.rec.ID})
@@ -165,9 +181,6 @@ func (p *Pool) merge(s, c *node, progress func(blocks uint64)) error {
 		}
 		p.crashPoint(CrashMergeStep)
 		progress(moved)
-		if cursor >= limit {
-			break
-		}
 	}
 
 	// Every entry of s has moved or gone: c takes s's place in the tree.
@@ -184,9 +197,8 @@ func (p *Pool) merge(s, c *node, progress func(blocks uint64)) error {
 	if err == nil {
 		parent := s.parent
 		c.rec = crec
-		// s owns nothing now; its in-memory table is stale (merge never
-		// writes it, as its pages may be shared), so what detachLocked
-		// reports as freed is not.
+		// s owns nothing now; its in-memory entries are stale (merge never
+		// writes them), so what detachLocked reports as freed is not.
 		p.detachLocked(s)
 		c.parent = parent
 		if parent != nil {
@@ -225,8 +237,8 @@ func subtree(n *node) []*node {
 // those c no longer sees.
 func freeableOnMerge(s, c *node) uint64 {
 	var n uint64
-	s.table.each(^uint64(0), func(i uint64, e entry) {
-		if e.owner == s.rec.ID && e.phys != blockmap.ZeroBlock && c.table.get(i) != e {
+	ownEachLocked(s, func(i, phys uint64) {
+		if phys != blockmap.ZeroBlock && resolveLocked(c, i) != (entry{phys: phys, owner: s.rec.ID}) {
 			n++
 		}
 	})

@@ -8,6 +8,8 @@
 //   - snapshot operations: rowfs create/rollback/delete-merge against
 //     qemu-img snapshot -c/-a/-d and qemu-img commit;
 //   - memory: rowfsd's RSS against the number of mapped blocks;
+//   - memory against the number of snapshots kept (64 rounds of a snapshot
+//     and 20,000 random writes);
 //   - the snapshots.json xattr of a volume with up to 2,000 snapshots.
 //
 // It writes bench/results/<date>-<host>.md and a chart of random-read IOPS
@@ -40,7 +42,8 @@ func main() {
 	ramp := flag.Float64("ramp", 0.5, "seconds of warm-up before each fio run")
 	size := flag.String("size", "1G", "working set of each fio target")
 	big := flag.Uint64("big", 16, "GiB written for the large snapshot-operation case")
-	sections := flag.String("sections", "fio,snapshots,xattr", "what to run: fio, snapshots (memory is measured with snapshots), xattr")
+	sections := flag.String("sections", "fio,snapshots,keep,xattr", "what to run: fio, snapshots (memory is measured with snapshots), keep (memory against snapshots kept), xattr")
+	keepGiB := flag.Uint64("keep-size", 16, "GiB of the volume the keep section fills")
 	out := flag.String("out", "bench/results", "results directory")
 	flag.Parse()
 
@@ -83,6 +86,11 @@ func main() {
 	if strings.Contains(*sections, "snapshots") {
 		rep.rowfsOps, rep.memory = b.rowfsSnapshotOps([]uint64{1, *big})
 		rep.qemuOps = b.qemuSnapshotOps([]uint64{1, *big})
+		save()
+	}
+	if strings.Contains(*sections, "keep") {
+		rep.keepGiB = *keepGiB
+		rep.keep = b.keepSnapshots(*keepGiB)
 		save()
 	}
 	if strings.Contains(*sections, "xattr") {

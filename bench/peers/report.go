@@ -42,6 +42,8 @@ type report struct {
 	rowfsOps, qemuOps []opsResult
 	memory            []memoryPoint
 	xattr             []xattrPoint
+	keep              []keepPoint
+	keepGiB           uint64
 }
 
 func (r *report) value(j, t string) float64 { return median(r.fio[j][t]) }
@@ -65,6 +67,9 @@ func (r *report) markdown(chart string) string {
 	}
 	if r.xattr != nil {
 		r.xattrTable(w)
+	}
+	if r.keep != nil {
+		r.keepTable(w)
 	}
 	return b.String()
 }
