@@ -94,12 +94,12 @@ type node struct {
 	vol      *volume // nil once the volume is deleted (a hidden node kept for clones)
 	// table is the resolved view (heads, and pinned frozen nodes); own is
 	// a compacted frozen node's own entries (frozen.go).
-	table *table
-	own   *ownMap
-	views int    // pins of table by open snapshot files and flattens
-	edits uint64 // changes to table, so compaction sees it raced one
-	owned uint64 // blocks this node owns (zero markers excluded)
-	removed  bool   // detached from the tree; open snapshot handles fail
+	table   *table
+	own     *ownMap
+	views   int    // pins of table by open snapshot files and flattens
+	edits   uint64 // changes to table, so compaction sees it raced one
+	owned   uint64 // blocks this node owns (zero markers excluded)
+	removed bool   // detached from the tree; open snapshot handles fail
 }
 
 type volume struct {
