@@ -23,11 +23,26 @@ const (
 // snapshot) without owning a block.
 const ZeroBlock = ^uint64(0)
 
-// PoolRecord describes a pool. Written once, when the pool is created.
+// PoolRecord describes a pool. Written when the pool is created, and
+// again when a setting changes.
 type PoolRecord struct {
 	FormatVersion int       `json:"format_version"`
 	BlockSize     uint32    `json:"block_size"`
 	Created       time.Time `json:"created"`
+	// Settings are the operator's (rowctl pool set); the zero value is the
+	// defaults.
+	Settings PoolSettings `json:"settings,omitzero"`
+}
+
+// PoolSettings are a pool's settings, named so that false is the default.
+type PoolSettings struct {
+	// NoSnapshotBeforeResize and NoSnapshotBeforeReset turn off the
+	// automatic snapshot taken before a volume resize or reset.
+	NoSnapshotBeforeResize bool `json:"no_snapshot_before_resize,omitempty"`
+	NoSnapshotBeforeReset  bool `json:"no_snapshot_before_reset,omitempty"`
+	// SnapshotBeforeRollback turns on the automatic snapshot before a
+	// rollback (off by default, as in ZStack).
+	SnapshotBeforeRollback bool `json:"snapshot_before_rollback,omitempty"`
 }
 
 // CurrentFormatVersion is written into new pools; Open refuses newer ones.
@@ -45,8 +60,9 @@ type VolumeRecord struct {
 	// the pool default.
 	MaxSnapshots int `json:"max_snapshots,omitempty"`
 	// LastAuto is the last name given to an automatic snapshot of the
-	// volume; later ones are named after it, so no name is given twice.
-	LastAuto string `json:"last_auto,omitempty"`
+	// volume, by kind ("" for plain ones, "pre-resize" …); later ones are
+	// named after it, so no name is given twice.
+	LastAuto map[string]string `json:"last_auto,omitempty"`
 }
 
 // RBDVolumeRecord is a volume whose data and snapshots live in a Ceph RBD
@@ -63,7 +79,7 @@ type RBDVolumeRecord struct {
 	// the daemon's default.
 	MaxSnapshots int `json:"max_snapshots,omitempty"`
 	// LastAuto is as VolumeRecord's.
-	LastAuto string `json:"last_auto,omitempty"`
+	LastAuto map[string]string `json:"last_auto,omitempty"`
 }
 
 // NodeRecord is one point of a volume's snapshot tree. Parent is 0 for a root.

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -237,7 +239,34 @@ func volumeCommand(a *app) *cobra.Command {
 	}
 	del.Flags().BoolVar(&force, "force", false, "delete even while the file is open (its users get I/O errors)")
 
-	cmd.AddCommand(create, attach, detach, list, info, resize, del)
+	var resetForce bool
+	reset := &cobra.Command{
+		Use:   "reset VOLUME [--force]",
+		Short: "Reset to image: a clone goes back to the snapshot it was cloned from, any other volume to zeros (the VM must be stopped)",
+		Long: `reset discards what the volume's head holds: a clone reads as the snapshot it
+was cloned from again, any other volume reads as zeros. Its snapshots stay. An
+automatic snapshot (auto-pre-reset-…) keeps what the reset discards, unless
+the pool setting snapshot-before-reset is false.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			r, err := a.client().Reset(cmd.Context(), argv[0], resetForce)
+			if err != nil {
+				return err
+			}
+			if r.Job, err = a.waitJob(cmd.Context(), r.Job); err != nil {
+				return err
+			}
+			return a.print(r, func(w io.Writer) {
+				to := "zeros"
+				if r.Volume.Parent != "" {
+					to = r.Volume.Parent
+				}
+				fmt.Fprintf(w, "reset %s to %s (size %s)\n", argv[0], to, api.FormatSize(r.Volume.Size))
+			})
+		},
+	}
+	reset.Flags().BoolVar(&resetForce, "force", false, "reset even while the volume is open for writing")
+	cmd.AddCommand(create, attach, detach, list, info, resize, reset, del)
 	cmd.AddCommand(cloneCommands(a)...)
 	return cmd
 }
@@ -285,7 +314,34 @@ func poolCommand(a *app) *cobra.Command {
 				fmt.Fprintf(tw, "capacity:\t%s\nused:\t%s (%d bytes)\nfree:\t%s\n", api.FormatSize(p.CapacityBytes),
 					api.FormatSize(p.UsedBytes), p.UsedBytes, api.FormatSize(p.FreeBytes))
 				fmt.Fprintf(tw, "provisioned:\t%s in %d volumes\novercommit:\t%.2fx\n", api.FormatSize(p.ProvisionedBytes), p.Volumes, p.Overcommit)
+				for _, k := range slices.Sorted(maps.Keys(p.Settings)) {
+					fmt.Fprintf(tw, "%s:\t%s\n", k, p.Settings[k])
+				}
 				tw.Flush()
+			})
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "set KEY=VALUE...",
+		Short: "Change pool settings: snapshot-before-resize, snapshot-before-reset, snapshot-before-rollback (true or false)",
+		Args:  args(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			var p api.Pool
+			for _, kv := range argv {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					return fmt.Errorf("%w: %q: want KEY=VALUE", ErrUsage, kv)
+				}
+				var err error
+				if p, err = a.client().SetPoolSetting(cmd.Context(), k, v); err != nil {
+					return err
+				}
+			}
+			return a.print(p, func(w io.Writer) {
+				for _, kv := range argv {
+					k, _, _ := strings.Cut(kv, "=")
+					fmt.Fprintf(w, "%s=%s\n", k, p.Settings[k])
+				}
 			})
 		},
 	})

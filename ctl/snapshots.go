@@ -50,6 +50,18 @@ func (c *Client) Rollback(ctx context.Context, volume string, req api.RollbackRe
 	return r, c.do(ctx, http.MethodPost, volumePath(volume, "/rollback"), req, &r)
 }
 
+// Reset resets a volume to the image it started from.
+func (c *Client) Reset(ctx context.Context, volume string, force bool) (api.RollbackResult, error) {
+	var r api.RollbackResult
+	return r, c.do(ctx, http.MethodPost, volumePath(volume, "/reset"), api.ResetRequest{Force: force}, &r)
+}
+
+// SetPoolSetting changes one pool setting.
+func (c *Client) SetPoolSetting(ctx context.Context, key, value string) (api.Pool, error) {
+	var p api.Pool
+	return p, c.do(ctx, http.MethodPost, api.PathPoolSettings, api.SetPoolSettingRequest{Key: key, Value: value}, &p)
+}
+
 // Diff lists the extents changed between two snapshots (to "" = the head).
 func (c *Client) Diff(ctx context.Context, volume, from, to string) (api.Diff, error) {
 	q := url.Values{"from": {from}}

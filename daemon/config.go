@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -70,6 +71,27 @@ type Config struct {
 	// shrink the volume and discard its tail. Default false: such a
 	// truncate gets EPERM, and rowctl volume resize --shrink does it.
 	AllowFileShrink bool `toml:"allow_file_shrink"`
+	// SnapshotBeforeResize, SnapshotBeforeReset and SnapshotBeforeRollback,
+	// if set, write the pool settings of those names at startup (rowctl pool
+	// set changes them at run time; the pool keeps them). Defaults: true,
+	// true, false.
+	SnapshotBeforeResize   *bool `toml:"snapshot_before_resize"`
+	SnapshotBeforeReset    *bool `toml:"snapshot_before_reset"`
+	SnapshotBeforeRollback *bool `toml:"snapshot_before_rollback"`
+}
+
+// applyPoolSettings writes the pool settings the config names.
+func (c *Config) applyPoolSettings(pool *rowengine.Pool) error {
+	for key, v := range map[string]*bool{"snapshot-before-resize": c.SnapshotBeforeResize,
+		"snapshot-before-reset": c.SnapshotBeforeReset, "snapshot-before-rollback": c.SnapshotBeforeRollback} {
+		if v == nil {
+			continue
+		}
+		if _, err := pool.SetSetting(key, strconv.FormatBool(*v)); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+	}
+	return nil
 }
 
 // LoadConfigFile reads a TOML config file; unknown keys are an error, so a

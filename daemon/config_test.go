@@ -16,6 +16,8 @@ mount = "/m"
 socket = "/s.sock"
 socket_group = "root"
 allow_file_shrink = true
+snapshot_before_resize = false
+snapshot_before_rollback = true
 block_size = "16K"
 capacity = "2G"
 allow_other = false
@@ -32,7 +34,8 @@ memory_limit = "256M"
 		t.Fatal(err)
 	}
 	c.EnsureDefaults()
-	if c.Pool != "/p" || c.Mount != "/m" || c.Socket != "/s.sock" || c.SocketGroup != "root" || !c.AllowFileShrink || c.BlockSize != "16K" ||
+	if c.Pool != "/p" || c.Mount != "/m" || c.Socket != "/s.sock" || c.SocketGroup != "root" || !c.AllowFileShrink ||
+		c.SnapshotBeforeResize == nil || *c.SnapshotBeforeResize || c.SnapshotBeforeRollback == nil || !*c.SnapshotBeforeRollback || c.SnapshotBeforeReset != nil || c.BlockSize != "16K" ||
 		c.Capacity != "2G" || *c.AllowOther || c.LogLevel != "debug" || !c.DebugFUSE ||
 		len(c.AllowedUIDs) != 1 || len(c.AllowedGIDs) != 2 || c.MetadataReserve != "16M" || c.Pprof != "127.0.0.1:6060" || c.MemoryLimit != "256M" {
 		t.Fatalf("config not fully read: %+v", c)

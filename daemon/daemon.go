@@ -65,6 +65,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			log.Error("closing pool", "err", err)
 		}
 	}()
+	if err := cfg.applyPoolSettings(pool); err != nil {
+		return err
+	}
 
 	if err := mountPoint.clearIfDead(log); err != nil {
 		return err

@@ -52,6 +52,8 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET "+api.PathSnapshot, s.snapshotInfo)
 	mux.HandleFunc("DELETE "+api.PathSnapshot, s.deleteSnapshot)
 	mux.HandleFunc("POST "+api.PathRollback, s.rollback)
+	mux.HandleFunc("POST "+api.PathReset, s.reset)
+	mux.HandleFunc("POST "+api.PathPoolSettings, s.setPoolSetting)
 	mux.HandleFunc("GET "+api.PathDiff, s.diff)
 	mux.HandleFunc("POST "+api.PathClone, s.clone)
 	mux.HandleFunc("POST "+api.PathFlatten, s.flatten)
@@ -155,9 +157,26 @@ func (s *server) poolInfo(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) poolDoc() api.Pool {
 	i := s.pool.Info()
+	settings := map[string]string{}
+	current := s.pool.Settings()
+	for _, k := range rowengine.SettingKeys {
+		settings[k] = current.Value(k)
+	}
 	return api.Pool{Dir: i.Dir, Mount: s.dir, BlockSize: i.BlockSize, Created: i.Created.UTC(), UsedBytes: i.UsedBytes,
 		FreeBytes: i.FreeBytes, CapacityBytes: i.CapacityBytes, ProvisionedBytes: i.ProvisionedBytes,
-		Overcommit: i.Overcommit(), Volumes: i.Volumes, DataBytesWritten: i.DataBytesWritten}
+		Overcommit: i.Overcommit(), Volumes: i.Volumes, DataBytesWritten: i.DataBytesWritten, Settings: settings}
+}
+
+func (s *server) setPoolSetting(w http.ResponseWriter, r *http.Request) {
+	var req api.SetPoolSettingRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if _, err := s.pool.SetSetting(req.Key, req.Value); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.poolDoc())
 }
 
 func (s *server) volumeDoc(v rowengine.VolumeInfo) api.Volume {
@@ -394,6 +413,21 @@ func (s *server) rollback(w http.ResponseWriter, r *http.Request) {
 	}
 	name := r.PathValue("name")
 	res, err := s.pool.RollbackVolume(name, req.Snapshot, req.Force)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.mount.VolumeChanged(name)
+	writeJSON(w, http.StatusOK, api.RollbackResult{Volume: s.volumeDoc(res.Volume), Job: jobDocPtr(res.Job)})
+}
+
+func (s *server) reset(w http.ResponseWriter, r *http.Request) {
+	var req api.ResetRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	name := r.PathValue("name")
+	res, err := s.pool.ResetVolume(name, req.Force)
 	if err != nil {
 		s.fail(w, r, err)
 		return

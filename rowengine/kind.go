@@ -28,6 +28,9 @@ type volumeKind interface {
 	createSnapshot(name string, opts SnapshotOptions) (SnapshotInfo, error)
 	deleteSnapshot(name string, opts DeleteOptions) (DeleteResult, error)
 	rollback(name string, force bool) (RollbackResult, error)
+	// reset goes back to the image the volume started from: a clone to
+	// the snapshot it was cloned from, any other volume to zeros.
+	reset(force bool) (RollbackResult, error)
 	// clone makes volume name from snapshot snap; name is validated and
 	// free in both namespaces.
 	clone(snap, name string) (VolumeInfo, error)
@@ -36,6 +39,10 @@ type volumeKind interface {
 	remove(force bool) (VolumeDeleteResult, error)
 	// detach forgets an RBD volume, leaving its image in Ceph.
 	detach(force bool) error
+	// openForRollback says why a rollback or reset must be refused now,
+	// after waiting Options.CloseGrace for the files to close (the kernel
+	// releases them after close returns), or nil.
+	openForRollback() error
 }
 
 // kindOf finds volume name, of whichever kind.

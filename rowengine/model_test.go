@@ -160,6 +160,10 @@ func TestModelRandomized(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The model has no snapshots before resizes (settings_test.go covers them).
+	if _, err := p.SetSetting("snapshot-before-resize", "false"); err != nil {
+		t.Fatal(err)
+	}
 	defer func() { p.Close() }()
 	m := &model{vols: map[string]*modelVol{}}
 	handles := map[string]*Handle{}

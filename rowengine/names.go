@@ -62,9 +62,9 @@ const autoStampLayout = "20060102T150405Z"
 // was rotated out, nor when the clock steps back (the count goes on from
 // the last name instead). taken skips names in use, for volumes whose last
 // name was not kept (pools from before it was).
-func autoSnapshotName(last string, now time.Time, taken func(string) bool) string {
-	stamp, count := AutoPrefix+"-"+now.UTC().Format(autoStampLayout), 1
-	if lastStamp, lastCount, ok := parseAutoName(last); ok && lastStamp >= stamp {
+func autoSnapshotName(kind, last string, now time.Time, taken func(string) bool) string {
+	stamp, count := autoKindPrefix(kind)+now.UTC().Format(autoStampLayout), 1
+	if lastStamp, lastCount, ok := parseAutoName(kind, last); ok && lastStamp >= stamp {
 		stamp, count = lastStamp, lastCount+1
 	}
 	for {
@@ -79,15 +79,25 @@ func autoSnapshotName(last string, now time.Time, taken func(string) bool) strin
 	}
 }
 
-// parseAutoName splits a name autoSnapshotName gave into its stamp
-// ("auto-…Z") and count.
-func parseAutoName(name string) (stamp string, count int, ok bool) {
-	n := len(AutoPrefix) + 1 + len(autoStampLayout)
-	if len(name) < n || !strings.HasPrefix(name, AutoPrefix+"-") {
+// autoKindPrefix is what names of automatic snapshots of a kind start
+// with: "auto-", or "auto-pre-resize-" for kind "pre-resize".
+func autoKindPrefix(kind string) string {
+	if kind == "" {
+		return AutoPrefix + "-"
+	}
+	return AutoPrefix + "-" + kind + "-"
+}
+
+// parseAutoName splits a name autoSnapshotName gave for kind into its
+// stamp ("auto-…Z") and count.
+func parseAutoName(kind, name string) (stamp string, count int, ok bool) {
+	prefix := autoKindPrefix(kind)
+	n := len(prefix) + len(autoStampLayout)
+	if len(name) < n || !strings.HasPrefix(name, prefix) {
 		return "", 0, false
 	}
 	stamp, rest := name[:n], name[n:]
-	if _, err := time.Parse(autoStampLayout, stamp[len(AutoPrefix)+1:]); err != nil {
+	if _, err := time.Parse(autoStampLayout, stamp[len(prefix):]); err != nil {
 		return "", 0, false
 	}
 	if rest == "" {

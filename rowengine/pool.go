@@ -74,6 +74,9 @@ type Pool struct {
 	// temporary tables are built under the shared lock.
 	nextGen atomic.Uint64
 
+	// settings are the pool record's; written under adminMu, read under mapMu.
+	settings Settings
+
 	// dataWritten counts bytes written to the data file since Open.
 	dataWritten atomic.Uint64
 
@@ -220,6 +223,7 @@ func (p *Pool) open() error {
 	p.blockSize = uint64(rec.BlockSize)
 	p.placementGroup = min(64, max(1, (1<<20)/p.blockSize))
 	p.created = rec.Created
+	p.settings = settingsFrom(rec.Settings)
 	p.space = &hostSpace{dir: p.dir, reserve: p.opts.MetadataReserve}
 	if _, err := p.space.measure(); err != nil {
 		return fmt.Errorf("measure free space of %s: %w", p.dir, err)

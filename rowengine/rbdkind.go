@@ -1,5 +1,7 @@
 package rowengine
 
+import "fmt"
+
 // The RBD kind of volume: each operation is one of rbd*.go.
 
 func (k rbdKind) info() VolumeInfo                           { return k.p.rbdInfo(k.v) }
@@ -27,3 +29,30 @@ func (k rbdKind) resize(size uint64, allowShrink bool) (VolumeInfo, error) {
 	return k.p.resizeRBD(k.v, size, allowShrink)
 }
 func (k rbdKind) detail() (VolumeInfo, error) { return k.p.rbdVolumeInfo(k.v) }
+
+// reset zeroes a plain RBD volume. An RBD clone cannot go back to its
+// parent snapshot in place (RBD has no such call): refused, saying so.
+func (k rbdKind) reset(force bool) (RollbackResult, error) {
+	p, v := k.p, k.v
+	err := p.withImage(v, func(img RBDImage) error {
+		parent, err := img.Parent()
+		if err != nil {
+			return err
+		}
+		if parent != "" {
+			return fmt.Errorf("%w: volume %q is an RBD clone of %s, and RBD cannot return a clone to its parent in place: delete it and clone %s again",
+				ErrInvalidArgument, v.rec.Name, parent, parent)
+		}
+		size, err := img.Size()
+		if err != nil {
+			return err
+		}
+		return img.WriteZeroes(0, size)
+	})
+	if err != nil {
+		return RollbackResult{}, fmt.Errorf("reset %s: %w", v.rec.Name, err)
+	}
+	info, err := p.rbdVolumeInfo(v)
+	p.log.Info("reset RBD volume", "volume", v.rec.Name)
+	return RollbackResult{Volume: info}, err
+}

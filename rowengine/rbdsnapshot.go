@@ -3,6 +3,7 @@ package rowengine
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -113,11 +114,15 @@ func (p *Pool) createRBDSnapshot(v *rbdVolume, name string, opts SnapshotOptions
 		if name == "" {
 			// The name is recorded before the snapshot exists, so a crash
 			// in between can waste a name but never give one twice.
-			name = autoSnapshotName(v.rec.LastAuto, p.opts.Now(), func(name string) bool {
+			name = autoSnapshotName(opts.AutoKind, v.rec.LastAuto[opts.AutoKind], p.opts.Now(), func(name string) bool {
 				return slices.ContainsFunc(snaps, func(s RBDSnapshot) bool { return s.Name == name })
 			})
 			rec := v.rec
-			rec.LastAuto = name
+			rec.LastAuto = maps.Clone(rec.LastAuto)
+			if rec.LastAuto == nil {
+				rec.LastAuto = map[string]string{}
+			}
+			rec.LastAuto[opts.AutoKind] = name
 			if err := p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutRBDVolume(rec) }); err != nil {
 				return err
 			}
@@ -208,9 +213,18 @@ func (p *Pool) deleteRBDSnapshot(v *rbdVolume, name string, opts DeleteOptions) 
 // rollbackRBD refuses while the volume file is open here (force overrides
 // that, rolling back through the open image) and while another client
 // holds the image's exclusive lock, which nothing here overrides.
+func (k rbdKind) openForRollback() error {
+	if n := k.p.waitClosedRBD(k.v); n > 0 {
+		return fmt.Errorf("%w: volume %q is open (%d handles): stop the VM first (or force the rollback)", ErrBusy, k.v.rec.Name, n)
+	}
+	return nil
+}
+
 func (p *Pool) rollbackRBD(v *rbdVolume, name string, force bool) (RollbackResult, error) {
-	if n := p.waitClosedRBD(v); n > 0 && !force {
-		return RollbackResult{}, fmt.Errorf("%w: volume %q is open (%d handles): stop the VM first (or force the rollback)", ErrBusy, v.rec.Name, n)
+	if !force {
+		if err := (rbdKind{p, v}).openForRollback(); err != nil {
+			return RollbackResult{}, err
+		}
 	}
 	err := p.withImage(v, func(img RBDImage) error {
 		v.mu.Lock()

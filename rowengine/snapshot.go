@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -24,6 +25,10 @@ type SnapshotOptions struct {
 	// Auto makes an automatic snapshot: named auto-<UTC time> if no name is
 	// given, and at the chain limit it rotates out the oldest automatic one.
 	Auto bool
+	// AutoKind says why an automatic snapshot is taken: "" (asked for, or
+	// a policy), or "pre-resize", "pre-reset", "pre-rollback" (taken before
+	// those operations). It names the snapshot: auto-pre-resize-<UTC time>.
+	AutoKind string
 }
 
 // SnapshotInfo describes one node of a volume's tree.
@@ -231,7 +236,7 @@ func (l localVolume) createSnapshot(name string, opts SnapshotOptions) (Snapshot
 	named := name == "" && opts.Auto
 	if named {
 		p.mapMu.RLock()
-		name = autoSnapshotName(v.rec.LastAuto, now, func(name string) bool { return p.nameUsedLocked(v, name) })
+		name = autoSnapshotName(opts.AutoKind, v.rec.LastAuto[opts.AutoKind], now, func(name string) bool { return p.nameUsedLocked(v, name) })
 		p.mapMu.RUnlock()
 	}
 	if err := ValidateSnapshotName(name, opts.Auto); err != nil {
@@ -267,7 +272,11 @@ func (l localVolume) createSnapshot(name string, opts SnapshotOptions) (Snapshot
 	var headRec blockmap.NodeRecord
 	vrec := v.rec
 	if named {
-		vrec.LastAuto = name
+		vrec.LastAuto = maps.Clone(vrec.LastAuto)
+		if vrec.LastAuto == nil {
+			vrec.LastAuto = map[string]string{}
+		}
+		vrec.LastAuto[opts.AutoKind] = name
 	}
 	err := p.store.Update(func(tx *blockmap.Txn) error {
 		id, err := tx.NextID()
@@ -455,6 +464,29 @@ func (l localVolume) deleteSnapshot(name string, opts DeleteOptions) (DeleteResu
 	return res, nil
 }
 
+// ResetVolume is the VM's "reset to image": a clone goes back to the
+// snapshot it was cloned from, another volume to zeros. Its snapshots stay.
+// Refused while the volume is open for writing, unless force; an
+// automatic snapshot (auto-pre-reset-…) keeps what it discards unless the
+// pool setting snapshot-before-reset is off.
+func (p *Pool) ResetVolume(volume string, force bool) (RollbackResult, error) {
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	k, err := p.kindOf(volume)
+	if err != nil {
+		return RollbackResult{}, err
+	}
+	if !force {
+		if err := k.openForRollback(); err != nil {
+			return RollbackResult{}, err
+		}
+	}
+	if err := p.snapshotBefore(k, p.Settings().SnapshotBeforeReset, "pre-reset"); err != nil {
+		return RollbackResult{}, err
+	}
+	return k.reset(force)
+}
+
 // RollbackResult is the volume after a rollback and the job freeing the
 // abandoned head's blocks.
 type RollbackResult struct {
@@ -473,18 +505,63 @@ func (p *Pool) RollbackVolume(volume, name string, force bool) (RollbackResult, 
 	if err != nil {
 		return RollbackResult{}, err
 	}
+	if p.Settings().SnapshotBeforeRollback {
+		// Only if the rollback can happen: a refused one changes nothing.
+		if _, err := k.snapshot(name); err != nil {
+			return RollbackResult{}, err
+		}
+		if !force {
+			if err := k.openForRollback(); err != nil {
+				return RollbackResult{}, err
+			}
+		}
+		if err := p.snapshotBefore(k, true, "pre-rollback"); err != nil {
+			return RollbackResult{}, err
+		}
+	}
 	return k.rollback(name, force)
 }
 
+func (l localVolume) openForRollback() error {
+	if n := l.p.waitClosed(l.v, true); n > 0 {
+		return fmt.Errorf("%w: volume %q is open for writing (%d writers): stop the VM first (or force the rollback)", ErrBusy, l.v.rec.Name, n)
+	}
+	return nil
+}
+
 func (l localVolume) rollback(name string, force bool) (RollbackResult, error) {
-	p, v := l.p, l.v
-	volume := v.rec.Name
 	s, err := l.findSnapshot(name)
 	if err != nil {
 		return RollbackResult{}, err
 	}
+	return l.rollbackTo(s, s.rec.Size, force, "rollback", l.v.rec.Name+"@"+name)
+}
+
+// reset goes back to the snapshot a clone was made from, or to zeros.
+func (l localVolume) reset(force bool) (RollbackResult, error) {
+	p := l.p
+	p.mapMu.RLock()
+	var origin *node
+	if root := cloneRootLocked(l.v); root != nil {
+		origin = root.parent
+	}
+	size := l.v.rec.Size
+	if origin != nil {
+		size = origin.rec.Size
+	}
+	p.mapMu.RUnlock()
+	return l.rollbackTo(origin, size, force, "reset", l.v.rec.Name)
+}
+
+// rollbackTo starts a new empty head under s (a root if s is nil) of the
+// given size and releases the old head's blocks: a rollback, or a reset.
+func (l localVolume) rollbackTo(s *node, size uint64, force bool, what, target string) (RollbackResult, error) {
+	p, v := l.p, l.v
+	volume := v.rec.Name
 	if !force {
-		p.waitClosed(v, true)
+		if err := l.openForRollback(); err != nil {
+			return RollbackResult{}, err
+		}
 	}
 	p.commitMu.Lock()
 	defer p.commitMu.Unlock()
@@ -496,18 +573,22 @@ func (l localVolume) rollback(name string, force bool) (RollbackResult, error) {
 	}
 	old := v.head
 	vrec := v.rec
-	vrec.Size = s.rec.Size
+	vrec.Size = size
 	now := p.opts.Now().UTC()
+	var parentID uint64
+	if s != nil {
+		parentID = s.rec.ID
+	}
 	var headRec blockmap.NodeRecord
 	var jobRec blockmap.JobRecord
-	err = p.syncedUpdate(func(tx *blockmap.Txn) error {
+	err := p.syncedUpdate(func(tx *blockmap.Txn) error {
 		id, err := tx.NextID()
 		if err != nil {
 			return err
 		}
-		headRec = blockmap.NodeRecord{ID: id, Volume: v.rec.ID, Parent: s.rec.ID, Created: now}
+		headRec = blockmap.NodeRecord{ID: id, Volume: v.rec.ID, Parent: parentID, Created: now}
 		vrec.Head = id
-		if jobRec, err = p.newJobTx(tx, JobRollback, volume+"@"+name); err != nil {
+		if jobRec, err = p.newJobTx(tx, JobRollback, target); err != nil {
 			return err
 		}
 		if err := tx.PutNode(headRec); err != nil {
@@ -519,7 +600,7 @@ func (l localVolume) rollback(name string, force bool) (RollbackResult, error) {
 		return tx.PutVolume(vrec)
 	})
 	if err != nil {
-		return RollbackResult{}, fmt.Errorf("roll back %s to %s: %w", volume, name, err)
+		return RollbackResult{}, fmt.Errorf("%s %s: %w", what, target, err)
 	}
 	p.crashPoint(CrashRollback)
 	freed := p.detachLocked(old)
@@ -535,7 +616,7 @@ func (l localVolume) rollback(name string, force bool) (RollbackResult, error) {
 		j.done.Add(owned)
 		return p.runReap(j)
 	})
-	p.log.Info("rolled back volume", "volume", volume, "snapshot", name, "freed_bytes", owned, "job", jobInfo.ID)
+	p.log.Info("rolled back volume", "volume", volume, "to", target, "op", what, "freed_bytes", owned, "job", jobInfo.ID)
 	return RollbackResult{Volume: info, Job: &jobInfo}, nil
 }
 

@@ -240,6 +240,11 @@ func (p *Pool) ResizeVolume(name string, size uint64, allowShrink bool) (VolumeI
 	if err != nil {
 		return VolumeInfo{}, err
 	}
+	if size != k.info().Size {
+		if err := p.snapshotBefore(k, p.Settings().SnapshotBeforeResize, "pre-resize"); err != nil {
+			return VolumeInfo{}, err
+		}
+	}
 	return k.resize(size, allowShrink)
 }
 

@@ -44,6 +44,7 @@ func main() {
 	big := flag.Uint64("big", 16, "GiB written for the large snapshot-operation case")
 	sections := flag.String("sections", "fio,snapshots,keep,xattr", "what to run: fio, snapshots (memory is measured with snapshots), keep (memory against snapshots kept), xattr")
 	keepGiB := flag.Uint64("keep-size", 16, "GiB of the volume the keep section fills")
+	keepBlockSize := flag.String("keep-block-size", "64K", "block size of the keep section's pool (64K needs ~95 GiB of scratch space; 4K ~21 GiB)")
 	out := flag.String("out", "bench/results", "results directory")
 	flag.Parse()
 
@@ -89,8 +90,8 @@ func main() {
 		save()
 	}
 	if strings.Contains(*sections, "keep") {
-		rep.keepGiB = *keepGiB
-		rep.keep = b.keepSnapshots(*keepGiB)
+		rep.keepGiB, rep.keepBlockSize = *keepGiB, *keepBlockSize
+		rep.keep = b.keepSnapshots(*keepGiB, *keepBlockSize)
 		save()
 	}
 	if strings.Contains(*sections, "xattr") {

@@ -44,6 +44,7 @@ type report struct {
 	xattr             []xattrPoint
 	keep              []keepPoint
 	keepGiB           uint64
+	keepBlockSize     string
 }
 
 func (r *report) value(j, t string) float64 { return median(r.fio[j][t]) }

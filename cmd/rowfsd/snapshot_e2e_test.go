@@ -418,3 +418,63 @@ func TestDeleteDryRunShowsThePlan(t *testing.T) {
 		t.Errorf("the delete freed %d bytes, the dry run said %d", freed, dry.Plan.FreedBytes)
 	}
 }
+
+// TestSnapshotsBeforeRiskyOperations: through rowctl and the mount, a
+// resize and a reset take an automatic snapshot that reads as the volume
+// did before (qemu-img compare against a copy), a rollback too once the
+// pool setting is on; the reset volume reads as zeros; pool set refuses an
+// unknown key.
+func TestSnapshotsBeforeRiskyOperationsE2E(t *testing.T) {
+	requireE2E(t, "qemu-io", "qemu-img")
+	e := newEnv(t)
+	e.start()
+	vol := createVolume(t, e.sock, "vm", "16M")
+	qemuIO(t, vol, "none", "write -P 0x5a 0 4M")
+	before := filepath.Join(t.TempDir(), "before.raw")
+	runCmd(t, "qemu-img", "convert", "-f", "raw", "-O", "raw", vol, before)
+	preNamed := func(prefix string) []string {
+		var out []string
+		for _, s := range snapshotList(t, e.sock, "vm").Snapshots {
+			if strings.HasPrefix(s.Name, prefix) && !s.Hidden {
+				out = append(out, s.Name)
+			}
+		}
+		return out
+	}
+	mustRowctl(t, e.sock, "volume", "resize", "vm", "--size", "32M")
+	pre := preNamed("auto-pre-resize-")
+	if len(pre) != 1 {
+		t.Fatalf("pre-resize snapshots after a resize: %v", pre)
+	}
+	runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", filepath.Join(e.mnt, ".snapshots", "vm", pre[0]), before)
+
+	mustRowctl(t, e.sock, "volume", "reset", "vm")
+	qemuIO(t, vol, "none", "read -P 0 0 4M")
+	preReset := preNamed("auto-pre-reset-")
+	if len(preReset) != 1 {
+		t.Fatalf("pre-reset snapshots after a reset: %v", preReset)
+	}
+	// 32 MiB against 16: qemu-img compare wants the rest zeros, as it is.
+	runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", filepath.Join(e.mnt, ".snapshots", "vm", preReset[0]), before)
+
+	out := mustRowctl(t, e.sock, "pool", "set", "snapshot-before-rollback=true")
+	if !strings.Contains(out, "snapshot-before-rollback=true") {
+		t.Errorf("pool set: %q", out)
+	}
+	if info := mustRowctl(t, e.sock, "pool", "info"); !strings.Contains(info, "snapshot-before-rollback:  true") {
+		t.Errorf("pool info does not show the setting:\n%s", info)
+	}
+	qemuIO(t, vol, "none", "write -P 0x77 0 1M")
+	mustRowctl(t, e.sock, "snapshot", "rollback", "vm@"+pre[0])
+	preRollback := preNamed("auto-pre-rollback-")
+	if len(preRollback) != 1 {
+		t.Fatalf("pre-rollback snapshots: %v", preRollback)
+	}
+	if out := runCmd(t, "qemu-io", "-r", "-f", "raw", "-c", "read -P 0x77 0 1M", filepath.Join(e.mnt, ".snapshots", "vm", preRollback[0])); strings.Contains(out, "fail") {
+		t.Errorf("the pre-rollback snapshot does not hold what the rollback discarded: %s", out)
+	}
+	runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", vol, before)
+	if r := rowctl(t, e.sock, "pool", "set", "snapshot-before-lunch=true"); r.code != 2 || !strings.Contains(r.stderr, "unknown pool setting") {
+		t.Errorf("unknown setting: exit %d, %q", r.code, r.stderr)
+	}
+}

@@ -35,6 +35,10 @@ const (
 	// PathSnapshot: GET describes, DELETE deletes (?recursive=true&dry_run=true).
 	PathSnapshot = "/v1/volumes/{name}/snapshots/{snap}"
 	PathRollback = "/v1/volumes/{name}/rollback"
+	// PathReset: POST resets a volume ({"force": bool}); answers a RollbackResult.
+	PathReset = "/v1/volumes/{name}/reset"
+	// PathPoolSettings: POST {"key": K, "value": V} changes a pool setting.
+	PathPoolSettings = "/v1/pool/settings"
 	// PathDiff: GET ?from=SNAP[&to=SNAP]; to defaults to the head.
 	PathDiff    = "/v1/volumes/{name}/diff"
 	PathClone   = "/v1/volumes/{name}/clone"
@@ -129,6 +133,19 @@ type Pool struct {
 	// DataBytesWritten counts bytes written to the pool data file since
 	// the daemon started.
 	DataBytesWritten uint64 `json:"data_bytes_written"`
+	// Settings are the pool's settings (rowctl pool set), by key.
+	Settings map[string]string `json:"settings"`
+}
+
+// SetPoolSettingRequest is the body of POST PathPoolSettings.
+type SetPoolSettingRequest struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// ResetRequest is the body of POST PathReset.
+type ResetRequest struct {
+	Force bool `json:"force,omitempty"`
 }
 
 // CreateVolumeRequest is the body of POST PathVolumes.
