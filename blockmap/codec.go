@@ -16,6 +16,7 @@ const (
 	prefixMapping = 'B' // 'B' + node id + block index → physical block (uint64 BE)
 	prefixJob     = 'J' // 'J' + job id → JobRecord (JSON)
 	prefixRBD     = 'R' // 'R' + name → RBDVolumeRecord (JSON)
+	prefixPolicy  = 'L' // 'L' + name → PolicyRecord (JSON)
 )
 
 // ZeroBlock is the physical block number of a map entry that reads as zeros.
@@ -98,6 +99,40 @@ type NodeRecord struct {
 	// Hidden marks a deleted snapshot kept because children still read it,
 	// or one whose merge into its only child is under way.
 	Hidden bool `json:"hidden,omitempty"`
+	// Policy names the snapshot policy that took an automatic snapshot; a
+	// policy prunes only its own.
+	Policy string `json:"policy,omitempty"`
+}
+
+// PolicyRecord is a snapshot policy and its schedule's state. The daemon's
+// scheduler interprets it; the store only keeps it.
+type PolicyRecord struct {
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	// Kind is "weekly" (Hours × Weekdays), "every" (Every from Start,
+	// Times runs or forever) or "cron" (Cron).
+	Kind     string `json:"kind"`
+	Hours    []int  `json:"hours,omitempty"`
+	Weekdays []int  `json:"weekdays,omitempty"` // 1 Monday … 7 Sunday
+	// Every is the period in seconds; Times the number of runs (0: forever).
+	Every int64     `json:"every,omitempty"`
+	Times int       `json:"times,omitempty"`
+	Start time.Time `json:"start,omitzero"`
+	Cron  string    `json:"cron,omitempty"`
+	// Timezone is an IANA name; empty: the host's.
+	Timezone string `json:"timezone,omitempty"`
+	// Keep and RetainDays bound the policy's own snapshots (0: no bound).
+	Keep       int      `json:"keep,omitempty"`
+	RetainDays int      `json:"retain_days,omitempty"`
+	Volumes    []string `json:"volumes"`
+	Paused     bool     `json:"paused,omitempty"`
+	// LastDue is the last due time handled (run or skipped), so a restart
+	// neither repeats it nor runs the ones it missed more than once.
+	LastDue    time.Time `json:"last_due,omitzero"`
+	LastRun    time.Time `json:"last_run,omitzero"`
+	LastResult string    `json:"last_result,omitempty"`
+	Runs       int       `json:"runs,omitempty"`
+	Skipped    int       `json:"skipped,omitempty"`
 }
 
 // JobRecord is one background job (delete-merge, rollback, flatten). A job
@@ -134,6 +169,8 @@ func seqKey() []byte  { return []byte{prefixSeq} }
 func volumeKey(name string) []byte { return append([]byte{prefixVolume}, name...) }
 
 func rbdKey(name string) []byte { return append([]byte{prefixRBD}, name...) }
+
+func policyKey(name string) []byte { return append([]byte{prefixPolicy}, name...) }
 
 func nodeKey(id uint64) []byte {
 	k := make([]byte, 9)

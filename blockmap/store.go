@@ -132,6 +132,13 @@ func (s *Store) Jobs() ([]JobRecord, error) {
 	return out, err
 }
 
+// Policies returns every policy record, ordered by name.
+func (s *Store) Policies() ([]PolicyRecord, error) {
+	var out []PolicyRecord
+	err := s.scanJSON(prefixPolicy, "policy", func() any { out = append(out, PolicyRecord{}); return &out[len(out)-1] })
+	return out, err
+}
+
 // RBDVolumes returns every RBD volume record, ordered by name.
 func (s *Store) RBDVolumes() ([]RBDVolumeRecord, error) {
 	var out []RBDVolumeRecord
@@ -312,6 +319,12 @@ func (t *Txn) PutRBDVolume(rec RBDVolumeRecord) error { return putJSON(t.txn, rb
 
 // DeleteRBDVolume removes an RBD volume record.
 func (t *Txn) DeleteRBDVolume(name string) error { return t.txn.Delete(rbdKey(name)) }
+
+// PutPolicy writes a policy record.
+func (t *Txn) PutPolicy(rec PolicyRecord) error { return putJSON(t.txn, policyKey(rec.Name), rec) }
+
+// DeletePolicy removes a policy record.
+func (t *Txn) DeletePolicy(name string) error { return t.txn.Delete(policyKey(name)) }
 
 // PutNode writes a node record.
 func (t *Txn) PutNode(rec NodeRecord) error { return putJSON(t.txn, nodeKey(rec.ID), rec) }

@@ -75,7 +75,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := os.MkdirAll(mountDir, 0o755); err != nil {
 		return fmt.Errorf("create mount point: %w", err)
 	}
-	srv := &server{pool: pool, dir: mountDir, log: log}
+	sched := newScheduler(pool, time.Now, log)
+	srv := &server{pool: pool, dir: mountDir, log: log, sched: sched}
 	mount, err := rowfs.MountPool(mountDir, rowfs.Options{
 		Engine: pool, Describer: srv, AllowOther: *cfg.AllowOther, Logger: log, Debug: cfg.DebugFUSE,
 		Source: mountSource(poolDir), AllowFileShrink: cfg.AllowFileShrink,
@@ -102,6 +103,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ConnContext: peerCred, MaxHeaderBytes: 64 << 10}
 	served := make(chan error, 1)
 	go func() { served <- httpSrv.Serve(ln) }()
+	schedCtx, stopSched := context.WithCancel(ctx)
+	schedDone := make(chan struct{})
+	go func() { sched.run(schedCtx); close(schedDone) }()
+	defer func() { stopSched(); <-schedDone }()
 	defer os.Remove(cfg.Socket)
 
 	if cfg.Pprof != "" {

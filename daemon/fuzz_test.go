@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/rowfs/rowfs/ctl/api"
 	"github.com/rowfs/rowfs/rowengine"
@@ -48,7 +49,8 @@ func FuzzControlRequest(f *testing.F) {
 	if _, err := pool.CreateSnapshot("vm", "s1", rowengine.SnapshotOptions{}); err != nil {
 		f.Fatal(err)
 	}
-	h := (&server{pool: pool, mount: noMount{}, dir: "/mnt", log: slog.New(slog.DiscardHandler)}).routes()
+	log := slog.New(slog.DiscardHandler)
+	h := (&server{pool: pool, mount: noMount{}, dir: "/mnt", log: log, sched: newScheduler(pool, time.Now, log)}).routes()
 	f.Add(uint8(0), "vm", []byte(`{"name":"a","size":1048576}`))
 	f.Add(uint8(0), "vm", []byte(`{"name":"a","size":-1}`))
 	f.Add(uint8(1), "vm", []byte(`{"size":2097152,"shrink":true}`))

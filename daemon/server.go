@@ -33,6 +33,7 @@ type server struct {
 	mount mountNotifier
 	dir   string // mount point, for paths in answers
 	log   *slog.Logger
+	sched *scheduler
 }
 
 func (s *server) routes() http.Handler {
@@ -54,6 +55,11 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("POST "+api.PathRollback, s.rollback)
 	mux.HandleFunc("POST "+api.PathReset, s.reset)
 	mux.HandleFunc("POST "+api.PathPoolSettings, s.setPoolSetting)
+	mux.HandleFunc("GET "+api.PathPolicies, s.listPolicies)
+	mux.HandleFunc("POST "+api.PathPolicies, s.createPolicy)
+	mux.HandleFunc("GET "+api.PathPolicy, s.policyInfo)
+	mux.HandleFunc("DELETE "+api.PathPolicy, s.deletePolicy)
+	mux.HandleFunc("POST "+api.PathPolicyAction, s.policyAction)
 	mux.HandleFunc("GET "+api.PathDiff, s.diff)
 	mux.HandleFunc("POST "+api.PathClone, s.clone)
 	mux.HandleFunc("POST "+api.PathFlatten, s.flatten)

@@ -24,8 +24,9 @@ func rbdSnapshotInfo(v *rbdVolume, s RBDSnapshot, img RBDImage) SnapshotInfo {
 		kind = KindAuto
 	}
 	desc, _ := img.Metadata(rbdDescriptionKey(s.Name))
+	policy, _ := img.Metadata(rbdPolicyKey(s.Name))
 	return SnapshotInfo{ID: s.ID, Name: s.Name, Volume: v.rec.Name, Created: s.Created, Kind: kind,
-		Description: desc, Size: s.Size}
+		Description: desc, Size: s.Size, Policy: policy}
 }
 
 // rbdOwnBytes is what each snapshot holds that the one before it did not,
@@ -146,11 +147,17 @@ func (p *Pool) createRBDSnapshot(v *rbdVolume, name string, opts SnapshotOptions
 				return fmt.Errorf("rotate out %s@%s: %w", v.rec.Name, snaps[i].Name, err)
 			}
 			_ = img.RemoveMetadata(rbdDescriptionKey(snaps[i].Name))
+			_ = img.RemoveMetadata(rbdPolicyKey(snaps[i].Name))
 			p.log.Info("rotated out automatic snapshot", "volume", v.rec.Name, "snapshot", snaps[i].Name)
 			snaps = slices.Delete(snaps, i, i+1)
 		}
 		if opts.Description != "" {
 			if err := img.SetMetadata(rbdDescriptionKey(name), opts.Description); err != nil {
+				return err
+			}
+		}
+		if opts.Policy != "" {
+			if err := img.SetMetadata(rbdPolicyKey(name), opts.Policy); err != nil {
 				return err
 			}
 		}
@@ -199,6 +206,7 @@ func (p *Pool) deleteRBDSnapshot(v *rbdVolume, name string, opts DeleteOptions) 
 			return err
 		}
 		_ = img.RemoveMetadata(rbdDescriptionKey(name))
+		_ = img.RemoveMetadata(rbdPolicyKey(name))
 		return nil
 	})
 	if err != nil {

@@ -108,6 +108,8 @@ func (v *rbdVolume) spec() string { return v.rec.Pool + "/" + v.rec.Image }
 
 func rbdDescriptionKey(snap string) string { return "rowfs.description." + snap }
 
+func rbdPolicyKey(snap string) string { return "rowfs.policy." + snap }
+
 // cluster returns the Ceph connection, or why there is none.
 func (p *Pool) cluster() (RBDCluster, error) {
 	if p.opts.RBD == nil {

@@ -25,6 +25,9 @@ type SnapshotOptions struct {
 	// Auto makes an automatic snapshot: named auto-<UTC time> if no name is
 	// given, and at the chain limit it rotates out the oldest automatic one.
 	Auto bool
+	// Policy names the snapshot policy taking an automatic snapshot; the
+	// policy prunes only snapshots that carry its name.
+	Policy string
 	// AutoKind says why an automatic snapshot is taken: "" (asked for, or
 	// a policy), or "pre-resize", "pre-reset", "pre-rollback" (taken before
 	// those operations). It names the snapshot: auto-pre-resize-<UTC time>.
@@ -48,6 +51,8 @@ type SnapshotInfo struct {
 	Hidden      bool
 	Head        bool
 	Children    int
+	// Policy names the policy that took an automatic snapshot.
+	Policy string
 }
 
 // DeleteOptions qualify DeleteSnapshot.
@@ -121,7 +126,7 @@ func nodeRef(n *node) string {
 func (p *Pool) snapshotInfoLocked(n *node) SnapshotInfo {
 	info := SnapshotInfo{ID: n.rec.ID, Name: n.rec.Name, Parent: n.rec.Parent, Created: n.rec.Created,
 		Kind: n.rec.Kind, Description: n.rec.Description, Size: n.rec.Size, OwnBytes: n.owned * p.blockSize,
-		Hidden: n.rec.Hidden, Children: len(n.children)}
+		Hidden: n.rec.Hidden, Children: len(n.children), Policy: n.rec.Policy}
 	if n.vol != nil {
 		info.Volume = n.vol.rec.Name
 		if n.vol.head == n {
@@ -269,6 +274,7 @@ func (l localVolume) createSnapshot(name string, opts SnapshotOptions) (Snapshot
 	old := v.head
 	frozen := old.rec
 	frozen.Name, frozen.Kind, frozen.Description, frozen.Size, frozen.Created = name, kind, opts.Description, v.rec.Size, now
+	frozen.Policy = opts.Policy
 	var headRec blockmap.NodeRecord
 	vrec := v.rec
 	if named {

@@ -240,7 +240,12 @@ func (p *Pool) ResizeVolume(name string, size uint64, allowShrink bool) (VolumeI
 	if err != nil {
 		return VolumeInfo{}, err
 	}
-	if size != k.info().Size {
+	if current := k.info().Size; size != current {
+		// A refused resize must change nothing: no snapshot for it either.
+		if size < current && !allowShrink {
+			return VolumeInfo{}, fmt.Errorf("%w: shrinking %q from %d to %d bytes discards its tail; allow it with --shrink",
+				ErrInvalidArgument, name, current, size)
+		}
 		if err := p.snapshotBefore(k, p.Settings().SnapshotBeforeResize, "pre-resize"); err != nil {
 			return VolumeInfo{}, err
 		}

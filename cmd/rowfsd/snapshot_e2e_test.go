@@ -97,8 +97,9 @@ func TestSnapshotFiles(t *testing.T) {
 	if got := getxattr(t, s0, "user.rowfs.info.json"); !strings.Contains(got, `"description":"step 0"`) {
 		t.Errorf("info.json %s", got)
 	}
-	if got := getxattr(t, vol, "user.rowfs.snapshots"); got != "5" {
-		t.Errorf("snapshots xattr %q, want 5", got)
+	// Five, and the automatic one the resize took.
+	if got := getxattr(t, vol, "user.rowfs.snapshots"); got != "6" {
+		t.Errorf("snapshots xattr %q, want 6", got)
 	}
 	if got := getxattr(t, vol, "user.rowfs.snapshots.json"); !strings.Contains(got, `"name":"s4"`) || strings.Contains(got, `"truncated":true`) {
 		t.Errorf("snapshots.json %s", got)

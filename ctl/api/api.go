@@ -39,6 +39,12 @@ const (
 	PathReset = "/v1/volumes/{name}/reset"
 	// PathPoolSettings: POST {"key": K, "value": V} changes a pool setting.
 	PathPoolSettings = "/v1/pool/settings"
+	// PathPolicies: GET lists the snapshot policies, POST creates one.
+	PathPolicies = "/v1/policies"
+	// PathPolicy: GET describes a policy, DELETE deletes it.
+	PathPolicy = "/v1/policies/{name}"
+	// PathPolicyAction: POST apply, remove ({"volumes": […]}), run, pause, resume.
+	PathPolicyAction = "/v1/policies/{name}/{action}"
 	// PathDiff: GET ?from=SNAP[&to=SNAP]; to defaults to the head.
 	PathDiff    = "/v1/volumes/{name}/diff"
 	PathClone   = "/v1/volumes/{name}/clone"
@@ -135,6 +141,63 @@ type Pool struct {
 	DataBytesWritten uint64 `json:"data_bytes_written"`
 	// Settings are the pool's settings (rowctl pool set), by key.
 	Settings map[string]string `json:"settings"`
+}
+
+// PolicyRequest is the body of POST PathPolicies: one schedule (Hours with
+// Weekdays, Every, or Cron) and the retention.
+type PolicyRequest struct {
+	Name string `json:"name"`
+	// Hours (0–23) × Weekdays (1–7 or mon … sun): Alibaba's kind.
+	Hours    []int    `json:"hours,omitempty"`
+	Weekdays []string `json:"weekdays,omitempty"`
+	// Every ("30m", "4h", "1d") from Start (RFC 3339; default now), Times
+	// runs (0: forever): ZStack's kind.
+	Every string `json:"every,omitempty"`
+	Times int    `json:"times,omitempty"`
+	Start string `json:"start,omitempty"`
+	Cron  string `json:"cron,omitempty"`
+	// Timezone is an IANA name; default the host's.
+	Timezone string `json:"timezone,omitempty"`
+	// Keep bounds the policy's own snapshots per volume; RetainDays their
+	// age ("forever" or 1–65536). Both may be given.
+	Keep       int      `json:"keep,omitempty"`
+	RetainDays string   `json:"retain_days,omitempty"`
+	Volumes    []string `json:"volumes,omitempty"`
+}
+
+// Policy answers GET PathPolicy.
+type Policy struct {
+	Name       string    `json:"name"`
+	Kind       string    `json:"kind"` // weekly, every, cron
+	Schedule   string    `json:"schedule"`
+	Timezone   string    `json:"timezone"`
+	Keep       int       `json:"keep,omitempty"`
+	RetainDays int       `json:"retain_days,omitempty"`
+	Volumes    []string  `json:"volumes"`
+	State      string    `json:"state"` // active, paused, done
+	NextRun    time.Time `json:"next_run,omitzero"`
+	LastRun    time.Time `json:"last_run,omitzero"`
+	LastResult string    `json:"last_result,omitempty"`
+	Runs       int       `json:"runs"`
+	Skipped    int       `json:"skipped"`
+}
+
+// PolicyList answers GET PathPolicies.
+type PolicyList struct {
+	Policies []Policy `json:"policies"`
+}
+
+// PolicyVolumesRequest is the body of POST PathPolicyAction apply and remove.
+type PolicyVolumesRequest struct {
+	Volumes []string `json:"volumes"`
+}
+
+// PolicyRunResult answers POST PathPolicyAction run.
+type PolicyRunResult struct {
+	Policy  Policy   `json:"policy"`
+	Created []string `json:"created"`
+	Pruned  []string `json:"pruned"`
+	Errors  []string `json:"errors"`
 }
 
 // SetPoolSettingRequest is the body of POST PathPoolSettings.
