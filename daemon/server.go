@@ -333,7 +333,7 @@ func (s *server) setVolume(w http.ResponseWriter, r *http.Request) {
 func (s *server) snapshotDoc(n rowengine.SnapshotInfo) api.Snapshot {
 	doc := api.Snapshot{Name: n.Name, ID: n.ID, Volume: n.Volume, Parent: n.Parent, ParentRef: n.ParentRef,
 		Created: n.Created.UTC(), Kind: n.Kind, Description: n.Description, Size: n.Size, OwnBytes: n.OwnBytes,
-		Hidden: n.Hidden, Head: n.Head, Children: n.Children}
+		Hidden: n.Hidden, Head: n.Head, Children: n.Children, Policy: n.Policy}
 	if !n.Head && !n.Hidden {
 		doc.Path = filepath.Join(s.dir, rowfs.SnapshotsDir, n.Volume, n.Name)
 	}

@@ -30,6 +30,8 @@ type Engine interface {
 	Snapshots(volume string) ([]rowengine.SnapshotInfo, error)
 	Snapshot(volume, name string) (rowengine.SnapshotInfo, error)
 	OpenSnapshot(volume, name string) (*rowengine.Handle, error)
+	// PoliciesOf names the snapshot policies applied to a volume.
+	PoliciesOf(volume string) ([]string, error)
 }
 
 // Describer renders the JSON documents served as xattrs; the daemon owns

@@ -24,13 +24,14 @@ const (
 	xattrSnapshotsJSON = xattrPrefix + "snapshots.json"
 	xattrParent        = xattrPrefix + "parent"
 	xattrSnapshotBytes = xattrPrefix + "snapshot_bytes"
+	xattrPolicies      = xattrPrefix + "policies"
 	// On RBD volume files.
 	xattrRBDPool  = xattrPrefix + "rbd.pool"
 	xattrRBDImage = xattrPrefix + "rbd.image"
 )
 
 var volumeXattrs = []string{xattrKeys, xattrKind, xattrSize, xattrUsed, xattrBlockSize, xattrInfoJSON,
-	xattrSnapshots, xattrSnapshotsJSON, xattrParent, xattrSnapshotBytes}
+	xattrSnapshots, xattrSnapshotsJSON, xattrParent, xattrSnapshotBytes, xattrPolicies}
 
 var rbdVolumeXattrs = append(volumeXattrs[:len(volumeXattrs):len(volumeXattrs)], xattrRBDPool, xattrRBDImage)
 
@@ -72,6 +73,9 @@ func (v *volumeNode) Getxattr(ctx context.Context, attr string, dest []byte) (ui
 			return xattrValue(dest, []byte(rowengine.BackendRBD), nil)
 		}
 		return xattrValue(dest, []byte("volume"), nil)
+	case xattrPolicies:
+		names, err := v.root.opts.Engine.PoliciesOf(v.name)
+		return xattrValue(dest, []byte(strings.Join(names, "\n")), err)
 	case xattrRBDPool, xattrRBDImage:
 		if !rbd {
 			return 0, syscall.ENODATA

@@ -36,6 +36,40 @@ func (p *Pool) Policy(name string) (Policy, error) {
 	return Policy{}, fmt.Errorf("%w: policy %q", ErrNotFound, name)
 }
 
+// PoliciesOf names the policies applied to volume, in name order.
+func (p *Pool) PoliciesOf(volume string) ([]string, error) {
+	all, err := p.store.Policies()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, rec := range all {
+		if slices.Contains(rec.Volumes, volume) {
+			out = append(out, rec.Name)
+		}
+	}
+	return out, nil
+}
+
+// forgetPolicyVolume drops a deleted volume from the policies applied to
+// it (a failure costs a policy run an error for it, nothing more).
+// REQUIRES: adminMu.
+func (p *Pool) forgetPolicyVolume(volume string) {
+	all, err := p.store.Policies()
+	if err != nil {
+		return
+	}
+	for _, rec := range all {
+		if !slices.Contains(rec.Volumes, volume) {
+			continue
+		}
+		rec.Volumes = slices.DeleteFunc(rec.Volumes, func(v string) bool { return v == volume })
+		if err := p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutPolicy(rec) }); err != nil {
+			p.log.Warn("drop a deleted volume from a policy", "policy", rec.Name, "volume", volume, "err", err)
+		}
+	}
+}
+
 // SavePolicy creates or replaces a policy durably. Its volumes must exist,
 // and none may carry more than MaxPoliciesPerVolume policies. The schedule
 // is the caller's to validate (the daemon's scheduler reads it).

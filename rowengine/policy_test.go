@@ -106,4 +106,10 @@ func TestRunPolicy(t *testing.T) {
 	if err := p.SavePolicy(Policy{Name: "ghost", Kind: "every", Every: 60, Volumes: []string{"nope"}}); err == nil {
 		t.Error("a policy on a missing volume was accepted")
 	}
+	if _, err := p.DeleteVolume("b", false); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := p.Policy("often"); !slices.Equal(rec.Volumes, []string{"a"}) {
+		t.Errorf("after deleting b the policy applies to %v", rec.Volumes)
+	}
 }

@@ -141,7 +141,11 @@ func (p *Pool) DeleteVolume(name string, force bool) (VolumeDeleteResult, error)
 	if err != nil {
 		return VolumeDeleteResult{}, err
 	}
-	return k.remove(force)
+	res, err := k.remove(force)
+	if err == nil {
+		p.forgetPolicyVolume(name)
+	}
+	return res, err
 }
 
 func (l localVolume) remove(force bool) (VolumeDeleteResult, error) {

@@ -479,3 +479,94 @@ func TestSnapshotsBeforeRiskyOperationsE2E(t *testing.T) {
 		t.Errorf("unknown setting: exit %d, %q", r.code, r.stderr)
 	}
 }
+
+// TestPolicyE2E: a policy --every 1m --keep 2 on two volumes snapshots both
+// as soon as it is created (its first due time), policy info shows the
+// next run a minute later, runs never leave more than 2 of its snapshots,
+// and bad input is refused with nothing created.
+func TestPolicyE2E(t *testing.T) {
+	requireE2E(t)
+	e := newEnv(t)
+	e.start()
+	for _, v := range []string{"a", "b"} {
+		createVolume(t, e.sock, v, "16M")
+	}
+	var created api.Policy
+	rowctlJSON(t, e.sock, &created, "policy", "create", "often", "--every", "1m", "--keep", "2", "a", "b")
+	own := func(volume string) int {
+		n := 0
+		for _, s := range snapshotList(t, e.sock, volume).Snapshots {
+			if s.Policy == "often" && !s.Hidden {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for own("a") < 1 || own("b") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no policy snapshots 30 s after the policy was created:\n%s", mustRowctl(t, e.sock, "policy", "info", "often"))
+		}
+		time.Sleep(100 * time.Millisecond) // polling the scheduler's first run
+	}
+	var info api.Policy
+	rowctlJSON(t, e.sock, &info, "policy", "info", "often")
+	if info.State != "active" || info.Runs < 1 || info.NextRun.Sub(info.LastRun) > time.Minute+time.Second || info.NextRun.Before(info.LastRun) {
+		t.Errorf("policy info after the first run: %+v", info)
+	}
+	for range 3 {
+		mustRowctl(t, e.sock, "policy", "run", "often")
+	}
+	rowengineWait(t, e.sock)
+	if own("a") != 2 || own("b") != 2 {
+		t.Errorf("after 4 runs with --keep 2: a has %d, b %d of the policy's snapshots", own("a"), own("b"))
+	}
+	if got := getxattr(t, filepath.Join(e.mnt, "a"), "user.rowfs.policies"); got != "often" {
+		t.Errorf("user.rowfs.policies of a: %q", got)
+	}
+	if out := mustRowctl(t, e.sock, "policy", "list"); !strings.Contains(out, "often") || !strings.Contains(out, "every 1m0s") {
+		t.Errorf("policy list:\n%s", out)
+	}
+	before := mustRowctl(t, e.sock, "policy", "list", "--json")
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"policy", "create", "p1", "--hours", "24", "--weekdays", "mon"}, "hours are 0 to 23"},
+		{[]string{"policy", "create", "p1", "--hours", "1", "--weekdays", "8"}, "weekdays are 1 (Monday) to 7"},
+		{[]string{"policy", "create", "p1", "--hours", "1", "--weekdays", "mon", "--retain-days", "0"}, "1 to 65536"},
+		{[]string{"policy", "create", "p1", "--every", "0m"}, "a minute or more"},
+		{[]string{"policy", "create", "p1", "--cron", "nonsense"}, "cron expression"},
+		{[]string{"policy", "create", "p1", "--every", "1h", "--timezone", "Nowhere/City"}, "IANA zone"},
+		{[]string{"policy", "create", "p1", "--every", "1h", "ghost"}, `volume "ghost"`},
+		{[]string{"policy", "create", "often", "--every", "1h"}, "already exists"},
+	} {
+		if r := rowctl(t, e.sock, c.args...); r.code == 0 || !strings.Contains(r.stderr, c.msg) {
+			t.Errorf("rowctl %s: exit %d, %q; want a refusal saying %q", strings.Join(c.args, " "), r.code, r.stderr, c.msg)
+		}
+	}
+	if after := mustRowctl(t, e.sock, "policy", "list", "--json"); after != before {
+		t.Errorf("refused commands changed the policies")
+	}
+	if out := mustRowctl(t, e.sock, "policy", "pause", "often"); !strings.Contains(out, "paused") {
+		t.Errorf("pause: %q", out)
+	}
+	mustRowctl(t, e.sock, "policy", "delete", "often")
+	if r := rowctl(t, e.sock, "policy", "info", "often"); r.code != 3 {
+		t.Errorf("info of a deleted policy: exit %d", r.code)
+	}
+}
+
+// rowengineWait waits for the daemon's jobs (the merges pruning starts).
+func rowengineWait(t *testing.T, sock string) {
+	t.Helper()
+	var jobs struct {
+		Jobs []api.Job `json:"jobs"`
+	}
+	rowctlJSON(t, sock, &jobs, "job", "list")
+	for _, j := range jobs.Jobs {
+		if j.State == "running" {
+			mustRowctl(t, sock, "job", "wait", strconv.FormatUint(j.ID, 10))
+		}
+	}
+}

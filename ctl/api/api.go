@@ -267,6 +267,8 @@ type Snapshot struct {
 	Children    int       `json:"children"`
 	// Path is the read-only snapshot file; empty for the head and hidden nodes.
 	Path string `json:"path,omitempty"`
+	// Policy names the snapshot policy that took it.
+	Policy string `json:"policy,omitempty"`
 }
 
 // SnapshotList answers GET PathSnapshots: every node of the volume's tree,
