@@ -17,6 +17,7 @@ const (
 	prefixJob     = 'J' // 'J' + job id → JobRecord (JSON)
 	prefixRBD     = 'R' // 'R' + name → RBDVolumeRecord (JSON)
 	prefixPolicy  = 'L' // 'L' + name → PolicyRecord (JSON)
+	prefixGroup   = 'G' // 'G' + name → GroupRecord (JSON)
 )
 
 // ZeroBlock is the physical block number of a map entry that reads as zeros.
@@ -102,6 +103,16 @@ type NodeRecord struct {
 	// Policy names the snapshot policy that took an automatic snapshot; a
 	// policy prunes only its own.
 	Policy string `json:"policy,omitempty"`
+	// Group names the snapshot group this snapshot is one member of.
+	Group string `json:"group,omitempty"`
+}
+
+// GroupRecord is a snapshot group: volumes snapshotted together, at one
+// instant. A volume belongs to one group at most.
+type GroupRecord struct {
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	Volumes []string  `json:"volumes"`
 }
 
 // PolicyRecord is a snapshot policy and its schedule's state. The daemon's
@@ -171,6 +182,8 @@ func volumeKey(name string) []byte { return append([]byte{prefixVolume}, name...
 func rbdKey(name string) []byte { return append([]byte{prefixRBD}, name...) }
 
 func policyKey(name string) []byte { return append([]byte{prefixPolicy}, name...) }
+
+func groupKey(name string) []byte { return append([]byte{prefixGroup}, name...) }
 
 func nodeKey(id uint64) []byte {
 	k := make([]byte, 9)

@@ -132,6 +132,13 @@ func (s *Store) Jobs() ([]JobRecord, error) {
 	return out, err
 }
 
+// Groups returns every group record, ordered by name.
+func (s *Store) Groups() ([]GroupRecord, error) {
+	var out []GroupRecord
+	err := s.scanJSON(prefixGroup, "group", func() any { out = append(out, GroupRecord{}); return &out[len(out)-1] })
+	return out, err
+}
+
 // Policies returns every policy record, ordered by name.
 func (s *Store) Policies() ([]PolicyRecord, error) {
 	var out []PolicyRecord
@@ -319,6 +326,12 @@ func (t *Txn) PutRBDVolume(rec RBDVolumeRecord) error { return putJSON(t.txn, rb
 
 // DeleteRBDVolume removes an RBD volume record.
 func (t *Txn) DeleteRBDVolume(name string) error { return t.txn.Delete(rbdKey(name)) }
+
+// PutGroup writes a group record.
+func (t *Txn) PutGroup(rec GroupRecord) error { return putJSON(t.txn, groupKey(rec.Name), rec) }
+
+// DeleteGroup removes a group record.
+func (t *Txn) DeleteGroup(name string) error { return t.txn.Delete(groupKey(name)) }
 
 // PutPolicy writes a policy record.
 func (t *Txn) PutPolicy(rec PolicyRecord) error { return putJSON(t.txn, policyKey(rec.Name), rec) }

@@ -28,6 +28,8 @@ type SnapshotOptions struct {
 	// Policy names the snapshot policy taking an automatic snapshot; the
 	// policy prunes only snapshots that carry its name.
 	Policy string
+	// Group names the snapshot group a group snapshot belongs to.
+	Group string
 	// AutoKind says why an automatic snapshot is taken: "" (asked for, or
 	// a policy), or "pre-resize", "pre-reset", "pre-rollback" (taken before
 	// those operations). It names the snapshot: auto-pre-resize-<UTC time>.
@@ -51,8 +53,9 @@ type SnapshotInfo struct {
 	Hidden      bool
 	Head        bool
 	Children    int
-	// Policy names the policy that took an automatic snapshot.
-	Policy string
+	// Policy names the policy that took an automatic snapshot; Group the
+	// group whose snapshot this is one member of.
+	Policy, Group string
 }
 
 // DeleteOptions qualify DeleteSnapshot.
@@ -126,7 +129,7 @@ func nodeRef(n *node) string {
 func (p *Pool) snapshotInfoLocked(n *node) SnapshotInfo {
 	info := SnapshotInfo{ID: n.rec.ID, Name: n.rec.Name, Parent: n.rec.Parent, Created: n.rec.Created,
 		Kind: n.rec.Kind, Description: n.rec.Description, Size: n.rec.Size, OwnBytes: n.owned * p.blockSize,
-		Hidden: n.rec.Hidden, Children: len(n.children), Policy: n.rec.Policy}
+		Hidden: n.rec.Hidden, Children: len(n.children), Policy: n.rec.Policy, Group: n.rec.Group}
 	if n.vol != nil {
 		info.Volume = n.vol.rec.Name
 		if n.vol.head == n {
@@ -235,6 +238,31 @@ func (p *Pool) CreateSnapshot(volume, name string, opts SnapshotOptions) (Snapsh
 }
 
 func (l localVolume) createSnapshot(name string, opts SnapshotOptions) (SnapshotInfo, error) {
+	p := l.p
+	cut, err := l.prepareCut(name, opts)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	infos, err := p.cutSnapshots([]*snapshotCut{cut})
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	return infos[0], nil
+}
+
+// snapshotCut is one volume's part of a snapshot: what its frozen node and
+// its new head's records will be.
+type snapshotCut struct {
+	v      *volume
+	old    *node
+	frozen blockmap.NodeRecord
+	vrec   blockmap.VolumeRecord
+	head   blockmap.NodeRecord // filled in by cutSnapshots
+}
+
+// prepareCut checks and names a snapshot of the volume and makes room for
+// it under the chain limit; nothing is written. REQUIRES: adminMu.
+func (l localVolume) prepareCut(name string, opts SnapshotOptions) (*snapshotCut, error) {
 	p, v := l.p, l.v
 	volume := v.rec.Name
 	now := p.opts.Now().UTC()
@@ -245,77 +273,94 @@ func (l localVolume) createSnapshot(name string, opts SnapshotOptions) (Snapshot
 		p.mapMu.RUnlock()
 	}
 	if err := ValidateSnapshotName(name, opts.Auto); err != nil {
-		return SnapshotInfo{}, err
+		return nil, err
 	}
 	if len(opts.Description) > 1024 {
-		return SnapshotInfo{}, fmt.Errorf("%w: description of %d bytes; at most 1024", ErrInvalidArgument, len(opts.Description))
+		return nil, fmt.Errorf("%w: description of %d bytes; at most 1024", ErrInvalidArgument, len(opts.Description))
 	}
 	p.mapMu.RLock()
 	_, findErr := p.findSnapshotLocked(v, name)
 	p.mapMu.RUnlock()
 	if findErr == nil {
-		return SnapshotInfo{}, fmt.Errorf("%w: snapshot %s@%s", ErrExists, volume, name)
+		return nil, fmt.Errorf("%w: snapshot %s@%s", ErrExists, volume, name)
 	}
 	if err := p.makeRoom(v, opts.Auto); err != nil {
-		return SnapshotInfo{}, err
+		return nil, err
 	}
-
 	kind := KindManual
 	if opts.Auto {
 		kind = KindAuto
 	}
-	// The records are written before the in-memory switch and outside
-	// mapMu: a Badger write can wait tens of milliseconds behind a
-	// memtable flush, and guest I/O must not wait with it. Only admin
-	// calls change the head's record, and adminMu holds them off, so the
-	// records stay right; writes that land between the two steps belong
-	// to the snapshot, whose point in time is the switch, and a crash in
-	// between leaves their map entries to the snapshot just the same.
-	old := v.head
-	frozen := old.rec
-	frozen.Name, frozen.Kind, frozen.Description, frozen.Size, frozen.Created = name, kind, opts.Description, v.rec.Size, now
-	frozen.Policy = opts.Policy
-	var headRec blockmap.NodeRecord
-	vrec := v.rec
+	cut := &snapshotCut{v: v, old: v.head, vrec: v.rec}
+	cut.frozen = v.head.rec
+	cut.frozen.Name, cut.frozen.Kind, cut.frozen.Description, cut.frozen.Size, cut.frozen.Created = name, kind, opts.Description, v.rec.Size, now
+	cut.frozen.Policy, cut.frozen.Group = opts.Policy, opts.Group
 	if named {
-		vrec.LastAuto = maps.Clone(vrec.LastAuto)
-		if vrec.LastAuto == nil {
-			vrec.LastAuto = map[string]string{}
+		cut.vrec.LastAuto = maps.Clone(cut.vrec.LastAuto)
+		if cut.vrec.LastAuto == nil {
+			cut.vrec.LastAuto = map[string]string{}
 		}
-		vrec.LastAuto[opts.AutoKind] = name
+		cut.vrec.LastAuto[opts.AutoKind] = name
 	}
+	return cut, nil
+}
+
+// cutSnapshots takes the prepared snapshots at one instant: the records of
+// all of them in one transaction, then every head switched under one hold
+// of mapMu, so no write completed after the cut is in any of them and
+// none completed before it is missing (a group's consistency). A crash
+// after the transaction leaves all of them, one before it none.
+//
+// The records are written before the in-memory switch and outside mapMu:
+// a Badger write can wait tens of milliseconds behind a memtable flush,
+// and guest I/O must not wait with it. Only admin calls change the heads'
+// records, and adminMu holds them off, so the records stay right; writes
+// that land between the two steps belong to the snapshots, whose point in
+// time is the switch, and a crash in between leaves their map entries to
+// the snapshots just the same. REQUIRES: adminMu.
+func (p *Pool) cutSnapshots(cuts []*snapshotCut) ([]SnapshotInfo, error) {
 	err := p.store.Update(func(tx *blockmap.Txn) error {
-		id, err := tx.NextID()
-		if err != nil {
-			return err
+		for _, c := range cuts {
+			id, err := tx.NextID()
+			if err != nil {
+				return err
+			}
+			c.head = blockmap.NodeRecord{ID: id, Volume: c.v.rec.ID, Parent: c.old.rec.ID, Created: c.frozen.Created}
+			c.vrec.Head = id
+			if err := tx.PutNode(c.frozen); err != nil {
+				return err
+			}
+			if err := tx.PutNode(c.head); err != nil {
+				return err
+			}
+			if err := tx.PutVolume(c.vrec); err != nil {
+				return err
+			}
 		}
-		headRec = blockmap.NodeRecord{ID: id, Volume: v.rec.ID, Parent: old.rec.ID, Created: now}
-		vrec.Head = id
-		if err := tx.PutNode(frozen); err != nil {
-			return err
-		}
-		if err := tx.PutNode(headRec); err != nil {
-			return err
-		}
-		return tx.PutVolume(vrec)
+		return nil
 	})
 	if err != nil {
-		return SnapshotInfo{}, fmt.Errorf("create snapshot %s@%s: %w", volume, name, err)
+		return nil, fmt.Errorf("create snapshot %s@%s: %w", cuts[0].v.rec.Name, cuts[0].frozen.Name, err)
 	}
 	p.mapMu.Lock()
-	old.rec = frozen
-	p.attachLocked(v, old, headRec)
-	v.rec = vrec
-	info := p.snapshotInfoLocked(old)
+	infos := make([]SnapshotInfo, len(cuts))
+	for i, c := range cuts {
+		c.old.rec = c.frozen
+		p.attachLocked(c.v, c.old, c.head)
+		c.v.rec = c.vrec
+		infos[i] = p.snapshotInfoLocked(c.old)
+	}
 	p.mapMu.Unlock()
 	p.crashPoint(CrashSnapshot)
-	// Make the snapshot and everything written before it durable.
+	// Make the snapshots and everything written before them durable.
 	if err := p.commit(); err != nil {
-		return SnapshotInfo{}, err
+		return nil, err
 	}
-	p.kickCommitter() // which compacts the frozen node (frozen.go)
-	p.log.Info("created snapshot", "volume", volume, "snapshot", name, "kind", kind, "id", frozen.ID)
-	return info, nil
+	p.kickCommitter() // which compacts the frozen nodes (frozen.go)
+	for _, c := range cuts {
+		p.log.Info("created snapshot", "volume", c.v.rec.Name, "snapshot", c.frozen.Name, "kind", c.frozen.Kind, "id", c.frozen.ID, "group", c.frozen.Group)
+	}
+	return infos, nil
 }
 
 // attachLocked adds a new head node under parent (or as a root, if parent

@@ -144,6 +144,7 @@ func (p *Pool) DeleteVolume(name string, force bool) (VolumeDeleteResult, error)
 	res, err := k.remove(force)
 	if err == nil {
 		p.forgetPolicyVolume(name)
+		p.forgetGroupVolume(name)
 	}
 	return res, err
 }

@@ -1,0 +1,344 @@
+package rowengine
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rowfs/rowfs/blockmap"
+)
+
+// Group is a snapshot group as the pool keeps it: volumes (a VM's disks)
+// snapshotted at one instant.
+type Group = blockmap.GroupRecord
+
+// GroupPoint is one group snapshot: the members that have it, and whether
+// it can be rolled back as a group (ZStack's rule: every member snapshot
+// exists and the group's members are those it was taken of).
+type GroupPoint struct {
+	Name    string
+	Created time.Time
+	Members []string // volumes that have the snapshot
+	Valid   bool
+	// Why says what makes it invalid.
+	Why string
+}
+
+// Groups lists the groups, ordered by name.
+func (p *Pool) Groups() ([]Group, error) { return p.store.Groups() }
+
+// Group returns one group.
+func (p *Pool) Group(name string) (Group, error) {
+	all, err := p.store.Groups()
+	if err != nil {
+		return Group{}, err
+	}
+	for _, g := range all {
+		if g.Name == name {
+			return g, nil
+		}
+	}
+	return Group{}, fmt.Errorf("%w: group %q", ErrNotFound, name)
+}
+
+// GroupOf names the group volume belongs to, or "".
+func (p *Pool) GroupOf(volume string) (string, error) {
+	all, err := p.store.Groups()
+	if err != nil {
+		return "", err
+	}
+	for _, g := range all {
+		if slices.Contains(g.Volumes, volume) {
+			return g.Name, nil
+		}
+	}
+	return "", nil
+}
+
+// CreateGroup makes a group of local volumes, each in no other group.
+func (p *Pool) CreateGroup(name string, volumes []string) (Group, error) {
+	if err := ValidateVolumeName(name); err != nil {
+		return Group{}, fmt.Errorf("%w: group name %q: names are %s", ErrInvalidArgument, name, NameRule)
+	}
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	if _, err := p.Group(name); err == nil {
+		return Group{}, fmt.Errorf("%w: group %q", ErrExists, name)
+	}
+	g := Group{Name: name, Created: p.opts.Now().UTC(), Volumes: []string{}}
+	return p.saveGroupMembers(g, volumes)
+}
+
+// saveGroupMembers sets g's members after checking them. REQUIRES: adminMu.
+func (p *Pool) saveGroupMembers(g Group, volumes []string) (Group, error) {
+	volumes = slices.Compact(slices.Sorted(slices.Values(volumes)))
+	if len(volumes) == 0 {
+		return Group{}, fmt.Errorf("%w: a group needs at least one volume", ErrInvalidArgument)
+	}
+	for _, v := range volumes {
+		k, err := p.kindOf(v)
+		if err != nil {
+			return Group{}, fmt.Errorf("group %q: %w", g.Name, err)
+		}
+		if _, ok := k.(localVolume); !ok {
+			return Group{}, fmt.Errorf("%w: volume %q is an RBD volume: groups of RBD volumes (RBD group snapshots) are not supported yet", ErrInvalidArgument, v)
+		}
+		if other, err := p.GroupOf(v); err != nil {
+			return Group{}, err
+		} else if other != "" && other != g.Name {
+			return Group{}, fmt.Errorf("%w: volume %q is in group %q already; a volume belongs to one group at a time", ErrInvalidArgument, v, other)
+		}
+	}
+	g.Volumes = volumes
+	if err := p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutGroup(g) }); err != nil {
+		return Group{}, fmt.Errorf("group %q: %w", g.Name, err)
+	}
+	p.log.Info("group saved", "group", g.Name, "volumes", strings.Join(volumes, ","))
+	return g, nil
+}
+
+// ChangeGroup adds volumes to a group (add) or removes them.
+func (p *Pool) ChangeGroup(name string, volumes []string, add bool) (Group, error) {
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	g, err := p.Group(name)
+	if err != nil {
+		return Group{}, err
+	}
+	members := slices.Clone(g.Volumes)
+	for _, v := range volumes {
+		switch {
+		case add:
+			members = append(members, v)
+		case !slices.Contains(members, v):
+			return Group{}, fmt.Errorf("%w: volume %q is not in group %q", ErrNotFound, v, name)
+		default:
+			members = slices.DeleteFunc(members, func(m string) bool { return m == v })
+		}
+	}
+	return p.saveGroupMembers(g, members)
+}
+
+// forgetGroupVolume drops a deleted volume from its group (a group left
+// empty is deleted). REQUIRES: adminMu.
+func (p *Pool) forgetGroupVolume(volume string) {
+	all, err := p.store.Groups()
+	if err != nil {
+		return
+	}
+	for _, g := range all {
+		if !slices.Contains(g.Volumes, volume) {
+			continue
+		}
+		g.Volumes = slices.DeleteFunc(g.Volumes, func(v string) bool { return v == volume })
+		err := p.syncedUpdate(func(tx *blockmap.Txn) error {
+			if len(g.Volumes) == 0 {
+				return tx.DeleteGroup(g.Name)
+			}
+			return tx.PutGroup(g)
+		})
+		if err != nil {
+			p.log.Warn("drop a deleted volume from its group", "group", g.Name, "volume", volume, "err", err)
+		}
+	}
+}
+
+// DeleteGroup deletes a group; its volumes and their snapshots stay.
+func (p *Pool) DeleteGroup(name string) error {
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	if _, err := p.Group(name); err != nil {
+		return err
+	}
+	return p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.DeleteGroup(name) })
+}
+
+// GroupSnapshot takes one snapshot of every member at one instant
+// (cutSnapshots): all named name, or, with opts.Auto and no name, an
+// automatic name no member has used. Every member snapshot records the
+// group. If any member refuses (a name taken, the chain limit), none is
+// taken.
+func (p *Pool) GroupSnapshot(group, name string, opts SnapshotOptions) ([]SnapshotInfo, error) {
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	g, err := p.Group(group)
+	if err != nil {
+		return nil, err
+	}
+	var members []localVolume
+	for _, v := range g.Volumes {
+		k, err := p.kindOf(v)
+		if err != nil {
+			return nil, fmt.Errorf("group %q: %w", group, err)
+		}
+		l, ok := k.(localVolume)
+		if !ok {
+			return nil, fmt.Errorf("%w: group %q: volume %q is not local", ErrInvalidArgument, group, v)
+		}
+		members = append(members, l)
+	}
+	auto := name == "" && opts.Auto
+	if auto {
+		name = p.groupAutoName(members)
+	}
+	opts.Group = group
+	var cuts []*snapshotCut
+	for _, l := range members {
+		cut, err := l.prepareCut(name, opts)
+		if err != nil {
+			return nil, fmt.Errorf("group snapshot %s@%s: %w", group, name, err)
+		}
+		if auto {
+			cut.vrec.LastAuto = map[string]string{}
+			for k, v := range l.v.rec.LastAuto {
+				cut.vrec.LastAuto[k] = v
+			}
+			cut.vrec.LastAuto[""] = name
+		}
+		cuts = append(cuts, cut)
+	}
+	return p.cutSnapshots(cuts)
+}
+
+// groupAutoName is an automatic name that no member has given or uses.
+// REQUIRES: adminMu.
+func (p *Pool) groupAutoName(members []localVolume) string {
+	p.mapMu.RLock()
+	defer p.mapMu.RUnlock()
+	last := ""
+	for _, l := range members {
+		if n := l.v.rec.LastAuto[""]; n > last {
+			last = n
+		}
+	}
+	return autoSnapshotName("", last, p.opts.Now(), func(name string) bool {
+		return slices.ContainsFunc(members, func(l localVolume) bool { return p.nameUsedLocked(l.v, name) })
+	})
+}
+
+// GroupPoints lists a group's snapshots, oldest first, with whether each
+// can be rolled back as a group.
+func (p *Pool) GroupPoints(group string) ([]GroupPoint, error) {
+	g, err := p.Group(group)
+	if err != nil {
+		return nil, err
+	}
+	p.mapMu.RLock()
+	byName := map[string]*GroupPoint{}
+	for _, v := range p.volumes {
+		for _, n := range v.nodes {
+			if n.rec.Group != group || n.rec.Hidden || n == v.head {
+				continue
+			}
+			pt := byName[n.rec.Name]
+			if pt == nil {
+				pt = &GroupPoint{Name: n.rec.Name, Created: n.rec.Created}
+				byName[n.rec.Name] = pt
+			}
+			pt.Members = append(pt.Members, v.rec.Name)
+		}
+	}
+	p.mapMu.RUnlock()
+	var out []GroupPoint
+	for _, pt := range byName {
+		slices.Sort(pt.Members)
+		pt.Valid, pt.Why = true, ""
+		var why []string
+		for _, v := range g.Volumes {
+			if !slices.Contains(pt.Members, v) {
+				why = append(why, fmt.Sprintf("member %s has no snapshot %s (deleted, or it joined the group after)", v, pt.Name))
+			}
+		}
+		for _, v := range pt.Members {
+			if !slices.Contains(g.Volumes, v) {
+				why = append(why, fmt.Sprintf("volume %s is no longer in the group", v))
+			}
+		}
+		if len(why) > 0 {
+			pt.Valid, pt.Why = false, strings.Join(why, "; ")
+		}
+		out = append(out, *pt)
+	}
+	slices.SortFunc(out, func(a, b GroupPoint) int { return a.Created.Compare(b.Created) })
+	return out, nil
+}
+
+// groupPoint finds one point of a group.
+func (p *Pool) groupPoint(group, name string) (GroupPoint, error) {
+	points, err := p.GroupPoints(group)
+	if err != nil {
+		return GroupPoint{}, err
+	}
+	for _, pt := range points {
+		if pt.Name == name {
+			return pt, nil
+		}
+	}
+	return GroupPoint{}, fmt.Errorf("%w: group snapshot %s@%s", ErrNotFound, group, name)
+}
+
+// RollbackGroup rolls every member back to the group snapshot name: only a
+// valid point, and only while no member is open for writing (unless
+// force); then each member as RollbackVolume does.
+func (p *Pool) RollbackGroup(group, name string, force bool) ([]RollbackResult, error) {
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	pt, err := p.groupPoint(group, name)
+	if err != nil {
+		return nil, err
+	}
+	if !pt.Valid {
+		return nil, fmt.Errorf("%w: group snapshot %s@%s cannot be rolled back as a group: %s; roll members back one by one instead", ErrInvalidArgument, group, name, pt.Why)
+	}
+	var kinds []volumeKind
+	for _, v := range pt.Members {
+		k, err := p.kindOf(v)
+		if err != nil {
+			return nil, err
+		}
+		if !force {
+			if err := k.openForRollback(); err != nil {
+				return nil, fmt.Errorf("group rollback %s@%s: %w", group, name, err)
+			}
+		}
+		kinds = append(kinds, k)
+	}
+	var out []RollbackResult
+	for _, k := range kinds {
+		if err := p.snapshotBefore(k, p.Settings().SnapshotBeforeRollback, "pre-rollback"); err != nil {
+			return out, err
+		}
+		res, err := k.rollback(name, force)
+		if err != nil {
+			return out, fmt.Errorf("group rollback %s@%s: %w", group, name, err)
+		}
+		out = append(out, res)
+	}
+	p.log.Info("rolled back group", "group", group, "snapshot", name, "members", len(out))
+	return out, nil
+}
+
+// DeleteGroupSnapshot deletes every member snapshot of a group point
+// (merging as usual), valid or not.
+func (p *Pool) DeleteGroupSnapshot(group, name string) ([]DeleteResult, error) {
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	pt, err := p.groupPoint(group, name)
+	if err != nil {
+		return nil, err
+	}
+	var out []DeleteResult
+	for _, v := range pt.Members {
+		k, err := p.kindOf(v)
+		if err != nil {
+			return out, err
+		}
+		res, err := k.deleteSnapshot(name, DeleteOptions{})
+		if err != nil {
+			return out, fmt.Errorf("delete group snapshot %s@%s: %w", group, name, err)
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}
