@@ -55,6 +55,11 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("POST "+api.PathRollback, s.rollback)
 	mux.HandleFunc("POST "+api.PathReset, s.reset)
 	mux.HandleFunc("POST "+api.PathPoolSettings, s.setPoolSetting)
+	mux.HandleFunc("GET "+api.PathGroups, s.listGroups)
+	mux.HandleFunc("POST "+api.PathGroups, s.createGroup)
+	mux.HandleFunc("GET "+api.PathGroup, s.groupInfo)
+	mux.HandleFunc("DELETE "+api.PathGroup, s.deleteGroup)
+	mux.HandleFunc("POST "+api.PathGroupAction, s.groupAction)
 	mux.HandleFunc("GET "+api.PathPolicies, s.listPolicies)
 	mux.HandleFunc("POST "+api.PathPolicies, s.createPolicy)
 	mux.HandleFunc("GET "+api.PathPolicy, s.policyInfo)
@@ -333,7 +338,7 @@ func (s *server) setVolume(w http.ResponseWriter, r *http.Request) {
 func (s *server) snapshotDoc(n rowengine.SnapshotInfo) api.Snapshot {
 	doc := api.Snapshot{Name: n.Name, ID: n.ID, Volume: n.Volume, Parent: n.Parent, ParentRef: n.ParentRef,
 		Created: n.Created.UTC(), Kind: n.Kind, Description: n.Description, Size: n.Size, OwnBytes: n.OwnBytes,
-		Hidden: n.Hidden, Head: n.Head, Children: n.Children, Policy: n.Policy}
+		Hidden: n.Hidden, Head: n.Head, Children: n.Children, Policy: n.Policy, Group: n.Group}
 	if !n.Head && !n.Hidden {
 		doc.Path = filepath.Join(s.dir, rowfs.SnapshotsDir, n.Volume, n.Name)
 	}

@@ -30,8 +30,10 @@ type Engine interface {
 	Snapshots(volume string) ([]rowengine.SnapshotInfo, error)
 	Snapshot(volume, name string) (rowengine.SnapshotInfo, error)
 	OpenSnapshot(volume, name string) (*rowengine.Handle, error)
-	// PoliciesOf names the snapshot policies applied to a volume.
+	// PoliciesOf names the snapshot policies applied to a volume; GroupOf
+	// its snapshot group ("" if none).
 	PoliciesOf(volume string) ([]string, error)
+	GroupOf(volume string) (string, error)
 }
 
 // Describer renders the JSON documents served as xattrs; the daemon owns

@@ -25,13 +25,14 @@ const (
 	xattrParent        = xattrPrefix + "parent"
 	xattrSnapshotBytes = xattrPrefix + "snapshot_bytes"
 	xattrPolicies      = xattrPrefix + "policies"
+	xattrGroup         = xattrPrefix + "group"
 	// On RBD volume files.
 	xattrRBDPool  = xattrPrefix + "rbd.pool"
 	xattrRBDImage = xattrPrefix + "rbd.image"
 )
 
 var volumeXattrs = []string{xattrKeys, xattrKind, xattrSize, xattrUsed, xattrBlockSize, xattrInfoJSON,
-	xattrSnapshots, xattrSnapshotsJSON, xattrParent, xattrSnapshotBytes, xattrPolicies}
+	xattrSnapshots, xattrSnapshotsJSON, xattrParent, xattrSnapshotBytes, xattrPolicies, xattrGroup}
 
 var rbdVolumeXattrs = append(volumeXattrs[:len(volumeXattrs):len(volumeXattrs)], xattrRBDPool, xattrRBDImage)
 
@@ -73,6 +74,9 @@ func (v *volumeNode) Getxattr(ctx context.Context, attr string, dest []byte) (ui
 			return xattrValue(dest, []byte(rowengine.BackendRBD), nil)
 		}
 		return xattrValue(dest, []byte("volume"), nil)
+	case xattrGroup:
+		group, err := v.root.opts.Engine.GroupOf(v.name)
+		return xattrValue(dest, []byte(group), err)
 	case xattrPolicies:
 		names, err := v.root.opts.Engine.PoliciesOf(v.name)
 		return xattrValue(dest, []byte(strings.Join(names, "\n")), err)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -617,5 +618,52 @@ func TestPolicyRunCrash(t *testing.T) {
 		if n < 1 || n > 2 {
 			t.Errorf("%s has %d of the policy's snapshots after the crash and the catch-up run", v, n)
 		}
+	}
+}
+
+// TestGroupE2E: through rowctl and the mount, a group snapshot of three
+// volumes, the group rollback that restores all three, group info saying
+// why a point is not restorable once a member left, and the group xattr.
+func TestGroupE2E(t *testing.T) {
+	requireE2E(t, "qemu-io")
+	e := newEnv(t)
+	e.start()
+	vols := []string{"d1", "d2", "d3"}
+	for i, v := range vols {
+		qemuIO(t, createVolume(t, e.sock, v, "16M"), "none", fmt.Sprintf("write -P 0x%02x 0 1M", 0x10+i))
+	}
+	mustRowctl(t, e.sock, "group", "create", "vm", "d1", "d2", "d3")
+	var snap api.GroupSnapshotResult
+	rowctlJSON(t, e.sock, &snap, "group", "snapshot", "vm@before", "--description", "all disks")
+	if len(snap.Snapshots) != 3 {
+		t.Fatalf("group snapshot: %+v", snap)
+	}
+	for _, v := range vols {
+		qemuIO(t, filepath.Join(e.mnt, v), "none", "write -P 0xee 0 1M")
+		if got := getxattr(t, filepath.Join(e.mnt, v), "user.rowfs.group"); got != "vm" {
+			t.Errorf("user.rowfs.group of %s: %q", v, got)
+		}
+	}
+	if l := snapshotList(t, e.sock, "d2"); !slices.ContainsFunc(l.Snapshots, func(s api.Snapshot) bool { return s.Name == "before" && s.Group == "vm" }) {
+		t.Errorf("snapshot list of d2 does not show the group: %+v", l.Snapshots)
+	}
+	mustRowctl(t, e.sock, "group", "rollback", "vm@before")
+	for i, v := range vols {
+		qemuIO(t, filepath.Join(e.mnt, v), "none", fmt.Sprintf("read -P 0x%02x 0 1M", 0x10+i))
+	}
+	mustRowctl(t, e.sock, "group", "remove", "vm", "d3")
+	if info := mustRowctl(t, e.sock, "group", "info", "vm"); !strings.Contains(info, "not restorable as a group: volume d3 is no longer in the group") {
+		t.Errorf("group info after a member left:\n%s", info)
+	}
+	if r := rowctl(t, e.sock, "group", "rollback", "vm@before"); r.code != 2 || !strings.Contains(r.stderr, "cannot be rolled back as a group") {
+		t.Errorf("rollback of an invalid point: exit %d, %q", r.code, r.stderr)
+	}
+	mustRowctl(t, e.sock, "group", "add", "vm", "d3")
+	if r := rowctl(t, e.sock, "group", "create", "other", "d1"); r.code != 2 || !strings.Contains(r.stderr, "one group at a time") {
+		t.Errorf("a volume in two groups: exit %d, %q", r.code, r.stderr)
+	}
+	mustRowctl(t, e.sock, "group", "snapshot", "delete", "vm@before")
+	if info := mustRowctl(t, e.sock, "group", "info", "vm"); strings.Contains(info, "before") {
+		t.Errorf("group info after deleting the group snapshot:\n%s", info)
 	}
 }

@@ -39,6 +39,13 @@ const (
 	PathReset = "/v1/volumes/{name}/reset"
 	// PathPoolSettings: POST {"key": K, "value": V} changes a pool setting.
 	PathPoolSettings = "/v1/pool/settings"
+	// PathGroups: GET lists the snapshot groups, POST creates one.
+	PathGroups = "/v1/groups"
+	// PathGroup: GET describes a group with its points, DELETE deletes it.
+	PathGroup = "/v1/groups/{name}"
+	// PathGroupAction: POST add, remove ({"volumes": […]}), snapshot,
+	// rollback and delete-snapshot (GroupSnapshotRequest).
+	PathGroupAction = "/v1/groups/{name}/{action}"
 	// PathPolicies: GET lists the snapshot policies, POST creates one.
 	PathPolicies = "/v1/policies"
 	// PathPolicy: GET describes a policy, DELETE deletes it.
@@ -200,6 +207,53 @@ type PolicyRunResult struct {
 	Errors  []string `json:"errors"`
 }
 
+// GroupRequest is the body of POST PathGroups, and of add and remove.
+type GroupRequest struct {
+	Name    string   `json:"name,omitempty"`
+	Volumes []string `json:"volumes"`
+}
+
+// Group answers GET PathGroup.
+type Group struct {
+	Name    string       `json:"name"`
+	Created time.Time    `json:"created"`
+	Volumes []string     `json:"volumes"`
+	Points  []GroupPoint `json:"points"`
+}
+
+// GroupPoint is one group snapshot and whether it can be rolled back as a
+// group (Why says why not).
+type GroupPoint struct {
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	Members []string  `json:"members"`
+	Valid   bool      `json:"valid"`
+	Why     string    `json:"why,omitempty"`
+}
+
+// GroupList answers GET PathGroups.
+type GroupList struct {
+	Groups []Group `json:"groups"`
+}
+
+// GroupSnapshotRequest is the body of POST PathGroupAction snapshot,
+// rollback and delete-snapshot.
+type GroupSnapshotRequest struct {
+	Snapshot    string `json:"snapshot,omitempty"`
+	Description string `json:"description,omitempty"`
+	Auto        bool   `json:"auto,omitempty"`
+	Force       bool   `json:"force,omitempty"`
+}
+
+// GroupSnapshotResult answers snapshot, rollback and delete-snapshot:
+// the member snapshots, or the members rolled back.
+type GroupSnapshotResult struct {
+	Group     string     `json:"group"`
+	Snapshot  string     `json:"snapshot"`
+	Snapshots []Snapshot `json:"snapshots,omitempty"`
+	Volumes   []Volume   `json:"volumes,omitempty"`
+}
+
 // SetPoolSettingRequest is the body of POST PathPoolSettings.
 type SetPoolSettingRequest struct {
 	Key   string `json:"key"`
@@ -267,8 +321,10 @@ type Snapshot struct {
 	Children    int       `json:"children"`
 	// Path is the read-only snapshot file; empty for the head and hidden nodes.
 	Path string `json:"path,omitempty"`
-	// Policy names the snapshot policy that took it.
+	// Policy names the snapshot policy that took it; Group the group whose
+	// snapshot it is one member of.
 	Policy string `json:"policy,omitempty"`
+	Group  string `json:"group,omitempty"`
 }
 
 // SnapshotList answers GET PathSnapshots: every node of the volume's tree,
