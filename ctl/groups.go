@@ -14,7 +14,9 @@ import (
 	"github.com/rowfs/rowfs/ctl/api"
 )
 
-func groupPath(name, suffix string) string { return api.PathGroups + "/" + url.PathEscape(name) + suffix }
+func groupPath(name, suffix string) string {
+	return api.PathGroups + "/" + url.PathEscape(name) + suffix
+}
 
 // CreateGroup creates a snapshot group.
 func (c *Client) CreateGroup(ctx context.Context, name string, volumes []string) (api.Group, error) {

@@ -64,7 +64,9 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request) {
 	s.writeGroup(w, r, req.Name)
 }
 
-func (s *server) groupInfo(w http.ResponseWriter, r *http.Request) { s.writeGroup(w, r, r.PathValue("name")) }
+func (s *server) groupInfo(w http.ResponseWriter, r *http.Request) {
+	s.writeGroup(w, r, r.PathValue("name"))
+}
 
 func (s *server) deleteGroup(w http.ResponseWriter, r *http.Request) {
 	if err := s.pool.DeleteGroup(r.PathValue("name")); err != nil {
