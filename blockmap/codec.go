@@ -103,8 +103,11 @@ type NodeRecord struct {
 	// Policy names the snapshot policy that took an automatic snapshot; a
 	// policy prunes only its own.
 	Policy string `json:"policy,omitempty"`
-	// Group names the snapshot group this snapshot is one member of.
-	Group string `json:"group,omitempty"`
+	// Group names the snapshot group this snapshot is one member of;
+	// Consistency is "frozen" if the group's freeze hook ran before the
+	// cut, "crash" (or empty) otherwise.
+	Group       string `json:"group,omitempty"`
+	Consistency string `json:"consistency,omitempty"`
 }
 
 // GroupRecord is a snapshot group: volumes snapshotted together, at one
@@ -113,6 +116,10 @@ type GroupRecord struct {
 	Name    string    `json:"name"`
 	Created time.Time `json:"created"`
 	Volumes []string  `json:"volumes"`
+	// FreezeCmd and ThawCmd, if set, run (sh -c) before and after the cut
+	// of a group snapshot, to make it application-consistent.
+	FreezeCmd string `json:"freeze_cmd,omitempty"`
+	ThawCmd   string `json:"thaw_cmd,omitempty"`
 }
 
 // PolicyRecord is a snapshot policy and its schedule's state. The daemon's

@@ -15,9 +15,10 @@ func (s *server) groupDoc(g rowengine.Group) (api.Group, error) {
 	if err != nil {
 		return api.Group{}, err
 	}
-	doc := api.Group{Name: g.Name, Created: g.Created.UTC(), Volumes: g.Volumes, Points: []api.GroupPoint{}}
+	doc := api.Group{Name: g.Name, Created: g.Created.UTC(), Volumes: g.Volumes, FreezeCmd: g.FreezeCmd, ThawCmd: g.ThawCmd, Points: []api.GroupPoint{}}
 	for _, pt := range points {
-		doc.Points = append(doc.Points, api.GroupPoint{Name: pt.Name, Created: pt.Created.UTC(), Members: pt.Members, Valid: pt.Valid, Why: pt.Why})
+		doc.Points = append(doc.Points, api.GroupPoint{Name: pt.Name, Created: pt.Created.UTC(), Members: pt.Members,
+			Consistency: pt.Consistency, Valid: pt.Valid, Why: pt.Why})
 	}
 	return doc, nil
 }
@@ -57,9 +58,20 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
+	if (req.FreezeCmd != "" || req.ThawCmd != "") && !peerIsRoot(r) {
+		writeError(w, http.StatusForbidden, api.CodeForbidden, "only root may set freeze hooks: they run as the daemon")
+		return
+	}
 	if _, err := s.pool.CreateGroup(req.Name, req.Volumes); err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if req.FreezeCmd != "" || req.ThawCmd != "" {
+		if _, err := s.pool.SetGroupHooks(req.Name, req.FreezeCmd, req.ThawCmd); err != nil {
+			_ = s.pool.DeleteGroup(req.Name) // nothing half made
+			s.fail(w, r, err)
+			return
+		}
 	}
 	s.writeGroup(w, r, req.Name)
 }
@@ -80,12 +92,22 @@ func (s *server) deleteGroup(w http.ResponseWriter, r *http.Request) {
 func (s *server) groupAction(w http.ResponseWriter, r *http.Request) {
 	name, action := r.PathValue("name"), r.PathValue("action")
 	switch action {
-	case "add", "remove":
+	case "add", "remove", "hooks":
 		var req api.GroupRequest
 		if !decode(w, r, &req) {
 			return
 		}
-		if _, err := s.pool.ChangeGroup(name, req.Volumes, action == "add"); err != nil {
+		var err error
+		if action == "hooks" {
+			if !peerIsRoot(r) {
+				writeError(w, http.StatusForbidden, api.CodeForbidden, "only root may set freeze hooks: they run as the daemon")
+				return
+			}
+			_, err = s.pool.SetGroupHooks(name, req.FreezeCmd, req.ThawCmd)
+		} else {
+			_, err = s.pool.ChangeGroup(name, req.Volumes, action == "add")
+		}
+		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
@@ -93,7 +115,7 @@ func (s *server) groupAction(w http.ResponseWriter, r *http.Request) {
 		return
 	case "snapshot", "rollback", "delete-snapshot":
 	default:
-		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no group action %q: add, remove, snapshot, rollback or delete-snapshot", action))
+		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no group action %q: add, remove, hooks, snapshot, rollback or delete-snapshot", action))
 		return
 	}
 	var req api.GroupSnapshotRequest
@@ -103,11 +125,12 @@ func (s *server) groupAction(w http.ResponseWriter, r *http.Request) {
 	res := api.GroupSnapshotResult{Group: name, Snapshot: req.Snapshot}
 	switch action {
 	case "snapshot":
-		infos, err := s.pool.GroupSnapshot(name, req.Snapshot, rowengine.SnapshotOptions{Description: req.Description, Auto: req.Auto})
+		infos, consistency, note, err := s.groupSnapshot(name, req.Snapshot, rowengine.SnapshotOptions{Description: req.Description, Auto: req.Auto})
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
+		res.Consistency, res.Note = consistency, note
 		for _, info := range infos {
 			res.Snapshots = append(res.Snapshots, s.snapshotDoc(info))
 			res.Snapshot = info.Name

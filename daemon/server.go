@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"time"
 
 	"github.com/rowfs/rowfs/ctl/api"
 	rowfs "github.com/rowfs/rowfs/fs"
@@ -34,6 +35,9 @@ type server struct {
 	dir   string // mount point, for paths in answers
 	log   *slog.Logger
 	sched *scheduler
+	// freezeBound bounds a group's freeze and thaw hooks together
+	// (default defaultFreezeBound; tests shorten it).
+	freezeBound time.Duration
 }
 
 func (s *server) routes() http.Handler {
@@ -338,7 +342,7 @@ func (s *server) setVolume(w http.ResponseWriter, r *http.Request) {
 func (s *server) snapshotDoc(n rowengine.SnapshotInfo) api.Snapshot {
 	doc := api.Snapshot{Name: n.Name, ID: n.ID, Volume: n.Volume, Parent: n.Parent, ParentRef: n.ParentRef,
 		Created: n.Created.UTC(), Kind: n.Kind, Description: n.Description, Size: n.Size, OwnBytes: n.OwnBytes,
-		Hidden: n.Hidden, Head: n.Head, Children: n.Children, Policy: n.Policy, Group: n.Group}
+		Hidden: n.Hidden, Head: n.Head, Children: n.Children, Policy: n.Policy, Group: n.Group, Consistency: n.Consistency}
 	if !n.Head && !n.Hidden {
 		doc.Path = filepath.Join(s.dir, rowfs.SnapshotsDir, n.Volume, n.Name)
 	}

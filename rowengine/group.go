@@ -1,6 +1,7 @@
 package rowengine
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,10 +18,11 @@ type Group = blockmap.GroupRecord
 // it can be rolled back as a group (ZStack's rule: every member snapshot
 // exists and the group's members are those it was taken of).
 type GroupPoint struct {
-	Name    string
-	Created time.Time
-	Members []string // volumes that have the snapshot
-	Valid   bool
+	Name        string
+	Created     time.Time
+	Members     []string // volumes that have the snapshot
+	Consistency string   // "frozen" or "crash"
+	Valid       bool
 	// Why says what makes it invalid.
 	Why string
 }
@@ -144,6 +146,25 @@ func (p *Pool) forgetGroupVolume(volume string) {
 	}
 }
 
+// SetGroupHooks sets (or, with empty strings, clears) a group's freeze and
+// thaw commands; the daemon runs them around each group snapshot.
+func (p *Pool) SetGroupHooks(name, freeze, thaw string) (Group, error) {
+	if (freeze == "") != (thaw == "") {
+		return Group{}, fmt.Errorf("%w: a freeze hook needs both --freeze-cmd and --thaw-cmd", ErrInvalidArgument)
+	}
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	g, err := p.Group(name)
+	if err != nil {
+		return Group{}, err
+	}
+	g.FreezeCmd, g.ThawCmd = freeze, thaw
+	if err := p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutGroup(g) }); err != nil {
+		return Group{}, err
+	}
+	return g, nil
+}
+
 // DeleteGroup deletes a group; its volumes and their snapshots stay.
 func (p *Pool) DeleteGroup(name string) error {
 	p.adminMu.Lock()
@@ -233,7 +254,7 @@ func (p *Pool) GroupPoints(group string) ([]GroupPoint, error) {
 			}
 			pt := byName[n.rec.Name]
 			if pt == nil {
-				pt = &GroupPoint{Name: n.rec.Name, Created: n.rec.Created}
+				pt = &GroupPoint{Name: n.rec.Name, Created: n.rec.Created, Consistency: cmp.Or(n.rec.Consistency, "crash")}
 				byName[n.rec.Name] = pt
 			}
 			pt.Members = append(pt.Members, v.rec.Name)

@@ -28,8 +28,9 @@ type SnapshotOptions struct {
 	// Policy names the snapshot policy taking an automatic snapshot; the
 	// policy prunes only snapshots that carry its name.
 	Policy string
-	// Group names the snapshot group a group snapshot belongs to.
-	Group string
+	// Group names the snapshot group a group snapshot belongs to;
+	// Consistency records "frozen" (the group's freeze hook ran) or "crash".
+	Group, Consistency string
 	// AutoKind says why an automatic snapshot is taken: "" (asked for, or
 	// a policy), or "pre-resize", "pre-reset", "pre-rollback" (taken before
 	// those operations). It names the snapshot: auto-pre-resize-<UTC time>.
@@ -54,8 +55,9 @@ type SnapshotInfo struct {
 	Head        bool
 	Children    int
 	// Policy names the policy that took an automatic snapshot; Group the
-	// group whose snapshot this is one member of.
-	Policy, Group string
+	// group whose snapshot this is one member of, and Consistency whether
+	// it was "frozen" or "crash"-consistent.
+	Policy, Group, Consistency string
 }
 
 // DeleteOptions qualify DeleteSnapshot.
@@ -129,7 +131,7 @@ func nodeRef(n *node) string {
 func (p *Pool) snapshotInfoLocked(n *node) SnapshotInfo {
 	info := SnapshotInfo{ID: n.rec.ID, Name: n.rec.Name, Parent: n.rec.Parent, Created: n.rec.Created,
 		Kind: n.rec.Kind, Description: n.rec.Description, Size: n.rec.Size, OwnBytes: n.owned * p.blockSize,
-		Hidden: n.rec.Hidden, Children: len(n.children), Policy: n.rec.Policy, Group: n.rec.Group}
+		Hidden: n.rec.Hidden, Children: len(n.children), Policy: n.rec.Policy, Group: n.rec.Group, Consistency: n.rec.Consistency}
 	if n.vol != nil {
 		info.Volume = n.vol.rec.Name
 		if n.vol.head == n {
@@ -294,7 +296,7 @@ func (l localVolume) prepareCut(name string, opts SnapshotOptions) (*snapshotCut
 	cut := &snapshotCut{v: v, old: v.head, vrec: v.rec}
 	cut.frozen = v.head.rec
 	cut.frozen.Name, cut.frozen.Kind, cut.frozen.Description, cut.frozen.Size, cut.frozen.Created = name, kind, opts.Description, v.rec.Size, now
-	cut.frozen.Policy, cut.frozen.Group = opts.Policy, opts.Group
+	cut.frozen.Policy, cut.frozen.Group, cut.frozen.Consistency = opts.Policy, opts.Group, opts.Consistency
 	if named {
 		cut.vrec.LastAuto = maps.Clone(cut.vrec.LastAuto)
 		if cut.vrec.LastAuto == nil {

@@ -207,28 +207,35 @@ type PolicyRunResult struct {
 	Errors  []string `json:"errors"`
 }
 
-// GroupRequest is the body of POST PathGroups, and of add and remove.
+// GroupRequest is the body of POST PathGroups, and of add and remove;
+// FreezeCmd and ThawCmd (create, or the hooks action) run around each
+// group snapshot's cut.
 type GroupRequest struct {
-	Name    string   `json:"name,omitempty"`
-	Volumes []string `json:"volumes"`
+	Name      string   `json:"name,omitempty"`
+	Volumes   []string `json:"volumes"`
+	FreezeCmd string   `json:"freeze_cmd,omitempty"`
+	ThawCmd   string   `json:"thaw_cmd,omitempty"`
 }
 
 // Group answers GET PathGroup.
 type Group struct {
-	Name    string       `json:"name"`
-	Created time.Time    `json:"created"`
-	Volumes []string     `json:"volumes"`
-	Points  []GroupPoint `json:"points"`
+	Name      string       `json:"name"`
+	Created   time.Time    `json:"created"`
+	Volumes   []string     `json:"volumes"`
+	FreezeCmd string       `json:"freeze_cmd,omitempty"`
+	ThawCmd   string       `json:"thaw_cmd,omitempty"`
+	Points    []GroupPoint `json:"points"`
 }
 
 // GroupPoint is one group snapshot and whether it can be rolled back as a
 // group (Why says why not).
 type GroupPoint struct {
-	Name    string    `json:"name"`
-	Created time.Time `json:"created"`
-	Members []string  `json:"members"`
-	Valid   bool      `json:"valid"`
-	Why     string    `json:"why,omitempty"`
+	Name        string    `json:"name"`
+	Created     time.Time `json:"created"`
+	Members     []string  `json:"members"`
+	Consistency string    `json:"consistency"` // frozen or crash
+	Valid       bool      `json:"valid"`
+	Why         string    `json:"why,omitempty"`
 }
 
 // GroupList answers GET PathGroups.
@@ -248,8 +255,12 @@ type GroupSnapshotRequest struct {
 // GroupSnapshotResult answers snapshot, rollback and delete-snapshot:
 // the member snapshots, or the members rolled back.
 type GroupSnapshotResult struct {
-	Group     string     `json:"group"`
-	Snapshot  string     `json:"snapshot"`
+	Group    string `json:"group"`
+	Snapshot string `json:"snapshot"`
+	// Consistency is "frozen" if the freeze hook ran, else "crash"; Note
+	// says why a hook did not freeze.
+	Consistency string     `json:"consistency,omitempty"`
+	Note        string     `json:"note,omitempty"`
 	Snapshots []Snapshot `json:"snapshots,omitempty"`
 	Volumes   []Volume   `json:"volumes,omitempty"`
 }
@@ -323,8 +334,9 @@ type Snapshot struct {
 	Path string `json:"path,omitempty"`
 	// Policy names the snapshot policy that took it; Group the group whose
 	// snapshot it is one member of.
-	Policy string `json:"policy,omitempty"`
-	Group  string `json:"group,omitempty"`
+	Policy      string `json:"policy,omitempty"`
+	Group       string `json:"group,omitempty"`
+	Consistency string `json:"consistency,omitempty"`
 }
 
 // SnapshotList answers GET PathSnapshots: every node of the volume's tree,
