@@ -35,7 +35,7 @@ func TestFreezeHooks(t *testing.T) {
 	}
 	cases := []struct {
 		name, freeze, snap, want, consistency, note string
-		fail                                       bool
+		fail                                        bool
 	}{
 		{"frozen", record("freeze"), "p1", "freeze thaw", "frozen", "", false},
 		{"the snapshot fails", record("freeze"), "p1", "freeze thaw", "", "", true}, // p1 exists

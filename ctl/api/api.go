@@ -261,8 +261,8 @@ type GroupSnapshotResult struct {
 	// says why a hook did not freeze.
 	Consistency string     `json:"consistency,omitempty"`
 	Note        string     `json:"note,omitempty"`
-	Snapshots []Snapshot `json:"snapshots,omitempty"`
-	Volumes   []Volume   `json:"volumes,omitempty"`
+	Snapshots   []Snapshot `json:"snapshots,omitempty"`
+	Volumes     []Volume   `json:"volumes,omitempty"`
 }
 
 // SetPoolSettingRequest is the body of POST PathPoolSettings.
