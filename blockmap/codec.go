@@ -143,6 +143,8 @@ type PolicyRecord struct {
 	Keep       int      `json:"keep,omitempty"`
 	RetainDays int      `json:"retain_days,omitempty"`
 	Volumes    []string `json:"volumes"`
+	// Groups are snapshot groups the policy takes group snapshots of.
+	Groups []string `json:"groups,omitempty"`
 	Paused     bool     `json:"paused,omitempty"`
 	// LastDue is the last due time handled (run or skipped), so a restart
 	// neither repeats it nor runs the ones it missed more than once.

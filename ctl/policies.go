@@ -43,12 +43,13 @@ func (c *Client) DeletePolicy(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, policyPath(name, ""), nil, nil)
 }
 
-// PolicyAction applies or removes volumes, or pauses or resumes a policy.
-func (c *Client) PolicyAction(ctx context.Context, name, action string, volumes []string) (api.Policy, error) {
+// PolicyAction applies or removes volumes and groups, or pauses or
+// resumes a policy.
+func (c *Client) PolicyAction(ctx context.Context, name, action string, volumes, groups []string) (api.Policy, error) {
 	var p api.Policy
 	var body any
-	if volumes != nil {
-		body = api.PolicyVolumesRequest{Volumes: volumes}
+	if volumes != nil || groups != nil {
+		body = api.PolicyVolumesRequest{Volumes: volumes, Groups: groups}
 	}
 	return p, c.do(ctx, http.MethodPost, policyPath(name, "/"+action), body, &p)
 }
@@ -111,22 +112,30 @@ time skips it.
 	f.StringVar(&req.RetainDays, "retain-days", "", "delete the policy's snapshots older than N days (1–65536), or forever")
 
 	volumes := func(use, short, action string) *cobra.Command {
-		return &cobra.Command{
-			Use: use, Short: short, Args: args(cobra.MinimumNArgs(2)),
+		var groups []string
+		c := &cobra.Command{
+			Use: use, Short: short, Args: args(cobra.MinimumNArgs(1)),
 			RunE: func(cmd *cobra.Command, argv []string) error {
-				p, err := a.client().PolicyAction(cmd.Context(), argv[0], action, argv[1:])
+				if len(argv) < 2 && len(groups) == 0 {
+					return fmt.Errorf("%w: name volumes or --group", ErrUsage)
+				}
+				p, err := a.client().PolicyAction(cmd.Context(), argv[0], action, argv[1:], groups)
 				if err != nil {
 					return err
 				}
-				return a.print(p, func(w io.Writer) { fmt.Fprintf(w, "%s: volumes %s\n", p.Name, strings.Join(p.Volumes, ", ")) })
+				return a.print(p, func(w io.Writer) {
+					fmt.Fprintf(w, "%s: volumes %s; groups %s\n", p.Name, strings.Join(p.Volumes, ", "), strings.Join(p.Groups, ", "))
+				})
 			},
 		}
+		c.Flags().StringSliceVar(&groups, "group", nil, "snapshot groups (one group snapshot a run)")
+		return c
 	}
 	state := func(action, short string) *cobra.Command {
 		return &cobra.Command{
 			Use: action + " NAME", Short: short, Args: args(cobra.ExactArgs(1)),
 			RunE: func(cmd *cobra.Command, argv []string) error {
-				p, err := a.client().PolicyAction(cmd.Context(), argv[0], action, nil)
+				p, err := a.client().PolicyAction(cmd.Context(), argv[0], action, nil, nil)
 				if err != nil {
 					return err
 				}
@@ -196,8 +205,8 @@ time skips it.
 			return a.print(map[string]string{"deleted": argv[0]}, func(w io.Writer) { fmt.Fprintf(w, "deleted policy %s\n", argv[0]) })
 		},
 	}
-	cmd.AddCommand(create, volumes("apply NAME VOLUME...", "Apply a policy to volumes", "apply"),
-		volumes("remove NAME VOLUME...", "Stop applying a policy to volumes (their snapshots stay)", "remove"),
+	cmd.AddCommand(create, volumes("apply NAME VOLUME...|--group G", "Apply a policy to volumes or snapshot groups", "apply"),
+		volumes("remove NAME VOLUME...|--group G", "Stop applying a policy to volumes or groups (their snapshots stay)", "remove"),
 		list, info, run, state("pause", "Pause a policy"), state("resume", "Resume a paused policy (what came due meanwhile does not run)"), del)
 	return cmd
 }

@@ -97,11 +97,11 @@ func (s *server) policyAction(w http.ResponseWriter, r *http.Request) {
 	}
 	switch action {
 	case "apply", "remove":
-		if len(req.Volumes) == 0 {
-			s.fail(w, r, fmt.Errorf("%w: name the volumes to %s", rowengine.ErrInvalidArgument, action))
+		if len(req.Volumes) == 0 && len(req.Groups) == 0 {
+			s.fail(w, r, fmt.Errorf("%w: name the volumes (or --group) to %s", rowengine.ErrInvalidArgument, action))
 			return
 		}
-		err = s.pool.SavePolicy(changeVolumes(rec, req.Volumes, action == "apply"))
+		err = s.pool.SavePolicy(changeVolumes(rec, req.Volumes, req.Groups, action == "apply"))
 	case "pause", "resume":
 		rec.Paused = action == "pause"
 		if !rec.Paused {

@@ -194,7 +194,7 @@ func (s *scheduler) runNow(name string) (rowengine.Policy, rowengine.PolicyRun, 
 // policyDoc describes a policy for the API, with its next run.
 func policyDoc(rec rowengine.Policy) api.Policy {
 	doc := api.Policy{Name: rec.Name, Kind: rec.Kind, Timezone: rec.Timezone, Keep: rec.Keep, RetainDays: rec.RetainDays,
-		Volumes: rec.Volumes, State: "active", LastRun: rec.LastRun, LastResult: rec.LastResult, Runs: rec.Runs, Skipped: rec.Skipped}
+		Volumes: rec.Volumes, Groups: rec.Groups, State: "active", LastRun: rec.LastRun, LastResult: rec.LastResult, Runs: rec.Runs, Skipped: rec.Skipped}
 	if doc.Timezone == "" {
 		doc.Timezone = time.Local.String()
 	}
@@ -236,12 +236,14 @@ func policyDoc(rec rowengine.Policy) api.Policy {
 	return doc
 }
 
-// changeVolumes adds (apply) or drops (remove) volumes of a policy.
-func changeVolumes(rec rowengine.Policy, vols []string, add bool) rowengine.Policy {
-	if add {
-		rec.Volumes = append(slices.Clone(rec.Volumes), vols...)
-	} else {
-		rec.Volumes = slices.DeleteFunc(slices.Clone(rec.Volumes), func(v string) bool { return slices.Contains(vols, v) })
+// changeVolumes adds (apply) or drops (remove) volumes and groups of a policy.
+func changeVolumes(rec rowengine.Policy, vols, groups []string, add bool) rowengine.Policy {
+	change := func(have, names []string) []string {
+		if add {
+			return append(slices.Clone(have), names...)
+		}
+		return slices.DeleteFunc(slices.Clone(have), func(v string) bool { return slices.Contains(names, v) })
 	}
+	rec.Volumes, rec.Groups = change(rec.Volumes, vols), change(rec.Groups, groups)
 	return rec
 }

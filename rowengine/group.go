@@ -172,7 +172,22 @@ func (p *Pool) DeleteGroup(name string) error {
 	if _, err := p.Group(name); err != nil {
 		return err
 	}
-	return p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.DeleteGroup(name) })
+	if err := p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.DeleteGroup(name) }); err != nil {
+		return err
+	}
+	all, err := p.store.Policies()
+	if err != nil {
+		return err
+	}
+	for _, rec := range all {
+		if slices.Contains(rec.Groups, name) {
+			rec.Groups = slices.DeleteFunc(rec.Groups, func(g string) bool { return g == name })
+			if err := p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutPolicy(rec) }); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // GroupSnapshot takes one snapshot of every member at one instant

@@ -113,3 +113,43 @@ func TestRunPolicy(t *testing.T) {
 		t.Errorf("after deleting b the policy applies to %v", rec.Volumes)
 	}
 }
+
+// TestRunPolicyOnGroup: a policy applied to a group takes one group
+// snapshot a run and prunes whole points.
+func TestRunPolicyOnGroup(t *testing.T) {
+	clock := &TestClock{}
+	p := TestPool(t, Options{Now: clock.Now})
+	for _, v := range []string{"a", "b"} {
+		mustCreate(t, p, v, 1<<20).Close()
+	}
+	if _, err := p.CreateGroup("vm", []string{"a", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SavePolicy(Policy{Name: "often", Kind: "every", Every: 60, Keep: 2, Volumes: []string{}, Groups: []string{"vm"}}); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := p.Policy("often")
+	start := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for i := range 4 {
+		clock.Freeze(start.Add(time.Duration(i) * time.Minute))
+		if run := p.RunPolicy(rec, clock.Now()); len(run.Errors) > 0 {
+			t.Fatalf("run %d: %v", i, run.Errors)
+		}
+	}
+	WaitJobs(t, p)
+	points, err := p.GroupPoints("vm")
+	if err != nil || len(points) != 2 {
+		t.Fatalf("group points after 4 runs with keep 2: %+v, %v", points, err)
+	}
+	for _, pt := range points {
+		if !pt.Valid || len(pt.Members) != 2 {
+			t.Errorf("point %+v", pt)
+		}
+	}
+	if err := p.DeleteGroup("vm"); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := p.Policy("often"); len(rec.Groups) != 0 {
+		t.Errorf("a deleted group stays in the policy: %v", rec.Groups)
+	}
+}

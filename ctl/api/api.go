@@ -181,6 +181,7 @@ type Policy struct {
 	Keep       int       `json:"keep,omitempty"`
 	RetainDays int       `json:"retain_days,omitempty"`
 	Volumes    []string  `json:"volumes"`
+	Groups     []string  `json:"groups,omitempty"`
 	State      string    `json:"state"` // active, paused, done
 	NextRun    time.Time `json:"next_run,omitzero"`
 	LastRun    time.Time `json:"last_run,omitzero"`
@@ -194,9 +195,11 @@ type PolicyList struct {
 	Policies []Policy `json:"policies"`
 }
 
-// PolicyVolumesRequest is the body of POST PathPolicyAction apply and remove.
+// PolicyVolumesRequest is the body of POST PathPolicyAction apply and
+// remove: volumes, and snapshot groups (a group snapshot a run).
 type PolicyVolumesRequest struct {
 	Volumes []string `json:"volumes"`
+	Groups  []string `json:"groups,omitempty"`
 }
 
 // PolicyRunResult answers POST PathPolicyAction run.
