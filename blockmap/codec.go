@@ -145,7 +145,7 @@ type PolicyRecord struct {
 	Volumes    []string `json:"volumes"`
 	// Groups are snapshot groups the policy takes group snapshots of.
 	Groups []string `json:"groups,omitempty"`
-	Paused     bool     `json:"paused,omitempty"`
+	Paused bool     `json:"paused,omitempty"`
 	// LastDue is the last due time handled (run or skipped), so a restart
 	// neither repeats it nor runs the ones it missed more than once.
 	LastDue    time.Time `json:"last_due,omitzero"`
