@@ -29,8 +29,10 @@ type volumeKind interface {
 	deleteSnapshot(name string, opts DeleteOptions) (DeleteResult, error)
 	rollback(name string, force bool) (RollbackResult, error)
 	// reset goes back to the image the volume started from: a clone to
-	// the snapshot it was cloned from, any other volume to zeros.
-	reset(force bool) (RollbackResult, error)
+	// the snapshot it was cloned from, any other volume to zeros. before
+	// runs once the reset is known to be possible, before anything changes
+	// (the automatic snapshot).
+	reset(force bool, before func() error) (RollbackResult, error)
 	// clone makes volume name from snapshot snap; name is validated and
 	// free in both namespaces.
 	clone(snap, name string) (VolumeInfo, error)

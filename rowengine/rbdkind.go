@@ -32,17 +32,24 @@ func (k rbdKind) detail() (VolumeInfo, error) { return k.p.rbdVolumeInfo(k.v) }
 
 // reset zeroes a plain RBD volume. An RBD clone cannot go back to its
 // parent snapshot in place (RBD has no such call): refused, saying so.
-func (k rbdKind) reset(force bool) (RollbackResult, error) {
+func (k rbdKind) reset(force bool, before func() error) (RollbackResult, error) {
 	p, v := k.p, k.v
-	err := p.withImage(v, func(img RBDImage) error {
-		parent, err := img.Parent()
-		if err != nil {
-			return err
-		}
-		if parent != "" {
-			return fmt.Errorf("%w: volume %q is an RBD clone of %s, and RBD cannot return a clone to its parent in place: delete it and clone %s again",
-				ErrInvalidArgument, v.rec.Name, parent, parent)
-		}
+	var parent string
+	err := p.withImage(v, func(img RBDImage) (err error) {
+		parent, err = img.Parent()
+		return err
+	})
+	if err != nil {
+		return RollbackResult{}, fmt.Errorf("reset %s: %w", v.rec.Name, err)
+	}
+	if parent != "" {
+		return RollbackResult{}, fmt.Errorf("%w: volume %q is an RBD clone of %s, and RBD cannot return a clone to its parent in place: delete it and clone %s again",
+			ErrInvalidArgument, v.rec.Name, parent, parent)
+	}
+	if err := before(); err != nil {
+		return RollbackResult{}, err
+	}
+	err = p.withImage(v, func(img RBDImage) error {
 		size, err := img.Size()
 		if err != nil {
 			return err

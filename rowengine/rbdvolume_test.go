@@ -160,3 +160,41 @@ func TestRBDVolumeLifecycle(t *testing.T) {
 	}
 	MustCheck(t, p)
 }
+
+// TestRBDReset: a plain RBD volume resets to zeros, after an automatic
+// snapshot keeping what it held; an RBD clone is refused, saying why.
+func TestRBDReset(t *testing.T) {
+	p, _ := memRBDPool(t)
+	if _, err := p.CreateRBDVolume("r", "rbd", "r-img", 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := p.OpenVolume("r", true)
+	h.WriteAt([]byte("rbd data"), 0)
+	h.Close()
+	if _, err := p.ResetVolume("r", false); err != nil {
+		t.Fatal(err)
+	}
+	h, _ = p.OpenVolume("r", false)
+	got := make([]byte, 8)
+	h.ReadAt(got, 0)
+	h.Close()
+	if !bytes.Equal(got, make([]byte, 8)) {
+		t.Errorf("reset RBD volume reads %q", got)
+	}
+	snaps, _ := p.Snapshots("r")
+	if len(snaps) != 2 || !bytes.HasPrefix([]byte(snaps[0].Name), []byte("auto-pre-reset-")) {
+		t.Fatalf("snapshots after the reset: %+v", snaps)
+	}
+	if _, err := p.CloneVolume("r", snaps[0].Name, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ResetVolume("c", false); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("reset of an RBD clone: %v, want ErrInvalidArgument", err)
+	}
+	if snaps, _ := p.Snapshots("c"); len(snaps) != 1 {
+		t.Errorf("a refused reset took a snapshot: %+v", snaps)
+	}
+	if _, err := p.Diff("r", snaps[0].Name, ""); err != nil {
+		t.Errorf("diff: %v", err)
+	}
+}

@@ -534,10 +534,7 @@ func (p *Pool) ResetVolume(volume string, force bool) (RollbackResult, error) {
 			return RollbackResult{}, err
 		}
 	}
-	if err := p.snapshotBefore(k, p.Settings().SnapshotBeforeReset, "pre-reset"); err != nil {
-		return RollbackResult{}, err
-	}
-	return k.reset(force)
+	return k.reset(force, func() error { return p.snapshotBefore(k, p.Settings().SnapshotBeforeReset, "pre-reset") })
 }
 
 // RollbackResult is the volume after a rollback and the job freeing the
@@ -591,8 +588,11 @@ func (l localVolume) rollback(name string, force bool) (RollbackResult, error) {
 }
 
 // reset goes back to the snapshot a clone was made from, or to zeros.
-func (l localVolume) reset(force bool) (RollbackResult, error) {
+func (l localVolume) reset(force bool, before func() error) (RollbackResult, error) {
 	p := l.p
+	if err := before(); err != nil {
+		return RollbackResult{}, err
+	}
 	p.mapMu.RLock()
 	var origin *node
 	if root := cloneRootLocked(l.v); root != nil {
