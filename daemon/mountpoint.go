@@ -58,14 +58,17 @@ func inspectMountPoint(dir, poolDir string) (*mountPoint, error) {
 	if existing.FSType != rowfsFSType {
 		return nil, fmt.Errorf("mount point %s is in use: %s is mounted there; rowfsd mounts only on an unused directory (choose another --mount, or unmount it yourself)", dir, existing)
 	}
+	if existing.Source == mountSource(poolDir) {
+		// A mount of this pool: if its daemon lives it holds the pool
+		// lock, and opening the pool will refuse; if the lock is free the
+		// mount serves nothing and clearIfDead takes it. No stat: one on
+		// the mount of a daemon still dying can wait in the kernel, and
+		// keep this process from exiting.
+		return mp, nil
+	}
 	switch err := statWithin(dir, livenessTimeout); {
 	case errors.Is(err, syscall.ENOTCONN):
 		return mp, nil // its daemon is dead
-	case existing.Source == mountSource(poolDir):
-		// A live mount of this pool: its daemon holds the pool lock, and
-		// opening the pool will refuse. If the lock turns out free, the
-		// mount serves nothing and clearIfDead takes it.
-		return mp, nil
 	case err != nil && !errors.Is(err, os.ErrDeadlineExceeded):
 		return nil, fmt.Errorf("mount point %s: a rowfs mount (%s) is there and stat gives %v; refusing to take it over", dir, existing.Source, err)
 	case err != nil:

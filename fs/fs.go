@@ -138,11 +138,14 @@ func MountPool(dir string, opts Options) (*Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
+	// Not server.WaitMount: the mount is made (NewServer returned), and
+	// WaitMount's "poll hack" opens a file on the new mount from this very
+	// process. A daemon killed while its own request is in its hands can
+	// then never exit: the opening thread waits for an answer in an
+	// uninterruptible sleep, and the connection is only aborted once every
+	// thread is gone (seen in the kill -9 loop: a zombie rowfsd and a hung
+	// mount). rowfsd never opens its own files, which is all the hack is for.
 	go server.Serve()
-	if err := server.WaitMount(); err != nil {
-		_ = server.Unmount()
-		return nil, fmt.Errorf("mount %s: %w", dir, err)
-	}
 	return &Mount{server: server, root: root, dir: dir}, nil
 }
 
