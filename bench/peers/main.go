@@ -42,7 +42,9 @@ func main() {
 	ramp := flag.Float64("ramp", 0.5, "seconds of warm-up before each fio run")
 	size := flag.String("size", "1G", "working set of each fio target")
 	big := flag.Uint64("big", 16, "GiB written for the large snapshot-operation case")
-	sections := flag.String("sections", "fio,snapshots,keep,xattr", "what to run: fio, snapshots (memory is measured with snapshots), keep (memory against snapshots kept), xattr")
+	sections := flag.String("sections", "fio,snapshots,keep,scale,xattr", "what to run: fio, snapshots (memory is measured with snapshots), keep (memory against snapshots kept), scale, xattr")
+	scaleVolumes := flag.Int("scale-volumes", 1000, "volumes of the scale section")
+	scaleSnapshots := flag.Int("scale-snapshots", 100, "snapshots of each volume in the scale section")
 	keepGiB := flag.Uint64("keep-size", 16, "GiB of the volume the keep section fills")
 	keepBlockSize := flag.String("keep-block-size", "64K", "block size of the keep section's pool (64K needs ~95 GiB of scratch space; 4K ~21 GiB)")
 	out := flag.String("out", "bench/results", "results directory")
@@ -92,6 +94,11 @@ func main() {
 	if strings.Contains(*sections, "keep") {
 		rep.keepGiB, rep.keepBlockSize = *keepGiB, *keepBlockSize
 		rep.keep = b.keepSnapshots(*keepGiB, *keepBlockSize)
+		save()
+	}
+	if strings.Contains(*sections, "scale") {
+		s := b.poolScale(*scaleVolumes, *scaleSnapshots)
+		rep.scale = &s
 		save()
 	}
 	if strings.Contains(*sections, "xattr") {

@@ -43,6 +43,7 @@ type report struct {
 	memory            []memoryPoint
 	xattr             []xattrPoint
 	keep              []keepPoint
+	scale             *scaleResult
 	keepGiB           uint64
 	keepBlockSize     string
 }
@@ -71,6 +72,9 @@ func (r *report) markdown(chart string) string {
 	}
 	if r.keep != nil {
 		r.keepTable(w)
+	}
+	if r.scale != nil {
+		r.scaleTable(w)
 	}
 	return b.String()
 }

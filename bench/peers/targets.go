@@ -213,6 +213,7 @@ type rowfsd struct {
 func (b *bench) startRowfsd(name string, extra ...string) *rowfsd {
 	sock, mnt := b.path(name+".sock"), b.path(name+"-mnt")
 	notifyPath := b.path(name + ".notify")
+	_ = os.Remove(notifyPath) // a restart of the same daemon (the scale section)
 	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
 	check(err)
 	defer notify.Close()
