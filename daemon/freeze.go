@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -57,27 +58,33 @@ func runHook(cmd string, timeout time.Duration) error {
 // It returns the member snapshots, the consistency and, if the freeze did
 // not work, why.
 func (s *server) groupSnapshot(name, snap string, opts rowengine.SnapshotOptions) ([]rowengine.SnapshotInfo, string, string, error) {
-	g, err := s.pool.Group(name)
+	return frozenGroupSnapshot(s.pool, s.log, s.freezeBound, name, snap, opts)
+}
+
+// frozenGroupSnapshot is groupSnapshot for the API and the scheduler
+// alike: bound 0 is defaultFreezeBound.
+func frozenGroupSnapshot(pool *rowengine.Pool, log *slog.Logger, bound time.Duration, name, snap string, opts rowengine.SnapshotOptions) ([]rowengine.SnapshotInfo, string, string, error) {
+	g, err := pool.Group(name)
 	if err != nil {
 		return nil, "", "", err
 	}
 	if g.FreezeCmd == "" {
 		opts.Consistency = "crash"
-		infos, err := s.pool.GroupSnapshot(name, snap, opts)
+		infos, err := pool.GroupSnapshot(name, snap, opts)
 		return infos, "crash", "", err
 	}
-	bound := cmp.Or(s.freezeBound, defaultFreezeBound)
+	bound = cmp.Or(bound, defaultFreezeBound)
 	start := time.Now()
 	opts.Consistency = "frozen"
 	note := ""
 	if err := runHook(g.FreezeCmd, bound); err != nil {
 		opts.Consistency = "crash"
 		note = fmt.Sprintf("the freeze hook failed (%v): the snapshot is crash-consistent", err)
-		s.log.Warn("group freeze hook failed; taking a crash-consistent snapshot", "group", name, "err", err)
+		log.Warn("group freeze hook failed; taking a crash-consistent snapshot", "group", name, "err", err)
 	}
-	infos, snapErr := s.pool.GroupSnapshot(name, snap, opts)
+	infos, snapErr := pool.GroupSnapshot(name, snap, opts)
 	if err := runHook(g.ThawCmd, max(bound-time.Since(start), minThaw)); err != nil {
-		s.log.Error("group thaw hook failed", "group", name, "err", err)
+		log.Error("group thaw hook failed", "group", name, "err", err)
 		note = strings.TrimSpace(note + " the thaw hook failed: " + err.Error())
 	}
 	return infos, opts.Consistency, note, snapErr

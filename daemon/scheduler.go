@@ -140,7 +140,7 @@ func latestDue(sched schedule, from, until time.Time) time.Time {
 // run's end are handled (those that passed while it ran are skipped).
 // REQUIRES: s.runMu.
 func (s *scheduler) runLocked(rec rowengine.Policy, sched schedule, now time.Time) (rowengine.Policy, rowengine.PolicyRun) {
-	run := s.pool.RunPolicy(rec, now)
+	run := s.pool.RunPolicy(rec, now, s.groupSnapshotter())
 	end := s.now()
 	if fresh, err := s.pool.Policy(rec.Name); err == nil {
 		rec = fresh // apply/remove/pause may have changed it meanwhile
@@ -168,6 +168,18 @@ func (s *scheduler) runLocked(rec rowengine.Policy, sched schedule, now time.Tim
 	return rec, run
 }
 
+// groupSnapshotter takes a policy's group snapshots with the group's
+// freeze hook, as the API does.
+func (s *scheduler) groupSnapshotter() rowengine.GroupSnapshotter {
+	return func(group string, opts rowengine.SnapshotOptions) ([]rowengine.SnapshotInfo, error) {
+		infos, _, note, err := frozenGroupSnapshot(s.pool, s.log, 0, group, "", opts)
+		if note != "" {
+			s.log.Warn("policy group snapshot", "group", group, "note", note)
+		}
+		return infos, err
+	}
+}
+
 func mustNext(sched schedule, after time.Time) time.Time {
 	t, _ := sched.next(after)
 	return t
@@ -181,7 +193,7 @@ func (s *scheduler) runNow(name string) (rowengine.Policy, rowengine.PolicyRun, 
 	if err != nil {
 		return rec, rowengine.PolicyRun{}, err
 	}
-	run := s.pool.RunPolicy(rec, s.now())
+	run := s.pool.RunPolicy(rec, s.now(), s.groupSnapshotter())
 	if fresh, err := s.pool.Policy(name); err == nil {
 		rec = fresh
 	}

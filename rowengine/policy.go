@@ -156,7 +156,12 @@ func (r PolicyRun) Result() string {
 // volumes, then the pruning of the policy's own snapshots beyond Keep or
 // older than RetainDays (never a manual snapshot, another policy's, or the
 // newest). A volume that fails does not stop the others.
-func (p *Pool) RunPolicy(rec Policy, now time.Time) PolicyRun {
+// GroupSnapshotter takes a group snapshot for a policy run: the daemon's
+// runs the group's freeze hook around the cut. Nil: Pool.GroupSnapshot,
+// crash-consistent.
+type GroupSnapshotter func(group string, opts SnapshotOptions) ([]SnapshotInfo, error)
+
+func (p *Pool) RunPolicy(rec Policy, now time.Time, groupSnapshot GroupSnapshotter) PolicyRun {
 	var run PolicyRun
 	for _, vol := range rec.Volumes {
 		s, err := p.CreateSnapshot(vol, "", SnapshotOptions{Auto: true, Policy: rec.Name,
@@ -179,8 +184,14 @@ func (p *Pool) RunPolicy(rec Policy, now time.Time) PolicyRun {
 			run.Pruned = append(run.Pruned, vol+"@"+name)
 		}
 	}
+	if groupSnapshot == nil {
+		groupSnapshot = func(group string, opts SnapshotOptions) ([]SnapshotInfo, error) {
+			opts.Consistency = "crash"
+			return p.GroupSnapshot(group, "", opts)
+		}
+	}
 	for _, g := range rec.Groups {
-		p.runPolicyGroup(rec, g, now, &run)
+		p.runPolicyGroup(rec, g, now, groupSnapshot, &run)
 	}
 	p.log.Info("policy ran", "policy", rec.Name, "created", len(run.Created), "pruned", len(run.Pruned), "errors", len(run.Errors))
 	return run
@@ -188,11 +199,9 @@ func (p *Pool) RunPolicy(rec Policy, now time.Time) PolicyRun {
 
 // runPolicyGroup takes one automatic group snapshot of group g and prunes
 // the policy's group snapshots as whole points (pruning members one by
-// one would leave partial points). The group's freeze hook is the
-// daemon's to run: a policy's group snapshots are crash-consistent.
-func (p *Pool) runPolicyGroup(rec Policy, g string, now time.Time, run *PolicyRun) {
-	infos, err := p.GroupSnapshot(g, "", SnapshotOptions{Auto: true, Policy: rec.Name, Consistency: "crash",
-		Description: "policy " + rec.Name})
+// one would leave partial points).
+func (p *Pool) runPolicyGroup(rec Policy, g string, now time.Time, groupSnapshot GroupSnapshotter, run *PolicyRun) {
+	infos, err := groupSnapshot(g, SnapshotOptions{Auto: true, Policy: rec.Name, Description: "policy " + rec.Name})
 	if err != nil {
 		run.Errors = append(run.Errors, fmt.Sprintf("group %s: %v", g, err))
 		return

@@ -64,10 +64,10 @@ func TestRunPolicy(t *testing.T) {
 	other, _ := p.Policy("other")
 	start := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	clock.Freeze(start)
-	p.RunPolicy(other, start)
+	p.RunPolicy(other, start, nil)
 	for i := range 4 {
 		clock.Freeze(start.Add(time.Duration(i+1) * time.Minute))
-		run := p.RunPolicy(rec, clock.Now())
+		run := p.RunPolicy(rec, clock.Now(), nil)
 		if len(run.Errors) > 0 || len(run.Created) != 2 {
 			t.Fatalf("run %d: %+v", i, run)
 		}
@@ -132,7 +132,7 @@ func TestRunPolicyOnGroup(t *testing.T) {
 	start := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	for i := range 4 {
 		clock.Freeze(start.Add(time.Duration(i) * time.Minute))
-		if run := p.RunPolicy(rec, clock.Now()); len(run.Errors) > 0 {
+		if run := p.RunPolicy(rec, clock.Now(), nil); len(run.Errors) > 0 {
 			t.Fatalf("run %d: %v", i, run.Errors)
 		}
 	}
