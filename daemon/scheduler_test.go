@@ -3,6 +3,8 @@ package daemon
 import (
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -248,5 +250,39 @@ func TestPolicyBadInput(t *testing.T) {
 	if rec, err := policyFromRequest(api.PolicyRequest{Name: "p", Hours: []int{0}, Weekdays: []string{"Monday", "sun", "3"}, RetainDays: "forever"}, now); err != nil ||
 		len(rec.Weekdays) != 3 || rec.Weekdays[0] != 1 || rec.Weekdays[1] != 7 || rec.RetainDays != 0 {
 		t.Errorf("weekday names: %+v, %v", rec.Weekdays, err)
+	}
+}
+
+// TestPolicyOnGroupRunsFreezeHook: a policy run's group snapshot runs the
+// group's freeze and thaw hooks around the cut, and records "frozen".
+func TestPolicyOnGroupRunsFreezeHook(t *testing.T) {
+	st := newSchedTest(t, time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC))
+	if _, err := st.pool.CreateGroup("vm", []string{"a", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	calls := filepath.Join(t.TempDir(), "calls")
+	if _, err := st.pool.SetGroupHooks("vm", "echo freeze >> "+calls, "echo thaw >> "+calls); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := policyFromRequest(api.PolicyRequest{Name: "hourly", Every: "1h"}, st.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Groups = []string{"vm"}
+	if err := st.pool.SavePolicy(rec); err != nil {
+		t.Fatal(err)
+	}
+	st.sched.tick()
+	got, _ := os.ReadFile(calls)
+	if strings.Join(strings.Fields(string(got)), " ") != "freeze thaw" {
+		t.Errorf("hooks ran %q around the policy's group snapshot", got)
+	}
+	for _, s := range st.own("a", "hourly") {
+		if s.Group != "vm" || s.Consistency != "frozen" {
+			t.Errorf("a@%s: group %q consistency %q", s.Name, s.Group, s.Consistency)
+		}
+	}
+	if len(st.own("b", "hourly")) != 1 {
+		t.Errorf("b has %d of the policy's snapshots", len(st.own("b", "hourly")))
 	}
 }
