@@ -23,6 +23,15 @@
 // Bodies are limited to 1 MiB and decoded strictly; unclean paths and
 // malformed bodies get 400 with a message.
 //
+// # Snapshot policies and groups
+//
+// The scheduler (scheduler.go, schedule.go) runs the pool's policies when
+// due, on an injectable clock, and records each run's last handled due
+// time in the pool, so downtime costs one catch-up run and an overrun
+// skips what it overran. Group snapshots run the group's freeze and thaw
+// commands around the engine's one-instant cut (freeze.go), bounded in
+// time; only root may set those commands, as they run as the daemon.
+//
 // # Crash switch (tests only)
 //
 // ROWFSD_CRASH_AT=POINT:N makes the daemon SIGKILL itself at the Nth hit

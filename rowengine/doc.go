@@ -102,6 +102,15 @@
 // diff), rbdkind.go (the adapter). MemoryRBD (memrbd.go) is an RBD cluster
 // in memory, so the RBD kind runs in every go test.
 //
+// # Policies and groups
+//
+// policy.go keeps snapshot policies and runs one (a snapshot of each
+// volume or group, then pruning of the policy's own); when to run is the
+// daemon's scheduler's. group.go keeps snapshot groups: a group snapshot
+// is one cut over every member head (cutSnapshots: one transaction, one
+// switch under mapMu), and its points are valid for a group rollback
+// while their members are exactly the group's.
+//
 // # RBD volumes
 //
 // A volume may instead be a Ceph RBD image: the pool keeps
