@@ -120,6 +120,10 @@ type GroupRecord struct {
 	// of a group snapshot, to make it application-consistent.
 	FreezeCmd string `json:"freeze_cmd,omitempty"`
 	ThawCmd   string `json:"thaw_cmd,omitempty"`
+	// RBDPool is the Ceph pool of a group of RBD volumes, whose group
+	// snapshots are RBD's own (RBD group "rowfs-NAME"); empty for a group
+	// of local volumes.
+	RBDPool string `json:"rbd_pool,omitempty"`
 }
 
 // PolicyRecord is a snapshot policy and its schedule's state. The daemon's

@@ -72,25 +72,48 @@ func (p *Pool) CreateGroup(name string, volumes []string) (Group, error) {
 	return p.saveGroupMembers(g, volumes)
 }
 
-// saveGroupMembers sets g's members after checking them. REQUIRES: adminMu.
+// saveGroupMembers sets g's members after checking them: all local, or
+// all RBD volumes of one Ceph pool, each in no other group.
+// REQUIRES: adminMu.
 func (p *Pool) saveGroupMembers(g Group, volumes []string) (Group, error) {
 	volumes = slices.Compact(slices.Sorted(slices.Values(volumes)))
 	if len(volumes) == 0 {
 		return Group{}, fmt.Errorf("%w: a group needs at least one volume", ErrInvalidArgument)
 	}
+	rbdPool, local := "", 0
 	for _, v := range volumes {
 		k, err := p.kindOf(v)
 		if err != nil {
 			return Group{}, fmt.Errorf("group %q: %w", g.Name, err)
 		}
-		if _, ok := k.(localVolume); !ok {
-			return Group{}, fmt.Errorf("%w: volume %q is an RBD volume: groups of RBD volumes (RBD group snapshots) are not supported yet", ErrInvalidArgument, v)
+		switch k := k.(type) {
+		case localVolume:
+			local++
+		case rbdKind:
+			if rbdPool != "" && rbdPool != k.v.rec.Pool {
+				return Group{}, fmt.Errorf("%w: volumes %v are in different Ceph pools; an RBD group is in one", ErrInvalidArgument, volumes)
+			}
+			rbdPool = k.v.rec.Pool
 		}
 		if other, err := p.GroupOf(v); err != nil {
 			return Group{}, err
 		} else if other != "" && other != g.Name {
 			return Group{}, fmt.Errorf("%w: volume %q is in group %q already; a volume belongs to one group at a time", ErrInvalidArgument, v, other)
 		}
+	}
+	if local > 0 && rbdPool != "" {
+		return Group{}, fmt.Errorf("%w: group %q mixes local and RBD volumes, which no single cut can cover: make one group of each", ErrInvalidArgument, g.Name)
+	}
+	if g.RBDPool != rbdPool && len(g.Volumes) > 0 {
+		return Group{}, fmt.Errorf("%w: group %q is of %s volumes; these are not", ErrInvalidArgument, g.Name, map[bool]string{true: "RBD", false: "local"}[g.RBDPool != ""])
+	}
+	var old []string
+	if len(g.Volumes) > 0 {
+		old = g.Volumes
+	}
+	g.RBDPool = rbdPool
+	if err := p.groupKindOf(g).members(old, volumes); err != nil {
+		return Group{}, fmt.Errorf("group %q: %w", g.Name, err)
 	}
 	g.Volumes = volumes
 	if err := p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutGroup(g) }); err != nil {
@@ -169,8 +192,12 @@ func (p *Pool) SetGroupHooks(name, freeze, thaw string) (Group, error) {
 func (p *Pool) DeleteGroup(name string) error {
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
-	if _, err := p.Group(name); err != nil {
+	g, err := p.Group(name)
+	if err != nil {
 		return err
+	}
+	if err := p.groupKindOf(g).remove(); err != nil {
+		return fmt.Errorf("delete group %q: %w", name, err)
 	}
 	if err := p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.DeleteGroup(name) }); err != nil {
 		return err
@@ -202,6 +229,11 @@ func (p *Pool) GroupSnapshot(group, name string, opts SnapshotOptions) ([]Snapsh
 	if err != nil {
 		return nil, err
 	}
+	return p.groupKindOf(g).snapshot(name, opts)
+}
+
+func (lg localGroup) snapshot(name string, opts SnapshotOptions) ([]SnapshotInfo, error) {
+	p, g, group := lg.p, lg.g, lg.g.Name
 	var members []localVolume
 	for _, v := range g.Volumes {
 		k, err := p.kindOf(v)
@@ -260,6 +292,11 @@ func (p *Pool) GroupPoints(group string) ([]GroupPoint, error) {
 	if err != nil {
 		return nil, err
 	}
+	return p.groupKindOf(g).points()
+}
+
+func (lg localGroup) points() ([]GroupPoint, error) {
+	p, g, group := lg.p, lg.g, lg.g.Name
 	p.mapMu.RLock()
 	byName := map[string]*GroupPoint{}
 	for _, v := range p.volumes {
@@ -327,6 +364,15 @@ func (p *Pool) RollbackGroup(group, name string, force bool) ([]RollbackResult, 
 	if !pt.Valid {
 		return nil, fmt.Errorf("%w: group snapshot %s@%s cannot be rolled back as a group: %s; roll members back one by one instead", ErrInvalidArgument, group, name, pt.Why)
 	}
+	g, err := p.Group(group)
+	if err != nil {
+		return nil, err
+	}
+	return p.groupKindOf(g).rollback(pt, force)
+}
+
+func (lg localGroup) rollback(pt GroupPoint, force bool) ([]RollbackResult, error) {
+	p, group, name := lg.p, lg.g.Name, pt.Name
 	var kinds []volumeKind
 	for _, v := range pt.Members {
 		k, err := p.kindOf(v)
@@ -364,6 +410,15 @@ func (p *Pool) DeleteGroupSnapshot(group, name string) ([]DeleteResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	g, err := p.Group(group)
+	if err != nil {
+		return nil, err
+	}
+	return p.groupKindOf(g).deleteSnapshot(pt)
+}
+
+func (lg localGroup) deleteSnapshot(pt GroupPoint) ([]DeleteResult, error) {
+	p, group, name := lg.p, lg.g.Name, pt.Name
 	var out []DeleteResult
 	for _, v := range pt.Members {
 		k, err := p.kindOf(v)

@@ -29,7 +29,21 @@ type MemoryRBD struct {
 type memCluster struct {
 	mu      sync.Mutex
 	pools   map[string]map[string]*memImage
+	groups  map[string]map[string]*memGroup // pool → group
 	clients int
+}
+
+// memGroup is an RBD group: its images and its group snapshots, each the
+// members' views at one instant (in the group's namespace: not among the
+// images' own snapshots).
+type memGroup struct {
+	images []string
+	snaps  []memGroupSnap
+}
+
+type memGroupSnap struct {
+	name  string
+	views map[string]memView // image → its view
 }
 
 // memPage is the unit the memory cluster tracks writes in.
@@ -95,9 +109,10 @@ func NewMemoryRBD(pools ...string) *MemoryRBD {
 	if len(pools) == 0 {
 		pools = []string{"rbd"}
 	}
-	c := &memCluster{pools: map[string]map[string]*memImage{}, clients: 1}
+	c := &memCluster{pools: map[string]map[string]*memImage{}, groups: map[string]map[string]*memGroup{}, clients: 1}
 	for _, p := range pools {
 		c.pools[p] = map[string]*memImage{}
+		c.groups[p] = map[string]*memGroup{}
 	}
 	return &MemoryRBD{state: c, id: 1}
 }
@@ -600,5 +615,169 @@ func (h *memHandle) Close() error {
 	if h.img.lockHolder == h {
 		h.img.lockHolder = nil
 	}
+	return nil
+}
+
+// groupLocked finds pool/group. REQUIRES: state.mu.
+func (c *memCluster) groupOf(pool, group string) (*memGroup, error) {
+	groups, ok := c.groups[pool]
+	if !ok {
+		return nil, fmt.Errorf("%w: Ceph pool %q", ErrNotFound, pool)
+	}
+	g := groups[group]
+	if g == nil {
+		return nil, fmt.Errorf("%w: group %s/%s", ErrNotFound, pool, group)
+	}
+	return g, nil
+}
+
+func (m *MemoryRBD) CreateGroup(pool, group string) error {
+	c := m.state
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	groups, ok := c.groups[pool]
+	if !ok {
+		return fmt.Errorf("%w: Ceph pool %q", ErrNotFound, pool)
+	}
+	if groups[group] != nil {
+		return fmt.Errorf("%w: group %s/%s", ErrExists, pool, group)
+	}
+	groups[group] = &memGroup{}
+	return nil
+}
+
+func (m *MemoryRBD) RemoveGroup(pool, group string) error {
+	c := m.state
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, err := c.groupOf(pool, group); err != nil {
+		return err
+	}
+	delete(c.groups[pool], group)
+	return nil
+}
+
+func (m *MemoryRBD) GroupAddImage(pool, group, image string) error {
+	c := m.state
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, err := c.groupOf(pool, group)
+	if err != nil {
+		return err
+	}
+	if _, err := c.image(pool, image); err != nil {
+		return err
+	}
+	for name, other := range c.groups[pool] {
+		if slices.Contains(other.images, image) {
+			return fmt.Errorf("%w: image %s/%s is in group %s already", ErrExists, pool, image, name)
+		}
+	}
+	g.images = append(g.images, image)
+	return nil
+}
+
+func (m *MemoryRBD) GroupRemoveImage(pool, group, image string) error {
+	c := m.state
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, err := c.groupOf(pool, group)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(g.images, image) {
+		return fmt.Errorf("%w: image %s/%s is not in group %s", ErrNotFound, pool, image, group)
+	}
+	g.images = slices.DeleteFunc(g.images, func(i string) bool { return i == image })
+	return nil
+}
+
+// GroupSnapshot takes every image's flushed view at one instant (the
+// cluster's lock is the instant).
+func (m *MemoryRBD) GroupSnapshot(pool, group, snap string) error {
+	c := m.state
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, err := c.groupOf(pool, group)
+	if err != nil {
+		return err
+	}
+	if slices.ContainsFunc(g.snaps, func(s memGroupSnap) bool { return s.name == snap }) {
+		return fmt.Errorf("%w: group snapshot %s/%s@%s", ErrExists, pool, group, snap)
+	}
+	gs := memGroupSnap{name: snap, views: map[string]memView{}}
+	for _, name := range g.images {
+		img, err := c.image(pool, name)
+		if err != nil {
+			return err
+		}
+		gs.views[name] = img.head.clone()
+	}
+	g.snaps = append(g.snaps, gs)
+	return nil
+}
+
+func (m *MemoryRBD) GroupSnapshots(pool, group string) ([]string, error) {
+	c := m.state
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, err := c.groupOf(pool, group)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, s := range g.snaps {
+		out = append(out, s.name)
+	}
+	return out, nil
+}
+
+// GroupRollback refuses, as RBD does, if the group's images are not those
+// the snapshot was taken of, or one of them is locked by a live writer.
+func (m *MemoryRBD) GroupRollback(pool, group, snap string) error {
+	c := m.state
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, err := c.groupOf(pool, group)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(g.snaps, func(s memGroupSnap) bool { return s.name == snap })
+	if i < 0 {
+		return fmt.Errorf("%w: group snapshot %s/%s@%s", ErrNotFound, pool, group, snap)
+	}
+	gs := g.snaps[i]
+	if len(gs.views) != len(g.images) || slices.ContainsFunc(g.images, func(n string) bool { _, ok := gs.views[n]; return !ok }) {
+		return fmt.Errorf("%w: roll group %s/%s back to %s: its images changed since", ErrInvalidArgument, pool, group, snap)
+	}
+	for _, name := range g.images {
+		img, err := c.image(pool, name)
+		if err != nil {
+			return err
+		}
+		if h := img.lockHolder; h != nil && !h.closed {
+			return fmt.Errorf("%w: roll group %s/%s back to %s: image %s is locked by another client", ErrBusy, pool, group, snap, name)
+		}
+	}
+	for _, name := range g.images {
+		img, _ := c.image(pool, name)
+		img.head = gs.views[name].clone()
+	}
+	return nil
+}
+
+func (m *MemoryRBD) GroupRemoveSnapshot(pool, group, snap string) error {
+	c := m.state
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, err := c.groupOf(pool, group)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(g.snaps, func(s memGroupSnap) bool { return s.name == snap })
+	if i < 0 {
+		return fmt.Errorf("%w: group snapshot %s/%s@%s", ErrNotFound, pool, group, snap)
+	}
+	g.snaps = slices.Delete(g.snaps, i, i+1)
 	return nil
 }

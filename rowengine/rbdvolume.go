@@ -35,6 +35,25 @@ type RBDCluster interface {
 	OpenImage(pool, image string) (RBDImage, error)
 	// OpenSnapshot opens one of the image's snapshots read-only.
 	OpenSnapshot(pool, image, snap string) (RBDImage, error)
+	RBDGroups
+}
+
+// RBDGroups are RBD's image groups in one Ceph pool, whose group snapshots
+// are consistent across their images: what a snapshot group of RBD
+// volumes is made of.
+type RBDGroups interface {
+	CreateGroup(pool, group string) error
+	// RemoveGroup removes a group and its group snapshots; the images stay.
+	RemoveGroup(pool, group string) error
+	GroupAddImage(pool, group, image string) error
+	GroupRemoveImage(pool, group, image string) error
+	GroupSnapshot(pool, group, snap string) error
+	// GroupSnapshots names the group's snapshots, oldest first.
+	GroupSnapshots(pool, group string) ([]string, error)
+	// GroupRollback rolls every image back to a group snapshot; RBD
+	// refuses if the group's images changed since.
+	GroupRollback(pool, group, snap string) error
+	GroupRemoveSnapshot(pool, group, snap string) error
 }
 
 // RBDImage is one open RBD image. It is safe for concurrent use, as librbd

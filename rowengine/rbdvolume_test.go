@@ -3,6 +3,7 @@ package rowengine
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -196,5 +197,65 @@ func TestRBDReset(t *testing.T) {
 	}
 	if _, err := p.Diff("r", snaps[0].Name, ""); err != nil {
 		t.Errorf("diff: %v", err)
+	}
+}
+
+// TestRBDGroup: a group of RBD volumes uses RBD's group snapshots: one
+// snapshot of both, a rollback of both, deletion; a group mixing local and
+// RBD volumes is refused.
+func TestRBDGroup(t *testing.T) {
+	p, c := memRBDPool(t)
+	for _, v := range []string{"r1", "r2"} {
+		if _, err := p.CreateRBDVolume(v, "rbd", v+"-img", 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		h, _ := p.OpenVolume(v, true)
+		h.WriteAt([]byte("before "+v), 0)
+		h.Close()
+	}
+	mustCreate(t, p, "local", 1<<20).Close()
+	if _, err := p.CreateGroup("mixed", []string{"r1", "local"}); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("a group of local and RBD volumes: %v", err)
+	}
+	if _, err := p.CreateGroup("vm", []string{"r1", "r2"}); err != nil {
+		t.Fatal(err)
+	}
+	if names, err := c.GroupSnapshots("rbd", "rowfs-vm"); err != nil || len(names) != 0 {
+		t.Fatalf("the RBD group behind it: %v, %v", names, err)
+	}
+	if _, err := p.GroupSnapshot("vm", "cut", SnapshotOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := c.GroupSnapshots("rbd", "rowfs-vm"); !slices.Equal(names, []string{"cut"}) {
+		t.Errorf("RBD group snapshots %v", names)
+	}
+	for _, v := range []string{"r1", "r2"} {
+		h, _ := p.OpenVolume(v, true)
+		h.WriteAt([]byte("after!!!!"), 0)
+		h.Close()
+	}
+	if _, err := p.RollbackGroup("vm", "cut", false); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"r1", "r2"} {
+		h, _ := p.OpenVolume(v, false)
+		got := make([]byte, 9)
+		h.ReadAt(got, 0)
+		h.Close()
+		if string(got) != "before "+v {
+			t.Errorf("%s after the group rollback: %q", v, got)
+		}
+	}
+	if _, err := p.DeleteVolume("r1", false); !errors.Is(err, ErrBusy) {
+		t.Errorf("delete of an RBD volume in a group: %v", err)
+	}
+	if _, err := p.DeleteGroupSnapshot("vm", "cut"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.DeleteGroup("vm"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GroupSnapshots("rbd", "rowfs-vm"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the RBD group after the group's delete: %v", err)
 	}
 }

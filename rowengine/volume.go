@@ -141,6 +141,14 @@ func (p *Pool) DeleteVolume(name string, force bool) (VolumeDeleteResult, error)
 	if err != nil {
 		return VolumeDeleteResult{}, err
 	}
+	if _, isRBD := k.(rbdKind); isRBD {
+		// RBD refuses to remove an image in a group; say what to do first.
+		if g, err := p.GroupOf(name); err != nil {
+			return VolumeDeleteResult{}, err
+		} else if g != "" {
+			return VolumeDeleteResult{}, fmt.Errorf("%w: volume %q is in snapshot group %q: rowctl group remove %s %s first", ErrBusy, name, g, g, name)
+		}
+	}
 	res, err := k.remove(force)
 	if err == nil {
 		p.forgetPolicyVolume(name)

@@ -231,3 +231,77 @@ func wrap(err error, what string) error {
 	}
 	return fmt.Errorf("%w: %s: %v", rowengine.ErrIO, what, err)
 }
+
+// CreateGroup creates an RBD group.
+func (c *Cluster) CreateGroup(pool, group string) error {
+	ioctx, err := c.ioctx(pool)
+	if err != nil {
+		return err
+	}
+	return wrap(rbd.GroupCreate(ioctx, group), "group "+pool+"/"+group)
+}
+
+// RemoveGroup removes a group and its group snapshots.
+func (c *Cluster) RemoveGroup(pool, group string) error {
+	ioctx, err := c.ioctx(pool)
+	if err != nil {
+		return err
+	}
+	return wrap(rbd.GroupRemove(ioctx, group), "group "+pool+"/"+group)
+}
+
+func (c *Cluster) GroupAddImage(pool, group, image string) error {
+	ioctx, err := c.ioctx(pool)
+	if err != nil {
+		return err
+	}
+	return wrap(rbd.GroupImageAdd(ioctx, group, ioctx, image), "add "+image+" to group "+pool+"/"+group)
+}
+
+func (c *Cluster) GroupRemoveImage(pool, group, image string) error {
+	ioctx, err := c.ioctx(pool)
+	if err != nil {
+		return err
+	}
+	return wrap(rbd.GroupImageRemove(ioctx, group, ioctx, image), "remove "+image+" from group "+pool+"/"+group)
+}
+
+func (c *Cluster) GroupSnapshot(pool, group, snap string) error {
+	ioctx, err := c.ioctx(pool)
+	if err != nil {
+		return err
+	}
+	return wrap(rbd.GroupSnapCreate(ioctx, group, snap), "group snapshot "+pool+"/"+group+"@"+snap)
+}
+
+func (c *Cluster) GroupSnapshots(pool, group string) ([]string, error) {
+	ioctx, err := c.ioctx(pool)
+	if err != nil {
+		return nil, err
+	}
+	snaps, err := rbd.GroupSnapList(ioctx, group)
+	if err != nil {
+		return nil, wrap(err, "group snapshots of "+pool+"/"+group)
+	}
+	out := make([]string, len(snaps))
+	for i, s := range snaps {
+		out[i] = s.Name
+	}
+	return out, nil
+}
+
+func (c *Cluster) GroupRollback(pool, group, snap string) error {
+	ioctx, err := c.ioctx(pool)
+	if err != nil {
+		return err
+	}
+	return wrap(rbd.GroupSnapRollback(ioctx, group, snap), "roll group "+pool+"/"+group+" back to "+snap)
+}
+
+func (c *Cluster) GroupRemoveSnapshot(pool, group, snap string) error {
+	ioctx, err := c.ioctx(pool)
+	if err != nil {
+		return err
+	}
+	return wrap(rbd.GroupSnapRemove(ioctx, group, snap), "remove group snapshot "+pool+"/"+group+"@"+snap)
+}

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -93,5 +94,66 @@ func TestPoolSyncFlushesRBD(t *testing.T) {
 	}
 	if !bytes.Equal(got, data) {
 		t.Fatal("another client does not read what was written before Pool.Sync: the RBD image was not flushed")
+	}
+}
+
+// TestRBDGroupOnCluster: a group of two RBD volumes makes an RBD group
+// snapshot (the rbd CLI lists it) and rolls both back.
+func TestRBDGroupOnCluster(t *testing.T) {
+	c := testCluster(t)
+	p := rowengine.TestPool(t, rowengine.Options{RBD: c})
+	run := time.Now().UnixNano() % 1e9
+	group := fmt.Sprintf("g%d", run)
+	var images []string
+	for i, v := range []string{"r1", "r2"} {
+		image := fmt.Sprintf("%s-%s", group, v)
+		images = append(images, image)
+		if _, err := p.CreateRBDVolume(v, "rbd", image, 8<<20); err != nil {
+			t.Fatal(err)
+		}
+		h, err := p.OpenVolume(v, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.WriteAt(bytes.Repeat([]byte{byte(i + 1)}, 4096), 0)
+		h.Close()
+	}
+	if _, err := p.CreateGroup(group, []string{"r1", "r2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.GroupSnapshot(group, "cut", rowengine.SnapshotOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("rbd", "-c", os.Getenv("CEPH_CONF"), "group", "snap", "ls", "rbd/rowfs-"+group).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("cut")) {
+		t.Fatalf("rbd group snap ls: %v\n%s", err, out)
+	}
+	for _, v := range []string{"r1", "r2"} {
+		h, _ := p.OpenVolume(v, true)
+		h.WriteAt(bytes.Repeat([]byte{0xee}, 4096), 0)
+		h.Close()
+	}
+	if _, err := p.RollbackGroup(group, "cut", false); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range []string{"r1", "r2"} {
+		h, _ := p.OpenVolume(v, false)
+		got := make([]byte, 4096)
+		h.ReadAt(got, 0)
+		h.Close()
+		if !bytes.Equal(got, bytes.Repeat([]byte{byte(i + 1)}, 4096)) {
+			t.Errorf("%s after the group rollback reads %#x…", v, got[0])
+		}
+	}
+	if _, err := p.DeleteGroupSnapshot(group, "cut"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.DeleteGroup(group); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"r1", "r2"} {
+		if _, err := p.DeleteVolume(v, false); err != nil {
+			t.Errorf("delete %s: %v", v, err)
+		}
 	}
 }

@@ -75,6 +75,7 @@ func (i *Image) ObjectSize() (uint64, error) {
 
 func (i *Image) Resize(size uint64) error { return wrap(i.img.Resize(size), "resize "+i.spec) }
 
+// Snapshots lists the image's own snapshots (the user namespace).
 func (i *Image) Snapshots() ([]rowengine.RBDSnapshot, error) {
 	snaps, err := i.img.GetSnapshotNames()
 	if err != nil {
@@ -82,6 +83,14 @@ func (i *Image) Snapshots() ([]rowengine.RBDSnapshot, error) {
 	}
 	out := make([]rowengine.RBDSnapshot, 0, len(snaps))
 	for _, s := range snaps {
+		// Only the user namespace: an RBD group snapshot also leaves a
+		// snapshot on each image (".group.…"), which is the group's, not
+		// the volume's, and cannot be opened by name.
+		if ns, err := i.img.GetSnapNamespaceType(s.Id); err != nil {
+			return nil, wrap(err, "snapshot "+i.spec+"@"+s.Name)
+		} else if ns != rbd.SnapNamespaceTypeUser {
+			continue
+		}
 		ts, err := i.img.GetSnapTimestamp(s.Id)
 		if err != nil {
 			return nil, wrap(err, "snapshot "+i.spec+"@"+s.Name)

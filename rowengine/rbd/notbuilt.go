@@ -27,3 +27,12 @@ func (notBuilt) OpenImage(pool, image string) (rowengine.RBDImage, error) {
 func (notBuilt) OpenSnapshot(pool, image, snap string) (rowengine.RBDImage, error) {
 	return nil, errNotBuilt
 }
+
+func (notBuilt) CreateGroup(pool, group string) error                { return errNotBuilt }
+func (notBuilt) RemoveGroup(pool, group string) error                { return errNotBuilt }
+func (notBuilt) GroupAddImage(pool, group, image string) error       { return errNotBuilt }
+func (notBuilt) GroupRemoveImage(pool, group, image string) error    { return errNotBuilt }
+func (notBuilt) GroupSnapshot(pool, group, snap string) error        { return errNotBuilt }
+func (notBuilt) GroupSnapshots(pool, group string) ([]string, error) { return nil, errNotBuilt }
+func (notBuilt) GroupRollback(pool, group, snap string) error        { return errNotBuilt }
+func (notBuilt) GroupRemoveSnapshot(pool, group, snap string) error  { return errNotBuilt }
