@@ -74,6 +74,10 @@ type Pool struct {
 	// temporary tables are built under the shared lock.
 	nextGen atomic.Uint64
 
+	// toCompact are frozen nodes that may still have a table to drop
+	// (frozen.go). REQUIRES: mapMu.
+	toCompact []*node
+
 	// settings are the pool record's; written under adminMu, read under mapMu.
 	settings Settings
 

@@ -351,6 +351,7 @@ func (p *Pool) cutSnapshots(cuts []*snapshotCut) ([]SnapshotInfo, error) {
 		p.attachLocked(c.v, c.old, c.head)
 		c.v.rec = c.vrec
 		infos[i] = p.snapshotInfoLocked(c.old)
+		p.toCompact = append(p.toCompact, c.old)
 	}
 	p.mapMu.Unlock()
 	p.crashPoint(CrashSnapshot)
