@@ -104,10 +104,8 @@ func TestRBDGroupOnCluster(t *testing.T) {
 	p := rowengine.TestPool(t, rowengine.Options{RBD: c})
 	run := time.Now().UnixNano() % 1e9
 	group := fmt.Sprintf("g%d", run)
-	var images []string
 	for i, v := range []string{"r1", "r2"} {
 		image := fmt.Sprintf("%s-%s", group, v)
-		images = append(images, image)
 		if _, err := p.CreateRBDVolume(v, "rbd", image, 8<<20); err != nil {
 			t.Fatal(err)
 		}
