@@ -298,7 +298,7 @@ func printVolume(w io.Writer, v api.Volume) {
 }
 
 func poolCommand(a *app) *cobra.Command {
-	cmd := group("pool", "Inspect the pool")
+	cmd := group("pool", "Inspect the pool and change its settings")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "info",
 		Short: "Show the pool's capacity and usage",
