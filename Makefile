@@ -14,10 +14,10 @@ CEPH_DEV   := librbd-dev librados-dev
 GOTAGS     := ceph pacific
 GOBUILD    := CGO_ENABLED=1 $(GO) build -tags "$(GOTAGS)"
 RUN_PKGS   := fuse3 attr gcc $(CEPH_DEV)
-TEST_PKGS  := fuse3 attr qemu-utils e2fsprogs fio gcc $(CEPH_DEV) ceph-mon ceph-osd ceph-common
+TEST_PKGS  := fuse3 attr systemd qemu-utils e2fsprogs fio gcc $(CEPH_DEV) ceph-mon ceph-osd ceph-common
 BENCH_PKGS := fuse3 attr qemu-utils qemu-system-x86 fio gcc $(CEPH_DEV)
 
-.PHONY: all build run test bench fuzz soak vet deps-build deps-run deps-test deps-bench clean
+.PHONY: all build run test bench fuzz soak vet deps-build deps-run deps-test deps-bench install clean
 
 all: build
 
@@ -111,6 +111,20 @@ fuzz:
 DURATION ?= 10m
 soak: deps-test
 	ROWFS_SOAK_DURATION=$(DURATION) $(GO) test -count=1 -timeout 0 -v -run '^TestKill9Loop$$' ./cmd/rowfsd
+
+# install: the binaries, the systemd unit, the shipped config (never over
+# an existing one) and the README. DESTDIR stages it for a package.
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 bin/rowfsd $(DESTDIR)$(PREFIX)/bin/rowfsd
+	install -D -m 0755 bin/rowctl $(DESTDIR)$(PREFIX)/bin/rowctl
+	install -D -m 0644 contrib/rowfsd.service $(DESTDIR)/etc/systemd/system/rowfsd.service
+	sed -i 's#/usr/local/#$(PREFIX)/#g' $(DESTDIR)/etc/systemd/system/rowfsd.service
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/rowfs/README.md
+	@if [ -e $(DESTDIR)/etc/rowfs/rowfsd.toml ]; then \
+		echo "kept $(DESTDIR)/etc/rowfs/rowfsd.toml; the shipped one is contrib/rowfsd.toml"; \
+	else install -D -m 0644 contrib/rowfsd.toml $(DESTDIR)/etc/rowfs/rowfsd.toml; fi
+	@echo "installed; edit /etc/rowfs/rowfsd.toml, then: systemctl daemon-reload && systemctl enable --now rowfsd"
 
 clean:
 	rm -rf bin

@@ -122,6 +122,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	log.Info("rowfsd ready", "pool", cfg.Pool, "mount", mountDir, "socket", cfg.Socket, "block_size", pool.BlockSize(), "version", api.Version)
 	notifyReady(log)
+	if interval := watchdogInterval(); interval > 0 {
+		wdCtx, stopWatchdog := context.WithCancel(ctx)
+		wdDone := make(chan struct{})
+		// Alive: the pool answers Info, which takes the allocator's and the
+		// volume map's locks; an operation stuck holding one blocks the
+		// ping, and systemd restarts the daemon.
+		go func() {
+			runWatchdog(wdCtx, interval, func() bool { _ = pool.Info(); return true }, log)
+			close(wdDone)
+		}()
+		defer func() { stopWatchdog(); <-wdDone }()
+		log.Info("systemd watchdog on", "interval", interval)
+	}
 
 	select {
 	case <-ctx.Done():
@@ -208,23 +221,64 @@ func lookupGroup(name string) (int, error) {
 	return strconv.Atoi(g.Gid)
 }
 
-// notifyReady tells a service manager (or a test) that the mount and the
-// control socket are up: the sd_notify protocol, READY=1 on NOTIFY_SOCKET.
-func notifyReady(log *slog.Logger) {
+// sdNotify sends state to the service manager (or a test) by the
+// sd_notify protocol on NOTIFY_SOCKET; without one it does nothing.
+func sdNotify(state string) error {
 	path := os.Getenv("NOTIFY_SOCKET")
 	if path == "" {
-		return
+		return nil
 	}
 	if strings.HasPrefix(path, "@") {
 		path = "\x00" + path[1:]
 	}
 	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err == nil {
-		_, err = conn.Write([]byte("READY=1\nSTATUS=serving\nMAINPID=" + strconv.Itoa(os.Getpid())))
-		conn.Close()
-	}
 	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = conn.Write([]byte(state))
+	return err
+}
+
+// notifyReady tells the service manager that the mount and the control
+// socket are up (READY=1).
+func notifyReady(log *slog.Logger) {
+	if err := sdNotify("READY=1\nSTATUS=serving\nMAINPID=" + strconv.Itoa(os.Getpid())); err != nil {
 		log.Warn("sd_notify failed", "err", err)
+	}
+}
+
+// watchdogInterval is how often to tell systemd the daemon lives: half of
+// WatchdogSec (WATCHDOG_USEC), if the watchdog is on and meant for this
+// process (WATCHDOG_PID, when set, names it); 0 if off.
+func watchdogInterval() time.Duration {
+	usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64)
+	if err != nil || usec <= 0 {
+		return 0
+	}
+	if pid := os.Getenv("WATCHDOG_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
+		return 0
+	}
+	return time.Duration(usec) * time.Microsecond / 2
+}
+
+// runWatchdog sends WATCHDOG=1 every interval until ctx ends. A ping goes
+// only while the control loop can answer: a wedged daemon stops pinging,
+// and systemd restarts it (Restart=on-failure).
+func runWatchdog(ctx context.Context, interval time.Duration, alive func() bool, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if alive() {
+			if err := sdNotify("WATCHDOG=1"); err != nil {
+				log.Warn("sd_notify WATCHDOG=1 failed", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

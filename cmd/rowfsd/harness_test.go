@@ -96,6 +96,9 @@ type rowfsd struct {
 	cmd             *exec.Cmd
 	log             *lockedBuffer
 	exited          chan struct{}
+	// notices are the sd_notify messages after READY=1 (WATCHDOG=1 …);
+	// ones that find it full are dropped.
+	notices chan string
 }
 
 // env is one test's directories: a pool, a mount point and a socket.
@@ -132,9 +135,9 @@ func (e env) tryStart(environ []string, extra ...string) (*rowfsd, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer notify.Close()
+	t.Cleanup(func() { notify.Close() })
 	args := append([]string{"--pool", e.pool, "--mount", e.mnt, "--socket", e.sock, "--block-size", "64K"}, extra...)
-	d := &rowfsd{t: t, pool: e.pool, mnt: e.mnt, sock: e.sock, log: &lockedBuffer{}, exited: make(chan struct{})}
+	d := &rowfsd{t: t, pool: e.pool, mnt: e.mnt, sock: e.sock, log: &lockedBuffer{}, exited: make(chan struct{}), notices: make(chan string, 16)}
 	d.cmd = exec.Command(filepath.Join(binDir, "rowfsd"), args...)
 	d.cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="+notifyPath), environ...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
@@ -152,9 +155,13 @@ func (e env) tryStart(environ []string, extra ...string) (*rowfsd, error) {
 				ready <- err
 				return
 			}
-			if strings.Contains(string(buf[:n]), "READY=1") {
+			if msg := string(buf[:n]); strings.Contains(msg, "READY=1") {
 				ready <- nil
-				return
+			} else {
+				select {
+				case d.notices <- msg:
+				default:
+				}
 			}
 		}
 	}()
