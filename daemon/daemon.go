@@ -50,6 +50,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// So is a socket group that does not exist or a socket a live daemon
+	// serves: a config error leaves no new pool behind.
+	socketGID := -1
+	if cfg.SocketGroup != "" {
+		if socketGID, err = lookupGroup(cfg.SocketGroup); err != nil {
+			return fmt.Errorf("control socket group %q: %w", cfg.SocketGroup, err)
+		}
+	}
+	if err := refuseLiveSocket(cfg.Socket); err != nil {
+		return err
+	}
 	timeout, _ := cfg.cephTimeout() // validated by engineOptions
 	opts.RBD = rbd.New(rbd.Options{Conf: cfg.CephConf, ID: cfg.CephID, Timeout: timeout, Logger: log,
 		StateFile: filepath.Join(cfg.Pool, "rbd-client")})
@@ -91,7 +102,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}()
 
-	ln, socketGID, err := listenControl(cfg.Socket, cfg.SocketGroup)
+	ln, err := listenControl(cfg.Socket, socketGID)
 	if err != nil {
 		return err
 	}
@@ -148,36 +159,40 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return nil
 }
 
-// listenControl listens on the control socket with mode 0660, owned by
-// group if one is named (its gid is returned; -1 if none). A socket file
-// left by a dead daemon is replaced; one a live daemon answers on is not.
-func listenControl(path, group string) (net.Listener, int, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, -1, fmt.Errorf("control socket directory: %w", err)
-	}
+// refuseLiveSocket fails if a live daemon answers on the control socket
+// path (one a dead daemon left is replaced by listenControl).
+func refuseLiveSocket(path string) error {
 	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		conn.Close()
-		return nil, -1, fmt.Errorf("control socket %s is in use by another rowfsd; choose another --socket", path)
+		return fmt.Errorf("control socket %s is in use by another rowfsd; choose another --socket", path)
+	}
+	return nil
+}
+
+// listenControl listens on the control socket with mode 0660, owned by
+// gid unless it is -1. A socket file left by a dead daemon is replaced;
+// one a live daemon answers on is not.
+func listenControl(path string, gid int) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("control socket directory: %w", err)
+	}
+	if err := refuseLiveSocket(path); err != nil {
+		return nil, err
 	}
 	_ = os.Remove(path)
 	old := syscall.Umask(0o117)
 	ln, err := net.Listen("unix", path)
 	syscall.Umask(old)
 	if err != nil {
-		return nil, -1, fmt.Errorf("control socket: %w", err)
+		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	gid := -1
-	if group != "" {
-		gid, err = lookupGroup(group)
-		if err == nil {
-			err = os.Chown(path, os.Getuid(), gid)
-		}
-		if err != nil {
+	if gid >= 0 {
+		if err := os.Chown(path, os.Getuid(), gid); err != nil {
 			ln.Close()
-			return nil, -1, fmt.Errorf("control socket group %q: %w", group, err)
+			return nil, fmt.Errorf("control socket group %d: %w", gid, err)
 		}
 	}
-	return ln, gid, nil
+	return ln, nil
 }
 
 // CrashEnv, set to POINT:N, arms the test-only crash switch: the daemon

@@ -73,3 +73,28 @@ func TestControlSocketPeers(t *testing.T) {
 		t.Fatalf("2 MiB request: %d %s", code, body)
 	}
 }
+
+// A second daemon pointed at a live daemon's control socket is refused
+// before it creates its pool or its mount point: a config mistake leaves
+// nothing on disk, and the first daemon keeps serving.
+func TestSocketInUseRefusedBeforePoolIsCreated(t *testing.T) {
+	requireE2E(t)
+	first := newEnv(t)
+	first.start()
+	second := newEnv(t)
+	second.sock = first.sock
+	d, err := second.tryStart(nil)
+	if err == nil {
+		t.Fatal("second daemon on a live socket started")
+	}
+	<-d.exited
+	if !strings.Contains(d.log.String(), "in use by another rowfsd") {
+		t.Fatalf("refusal does not say why:\n%s", d.log)
+	}
+	for _, dir := range []string{second.pool, second.mnt} {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("%s exists after the refused start (%v)", dir, err)
+		}
+	}
+	mustRowctl(t, first.sock, "pool", "info")
+}
