@@ -277,7 +277,7 @@ func TestTruncateNeverShrinksByAccident(t *testing.T) {
 	if err := os.Truncate(vol, 8<<20); !errors.Is(err, syscall.EPERM) {
 		t.Errorf("truncate to a smaller size: %v, want EPERM", err)
 	}
-	if !strings.Contains(d.log.String(), "rowctl volume resize --shrink") {
+	if !d.logs("rowctl volume resize --shrink") {
 		t.Errorf("no log line names rowctl volume resize --shrink:\n%s", d.log)
 	}
 	if err := os.Truncate(vol, 0); err != nil {

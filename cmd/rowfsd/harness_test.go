@@ -202,6 +202,20 @@ func (d *rowfsd) stop() {
 	}
 }
 
+// logs waits up to 10 s for the daemon's log to contain text: the log
+// reaches the test through a pipe and a copying goroutine, so a line the
+// daemon wrote before answering may arrive after the answer.
+func (d *rowfsd) logs(text string) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.log.String(), text) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
 // diesSoon reports whether the daemon exits within 2 s (a request that
 // failed because it was dying returns a little before its exit is seen).
 func (d *rowfsd) diesSoon() bool {

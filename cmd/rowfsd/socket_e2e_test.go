@@ -88,7 +88,7 @@ func TestSocketInUseRefusedBeforePoolIsCreated(t *testing.T) {
 		t.Fatal("second daemon on a live socket started")
 	}
 	<-d.exited
-	if !strings.Contains(d.log.String(), "in use by another rowfsd") {
+	if !d.logs("in use by another rowfsd") {
 		t.Fatalf("refusal does not say why:\n%s", d.log)
 	}
 	for _, dir := range []string{second.pool, second.mnt} {

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/rowfs/rowfs/fs/faultfs"
 )
@@ -116,12 +115,8 @@ func TestIOErrorOneRequest(t *testing.T) {
 	if strings.Contains(out, "error") || strings.Contains(out, "failed") {
 		t.Fatalf("requests outside the failing range failed:\n%s", out)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(d.log.String(), "read from pool data file failed") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the I/O error was not logged:\n%s", d.log)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !d.logs("read from pool data file failed") {
+		t.Fatalf("the I/O error was not logged:\n%s", d.log)
 	}
 	ffs.Clear()
 	qemuIO(t, vol, "none", "read -P 0x11 0 64k")
