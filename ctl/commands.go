@@ -380,12 +380,23 @@ func Main(argv []string, stdout, stderr io.Writer) int {
 	root.SetErr(stderr)
 	err := root.ExecuteContext(context.Background())
 	if err != nil {
-		msg := err.Error()
-		if strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") {
+		if msg := err.Error(); strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") {
 			err = fmt.Errorf("%w: %s", ErrUsage, msg)
 		}
-		if msg := err.Error(); msg != "" {
-			fmt.Fprintln(stderr, "rowctl:", strings.TrimPrefix(msg, ErrUsage.Error()+": "))
+		msg := strings.TrimPrefix(err.Error(), ErrUsage.Error()+": ")
+		wantJSON, _ := root.PersistentFlags().GetBool("json")
+		// A command line cobra could not parse never set the flag.
+		wantJSON = wantJSON || slices.Contains(argv, "--json")
+		switch {
+		case msg == "":
+			// fsck's findings: the report said it, the exit code tells.
+		case wantJSON:
+			// Scripts parse stderr as one JSON object: the code they match
+			// on, and the message for people.
+			line, _ := json.Marshal(api.Error{Code: ErrorCode(err), Message: msg})
+			fmt.Fprintln(stderr, string(line))
+		default:
+			fmt.Fprintln(stderr, "rowctl:", msg)
 		}
 	}
 	return ExitCode(err)

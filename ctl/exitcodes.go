@@ -33,6 +33,33 @@ var exitCodes = map[string]int{
 	api.CodeIO:              ExitFailed,
 }
 
+// Error codes rowctl itself gives, with --json, to errors that did not come
+// from the daemon (docs/cli.md); the daemon's are api.Code*.
+const (
+	CodeUsage       = "usage"       // bad command line (exit 2)
+	CodeUnreachable = "unreachable" // no daemon answers (exit 69)
+	CodeFailed      = "failed"      // anything else (exit 1, or fsck's own)
+)
+
+// ErrorCode is the code --json prints for err: the daemon's own code when it
+// answered with one, else one of rowctl's. It agrees with ExitCode.
+func ErrorCode(err error) string {
+	var apiErr *api.Error
+	var status *ExitStatus
+	switch {
+	case errors.As(err, &status):
+		return CodeFailed
+	case errors.Is(err, ErrUsage):
+		return CodeUsage
+	case errors.Is(err, ErrUnreachable):
+		return CodeUnreachable
+	case errors.As(err, &apiErr) && apiErr.Code != "":
+		return apiErr.Code
+	default:
+		return CodeFailed
+	}
+}
+
 // ExitCode is the one place an error becomes rowctl's exit status.
 func ExitCode(err error) int {
 	var apiErr *api.Error

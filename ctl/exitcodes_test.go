@@ -1,8 +1,12 @@
 package ctl
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/rowfs/rowfs/ctl/api"
@@ -31,6 +35,56 @@ func TestExitCode(t *testing.T) {
 	for err, want := range cases {
 		if got := ExitCode(err); got != want {
 			t.Errorf("ExitCode(%v) = %d, want %d", err, got, want)
+		}
+	}
+}
+
+func TestErrorCode(t *testing.T) {
+	cases := map[error]string{
+		fmt.Errorf("bad flag: %w", ErrUsage):                    CodeUsage,
+		fmt.Errorf("dial: %w", ErrUnreachable):                  CodeUnreachable,
+		fmt.Errorf("x: %w", &api.Error{Code: api.CodeNotFound}): api.CodeNotFound,
+		&api.Error{Code: "from_a_newer_daemon"}:                 "from_a_newer_daemon",
+		&api.Error{Message: "no code"}:                          CodeFailed,
+		&ExitStatus{Code: FsckCorrupt, Msg: "x"}:                CodeFailed,
+		errors.New("anything else"):                             CodeFailed,
+	}
+	for err, want := range cases {
+		if got := ErrorCode(err); got != want {
+			t.Errorf("ErrorCode(%v) = %q, want %q", err, got, want)
+		}
+	}
+}
+
+// With --json, an error is one JSON object on stderr with the documented
+// code, and the exit code is the same as without --json.
+func TestMainJSONErrors(t *testing.T) {
+	noDaemon := filepath.Join(t.TempDir(), "none.sock")
+	for _, c := range []struct {
+		argv []string
+		code string
+		exit int
+	}{
+		{[]string{"volume", "list"}, CodeUnreachable, ExitUnreachable},
+		{[]string{"volume", "create"}, CodeUsage, ExitUsage},
+		{[]string{"no-such-command"}, CodeUsage, ExitUsage},
+		{[]string{"volume", "list", "--no-such-flag"}, CodeUsage, ExitUsage},
+	} {
+		argv := append([]string{"--socket", noDaemon}, c.argv...)
+		var plainOut, plainErr bytes.Buffer
+		plainExit := Main(argv, &plainOut, &plainErr)
+		var stdout, stderr bytes.Buffer
+		exit := Main(append(argv, "--json"), &stdout, &stderr)
+		var got api.Error
+		if err := json.Unmarshal(stderr.Bytes(), &got); err != nil {
+			t.Errorf("%v --json: stderr is not JSON (%v): %q", c.argv, err, stderr.String())
+			continue
+		}
+		if got.Code != c.code || got.Message == "" || exit != c.exit || plainExit != exit {
+			t.Errorf("%v --json: %+v exit %d (plain exit %d), want code %q exit %d", c.argv, got, exit, plainExit, c.code, c.exit)
+		}
+		if !strings.HasPrefix(plainErr.String(), "rowctl: ") {
+			t.Errorf("%v: plain error %q", c.argv, plainErr.String())
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rowfs/rowfs/ctl"
 	"github.com/rowfs/rowfs/ctl/api"
 )
 
@@ -465,10 +467,22 @@ func TestBadInput(t *testing.T) {
 		{[]string{"volume", "resize", "keep", "--size", "512M"}, 2, "--shrink"},
 		{[]string{"volume", "frobnicate"}, 2, "unknown command"},
 	}
+	// With --json the same refusal is one JSON object on stderr whose code
+	// (docs/cli.md) goes with the exit code.
+	jsonCodes := map[int][]string{2: {api.CodeInvalidArgument, ctl.CodeUsage}, 3: {api.CodeNotFound}, 1: {api.CodeExists}}
 	for _, c := range cases {
 		r := rowctl(t, e.sock, c.args...)
 		if r.code != c.code || !strings.Contains(r.stderr, c.msg) {
 			t.Errorf("rowctl %s: exit %d, stderr %q; want exit %d and %q", strings.Join(c.args, " "), r.code, r.stderr, c.code, c.msg)
+		}
+		r = rowctl(t, e.sock, append(c.args, "--json")...)
+		var jerr api.Error
+		if err := json.Unmarshal([]byte(r.stderr), &jerr); err != nil {
+			t.Errorf("rowctl %s --json: stderr is not JSON (%v): %q", strings.Join(c.args, " "), err, r.stderr)
+			continue
+		}
+		if r.code != c.code || !slices.Contains(jsonCodes[c.code], jerr.Code) || !strings.Contains(jerr.Message, c.msg) {
+			t.Errorf("rowctl %s --json: exit %d, %+v; want exit %d, a code of %v and %q", strings.Join(c.args, " "), r.code, jerr, c.code, jsonCodes[c.code], c.msg)
 		}
 	}
 	// Deleting an open volume is refused.
