@@ -54,6 +54,7 @@ func NewRootCommand(out io.Writer) *cobra.Command {
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "print JSON")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %v", ErrUsage, err) })
 	root.AddCommand(volumeCommand(a), snapshotCommand(a), groupCommand(a), policyCommand(a), duCommand(a), jobCommand(a), poolCommand(a), fsckCommand(a), versionCommand(a))
+	addCompletion(a, root)
 	root.SetOut(out)
 	return root
 }

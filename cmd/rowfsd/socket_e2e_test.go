@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func asUser(t *testing.T, sock string, uid, gid uint32, args ...string) result {
@@ -97,4 +98,59 @@ func TestSocketInUseRefusedBeforePoolIsCreated(t *testing.T) {
 		}
 	}
 	mustRowctl(t, first.sock, "pool", "info")
+}
+
+// Shell completion asks the daemon for the names it completes:
+// `rowctl __complete snapshot rollback vm1@` lists vm1's snapshots, and so
+// on for volumes, groups, group snapshots and policies. With the daemon
+// stopped it completes nothing, quickly.
+func TestCompletionOfNames(t *testing.T) {
+	requireE2E(t)
+	e := newEnv(t)
+	d := e.start()
+	createVolume(t, e.sock, "vm1", "1M")
+	createVolume(t, e.sock, "vm2", "1M")
+	mustRowctl(t, e.sock, "snapshot", "create", "vm1@s1")
+	mustRowctl(t, e.sock, "snapshot", "create", "vm1@s2")
+	mustRowctl(t, e.sock, "snapshot", "create", "vm2@other")
+	mustRowctl(t, e.sock, "group", "create", "web", "vm1", "vm2")
+	mustRowctl(t, e.sock, "group", "snapshot", "web@nightly")
+	// First run tomorrow: no automatic snapshot appears during the test.
+	mustRowctl(t, e.sock, "policy", "create", "hourly", "--every", "1h", "--start", time.Now().Add(24*time.Hour).Format(time.RFC3339), "vm1")
+
+	complete := func(args ...string) []string {
+		t.Helper()
+		r := rowctl(t, e.sock, append([]string{"__complete"}, args...)...)
+		if r.code != 0 {
+			t.Fatalf("__complete %v: exit %d\n%s", args, r.code, r.stderr)
+		}
+		var names []string
+		for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+			if !strings.HasPrefix(line, ":") { // the last line is the directive
+				names = append(names, line)
+			}
+		}
+		return names
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"snapshot", "rollback", "vm1@"}, "vm1@s1 vm1@s2 vm1@nightly"},
+		{[]string{"snapshot", "rollback", ""}, "vm1@ vm2@"},
+		{[]string{"volume", "info", ""}, "vm1 vm2"},
+		{[]string{"group", "rollback", "web@"}, "web@nightly"},
+		{[]string{"group", "info", ""}, "web"},
+		{[]string{"policy", "run", ""}, "hourly"},
+		{[]string{"volume", "create", ""}, ""},
+	} {
+		if got := strings.Join(complete(c.args...), " "); got != c.want {
+			t.Errorf("__complete %v: %q, want %q", c.args, got, c.want)
+		}
+	}
+	d.stop()
+	start := time.Now()
+	if got := complete("snapshot", "rollback", "vm1@"); len(got) > 0 || time.Since(start) > 5*time.Second {
+		t.Errorf("with the daemon stopped: %q after %v, want nothing at once", got, time.Since(start))
+	}
 }
