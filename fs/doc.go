@@ -3,7 +3,10 @@
 // file that qemu opens as a raw image. It is a translator: every method
 // converts its arguments, calls the engine and maps the error with toErrno
 // (errors.go), the only place an errno is chosen. No snapshot logic lives
-// here.
+// here. A guest request on a volume that fails (a write refused with
+// ENOSPC, a read that met EIO) is logged by guestlog.go, one line per
+// volume, operation and errno per minute, since the guest only sees the
+// errno.
 //
 // # Kernel caching
 //

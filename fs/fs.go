@@ -108,7 +108,7 @@ const extraCapabilities = fuse.CAP_ASYNC_DIO | fuse.CAP_HANDLE_KILLPRIV_V2 | fus
 // MountPool mounts the engine's volumes at dir and serves requests until Unmount.
 func MountPool(dir string, opts Options) (*Mount, error) {
 	opts.EnsureDefaults()
-	root := &rootNode{opts: opts, started: time.Now()}
+	root := &rootNode{opts: opts, started: time.Now(), guestErrors: newGuestErrorLog(opts.Logger, time.Now)}
 	mo := fuse.MountOptions{
 		FsName:            opts.Source,
 		Name:              "rowfs",
@@ -176,8 +176,9 @@ func (m *Mount) VolumeRemoved(name string) {
 
 type rootNode struct {
 	gofs.Inode
-	opts    Options
-	started time.Time
+	opts        Options
+	started     time.Time
+	guestErrors *guestErrorLog
 }
 
 var (
@@ -392,7 +393,8 @@ func (v *volumeNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 }
 
 func (v *volumeNode) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	return readHandle(f, dest, off)
+	res, errno := readHandle(f, dest, off)
+	return res, v.root.guestErrors.failed(v.name, "read", errno, nil)
 }
 
 func readHandle(f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -414,14 +416,15 @@ func (v *volumeNode) Write(ctx context.Context, f gofs.FileHandle, data []byte, 
 	}
 	n, err := h.WriteAt(data, off)
 	if err != nil && n == 0 {
-		return 0, toErrno(err)
+		return 0, v.root.guestErrors.failed(v.name, "write", toErrno(err), err)
 	}
 	return uint32(n), 0
 }
 
 func (v *volumeNode) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
 	if h, errno := handleOf(f); errno == 0 {
-		return toErrno(h.Sync())
+		err := h.Sync()
+		return v.root.guestErrors.failed(v.name, "fsync", toErrno(err), err)
 	}
 	// fsync without a handle (rare): the barrier is pool-wide anyway.
 	return toErrno(v.root.opts.Engine.Sync())
@@ -478,7 +481,8 @@ func (v *volumeNode) Allocate(ctx context.Context, f gofs.FileHandle, off, size 
 	if off >= end {
 		return 0
 	}
-	return toErrno(h.ZeroRange(int64(off), end-off))
+	err := h.ZeroRange(int64(off), end-off)
+	return v.root.guestErrors.failed(v.name, "fallocate", toErrno(err), err)
 }
 
 func (v *volumeNode) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {

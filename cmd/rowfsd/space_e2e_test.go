@@ -38,6 +38,13 @@ func fillUntilFull(t *testing.T, e env, d *rowfsd, size string) {
 	if strings.Contains(out, "Input/output error") {
 		t.Fatalf("a full pool must give ENOSPC, never EIO:\n%s", out)
 	}
+	// The operator sees it too: one rate-limited line naming the volume.
+	if !d.logs("guest request refused: the pool is full") || !strings.Contains(d.log.String(), "volume=vm") {
+		t.Fatalf("the refused write is not logged:\n%s", d.log)
+	}
+	if n := strings.Count(d.log.String(), "guest request refused"); n > 2 {
+		t.Errorf("%d log lines for one refused run (rate limit: one per minute per kind)", n)
+	}
 	// The snapshot still reads as it was, and the head's blocks that
 	// were written before the space ran out read back.
 	if out := runCmd(t, "qemu-io", "-r", "-f", "raw", "-c", "read -P 0xaa 0 "+size, filepath.Join(e.mnt, ".snapshots", "vm", "s1")); strings.Contains(out, "fail") {
@@ -115,7 +122,7 @@ func TestIOErrorOneRequest(t *testing.T) {
 	if strings.Contains(out, "error") || strings.Contains(out, "failed") {
 		t.Fatalf("requests outside the failing range failed:\n%s", out)
 	}
-	if !d.logs("read from pool data file failed") {
+	if !d.logs("read from pool data file failed") || !d.logs("errno=EIO") {
 		t.Fatalf("the I/O error was not logged:\n%s", d.log)
 	}
 	ffs.Clear()
