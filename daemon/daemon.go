@@ -97,6 +97,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	srv.mount = mount
 	defer func() {
+		logOpenVolumes(pool.Volumes(), mountDir, log)
 		if err := mount.Unmount(); err != nil {
 			log.Error("unmount", "mount", mountDir, "err", err)
 		}

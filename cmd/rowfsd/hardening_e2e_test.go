@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rowfs/rowfs/ctl/api"
 )
 
 // refusedStart runs rowfsd on e and returns its output; it must exit
@@ -315,5 +318,53 @@ func TestOfflineFsckOfOpenPool(t *testing.T) {
 	r := rowctl(t, e.sock, "fsck", "--pool", e.pool)
 	if r.code != 1 || !strings.Contains(r.stderr, "(rowfsd)") || !strings.Contains(r.stderr, "check it online with `rowctl fsck`") {
 		t.Errorf("offline fsck of an open pool: exit %d, %q", r.code, r.stderr)
+	}
+}
+
+// TestShutdownNamesOpenVolumes: a SIGTERM while a process holds a volume
+// open logs the volume and the process, and the daemon exits once the
+// file is closed.
+func TestShutdownNamesOpenVolumes(t *testing.T) {
+	requireE2E(t)
+	e := newEnv(t)
+	d := e.start()
+	vol := createVolume(t, e.sock, "vm1", "1M")
+	holder := exec.Command("sh", "-c", "exec 3<>"+vol+"; read line")
+	stdin, err := holder.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Process.Kill()
+	waitOpen := time.Now().Add(30 * time.Second)
+	for {
+		var v api.Volume
+		rowctlJSON(t, e.sock, &v, "volume", "info", "vm1")
+		if v.OpenHandles > 0 {
+			break
+		}
+		if time.Now().After(waitOpen) {
+			t.Fatal("the holder never opened vm1")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if !d.logs("volume still open at shutdown") || !d.logs("waiting for open volumes") {
+		t.Fatalf("shutdown does not say what it waits for:\n%s", d.log)
+	}
+	if want := fmt.Sprintf("pids=\"%d (sh)\"", holder.Process.Pid); !strings.Contains(d.log.String(), want) {
+		t.Errorf("log does not name the holder (%s):\n%s", want, d.log)
+	}
+	stdin.Close() // the holder exits, closing vm1
+	holder.Wait()
+	select {
+	case <-d.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("rowfsd did not exit after the volume was closed:\n%s", d.log)
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit %d:\n%s", code, d.log)
 	}
 }
