@@ -21,6 +21,7 @@ import (
 type app struct {
 	socket string
 	json   bool
+	yes    bool // --yes: confirm what would discard data
 	out    io.Writer
 }
 
@@ -52,6 +53,7 @@ func NewRootCommand(out io.Writer) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&a.socket, "socket", defaultSocket, "rowfsd control socket (env "+api.SocketEnv+")")
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "print JSON")
+	root.PersistentFlags().BoolVarP(&a.yes, "yes", "y", false, "discard data written since the last snapshot without asking (rollback, reset)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %v", ErrUsage, err) })
 	root.AddCommand(volumeCommand(a), snapshotCommand(a), groupCommand(a), policyCommand(a), duCommand(a), jobCommand(a), poolCommand(a), fsckCommand(a), versionCommand(a))
 	addCompletion(a, root)
@@ -250,6 +252,9 @@ automatic snapshot (auto-pre-reset-…) keeps what the reset discards, unless
 the pool setting snapshot-before-reset is false.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
+			if err := a.confirmDiscard(cmd, "resetting "+argv[0], argv[:1], settingSnapshotBeforeReset); err != nil {
+				return err
+			}
 			r, err := a.client().Reset(cmd.Context(), argv[0], resetForce)
 			if err != nil {
 				return err

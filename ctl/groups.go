@@ -199,6 +199,12 @@ crash-consistent point that says so.`,
 			if err != nil {
 				return err
 			}
+			// A group the daemon does not know is left to the rollback to report.
+			if group, err := a.client().Group(cmd.Context(), g); err == nil {
+				if err := a.confirmDiscard(cmd, "rolling group "+g+" back to "+snap, group.Volumes, settingSnapshotBeforeRollback); err != nil {
+					return err
+				}
+			}
 			r, err := a.client().GroupSnapshotAction(cmd.Context(), g, "rollback", api.GroupSnapshotRequest{Snapshot: snap, Force: force})
 			if err != nil {
 				return err

@@ -217,6 +217,9 @@ func snapshotCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := a.confirmDiscard(cmd, "rolling "+vol+" back to "+snap, []string{vol}, settingSnapshotBeforeRollback); err != nil {
+				return err
+			}
 			r, err := a.client().Rollback(cmd.Context(), vol, api.RollbackRequest{Snapshot: snap, Force: force})
 			if err != nil {
 				return err

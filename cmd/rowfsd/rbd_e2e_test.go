@@ -181,7 +181,7 @@ func TestRBDViewMatchesCeph(t *testing.T) {
 		t.Fatalf("snapshot info %+v: want its description and its 4 MiB", s1)
 	}
 
-	mustRowctl(t, e.sock, "snapshot", "rollback", "v@s1")
+	mustRowctl(t, e.sock, "snapshot", "rollback", "v@s1", "--yes")
 	agree("rollback to s1")
 	qemuIO(t, path, "none", "read -P 0x11 0 4M")
 
@@ -264,7 +264,7 @@ func TestRBDRollbackRefusedWhileLocked(t *testing.T) {
 	if _, err := f.WriteAt([]byte("x"), 0); err != nil {
 		t.Fatal(err)
 	}
-	r := rowctl(t, e.sock, "snapshot", "rollback", "l@s1")
+	r := rowctl(t, e.sock, "snapshot", "rollback", "l@s1", "--yes")
 	f.Close()
 	if r.code == 0 || !strings.Contains(r.stderr, "open") {
 		t.Fatalf("rollback while the file is open: exit %d, %s", r.code, r.stderr)
@@ -282,7 +282,7 @@ func TestRBDRollbackRefusedWhileLocked(t *testing.T) {
 	defer func() { writer.Process.Kill(); writer.Wait() }()
 	var owners []string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		r = rowctl(t, e.sock, "snapshot", "rollback", "l@s1")
+		r = rowctl(t, e.sock, "snapshot", "rollback", "l@s1", "--yes")
 		if r.code != 0 && strings.Contains(r.stderr, "locked by") {
 			owners = append(owners, r.stderr)
 			break
@@ -298,7 +298,7 @@ func TestRBDRollbackRefusedWhileLocked(t *testing.T) {
 	writer.Wait()
 	// Once the other client is gone, the rollback goes through.
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
-		if r = rowctl(t, e.sock, "snapshot", "rollback", "l@s1"); r.code == 0 {
+		if r = rowctl(t, e.sock, "snapshot", "rollback", "l@s1", "--yes"); r.code == 0 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -179,7 +180,7 @@ func TestRollbackWhileOpen(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	before := snapshotList(t, e.sock, "vm")
-	r := rowctl(t, e.sock, "snapshot", "rollback", "vm@before")
+	r := rowctl(t, e.sock, "snapshot", "rollback", "vm@before", "--yes")
 	if r.code != 1 || !strings.Contains(r.stderr, "stop the VM first") {
 		t.Fatalf("rollback while open: exit %d %q", r.code, r.stderr)
 	}
@@ -191,7 +192,7 @@ func TestRollbackWhileOpen(t *testing.T) {
 	if err := q.Wait(); err != nil {
 		t.Fatalf("qemu-io: %v %s", err, qout.String())
 	}
-	mustRowctl(t, e.sock, "snapshot", "rollback", "vm@before")
+	mustRowctl(t, e.sock, "snapshot", "rollback", "vm@before", "--yes")
 	qemuIO(t, vol, "writeback", "read -P 1 0 1M")
 	qemuIO(t, vol, "none", "read -P 1 0 1M")
 }
@@ -304,7 +305,7 @@ func TestSnapshotBadInput(t *testing.T) {
 	for _, s := range []string{"sa", "sb"} {
 		mustRowctl(t, e.sock, "snapshot", "create", "vm@"+s)
 	}
-	mustRowctl(t, e.sock, "snapshot", "rollback", "vm@sa")
+	mustRowctl(t, e.sock, "snapshot", "rollback", "vm@sa", "--yes")
 	mustRowctl(t, e.sock, "snapshot", "create", "vm@sc")
 	mustRowctl(t, e.sock, "snapshot", "delete", "vm@sa") // two children: hidden
 	mustRowctl(t, e.sock, "snapshot", "create", "vm@sd")
@@ -328,7 +329,7 @@ func TestSnapshotBadInput(t *testing.T) {
 		{[]string{"snapshot", "create", "ghost@x"}, 3, `volume "ghost"`},
 		{[]string{"snapshot", "delete", "vm@zz"}, 3, "snapshot vm@zz"},
 		{[]string{"snapshot", "delete", "vm"}, 2, "is the volume's head"},
-		{[]string{"snapshot", "rollback", "vm@sa"}, 2, "kept hidden"},
+		{[]string{"snapshot", "rollback", "vm@sa", "--yes"}, 2, "kept hidden"},
 		{[]string{"snapshot", "delete", "vm@sc", "--recursive"}, 1, `head of volume "vm"`},
 		{[]string{"snapshot", "diff", "vm@zz"}, 3, "snapshot vm@zz"},
 		{[]string{"volume", "clone", "vm@zz", "new"}, 3, "snapshot vm@zz"},
@@ -451,7 +452,7 @@ func TestSnapshotsBeforeRiskyOperationsE2E(t *testing.T) {
 	}
 	runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", filepath.Join(e.mnt, ".snapshots", "vm", pre[0]), before)
 
-	mustRowctl(t, e.sock, "volume", "reset", "vm")
+	mustRowctl(t, e.sock, "volume", "reset", "vm", "--yes")
 	qemuIO(t, vol, "none", "read -P 0 0 4M")
 	preReset := preNamed("auto-pre-reset-")
 	if len(preReset) != 1 {
@@ -468,7 +469,7 @@ func TestSnapshotsBeforeRiskyOperationsE2E(t *testing.T) {
 		t.Errorf("pool info does not show the setting:\n%s", info)
 	}
 	qemuIO(t, vol, "none", "write -P 0x77 0 1M")
-	mustRowctl(t, e.sock, "snapshot", "rollback", "vm@"+pre[0])
+	mustRowctl(t, e.sock, "snapshot", "rollback", "vm@"+pre[0], "--yes")
 	preRollback := preNamed("auto-pre-rollback-")
 	if len(preRollback) != 1 {
 		t.Fatalf("pre-rollback snapshots: %v", preRollback)
@@ -647,7 +648,7 @@ func TestGroupE2E(t *testing.T) {
 	if l := snapshotList(t, e.sock, "d2"); !slices.ContainsFunc(l.Snapshots, func(s api.Snapshot) bool { return s.Name == "before" && s.Group == "vm" }) {
 		t.Errorf("snapshot list of d2 does not show the group: %+v", l.Snapshots)
 	}
-	mustRowctl(t, e.sock, "group", "rollback", "vm@before")
+	mustRowctl(t, e.sock, "group", "rollback", "vm@before", "--yes")
 	for i, v := range vols {
 		qemuIO(t, filepath.Join(e.mnt, v), "none", fmt.Sprintf("read -P 0x%02x 0 1M", 0x10+i))
 	}
@@ -655,7 +656,7 @@ func TestGroupE2E(t *testing.T) {
 	if info := mustRowctl(t, e.sock, "group", "info", "vm"); !strings.Contains(info, "not restorable as a group: volume d3 is no longer in the group") {
 		t.Errorf("group info after a member left:\n%s", info)
 	}
-	if r := rowctl(t, e.sock, "group", "rollback", "vm@before"); r.code != 2 || !strings.Contains(r.stderr, "cannot be rolled back as a group") {
+	if r := rowctl(t, e.sock, "group", "rollback", "vm@before", "--yes"); r.code != 2 || !strings.Contains(r.stderr, "cannot be rolled back as a group") {
 		t.Errorf("rollback of an invalid point: exit %d, %q", r.code, r.stderr)
 	}
 	mustRowctl(t, e.sock, "group", "add", "vm", "d3")
@@ -693,4 +694,50 @@ func TestGroupSnapshotCrash(t *testing.T) {
 	if len(g.Points) != 1 || len(g.Points[0].Members) != 3 || !g.Points[0].Valid {
 		t.Fatalf("after the crash the group has %+v; want the point on all three members", g.Points)
 	}
+}
+
+// TestRollbackAsksBeforeDiscarding: a rollback or reset that would throw
+// away writes since the last snapshot says how much and, with no terminal
+// to confirm on, is refused unless --yes; nothing changes. With nothing
+// to lose, or with the pool's automatic snapshot before it, it asks
+// nothing.
+func TestRollbackAsksBeforeDiscarding(t *testing.T) {
+	requireE2E(t, "qemu-io")
+	e := newEnv(t)
+	e.start()
+	vol := createVolume(t, e.sock, "vm", "4M")
+	qemuIO(t, vol, "none", "write -P 1 0 1M")
+	mustRowctl(t, e.sock, "snapshot", "create", "vm@s1")
+	qemuIO(t, vol, "none", "write -P 2 0 2M")
+	// Reset keeps what it discards in an automatic snapshot by default.
+	mustRowctl(t, e.sock, "pool", "set", "snapshot-before-reset=false")
+	for _, args := range [][]string{{"snapshot", "rollback", "vm@s1"}, {"volume", "reset", "vm"}} {
+		r := rowctl(t, e.sock, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "vm: 2 MiB written since vm@s1") || !strings.Contains(r.stderr, "pass --yes") {
+			t.Errorf("rowctl %v without --yes: exit %d\n%s", args, r.code, r.stderr)
+		}
+	}
+	qemuIO(t, vol, "none", "read -P 2 0 2M") // nothing discarded
+	r := rowctl(t, e.sock, "snapshot", "rollback", "vm@s1", "--json")
+	var jerr api.Error
+	if json.Unmarshal([]byte(lastLine(r.stderr)), &jerr) != nil || jerr.Code != "usage" {
+		t.Errorf("--json refusal: %q", r.stderr)
+	}
+	mustRowctl(t, e.sock, "snapshot", "rollback", "vm@s1", "--yes")
+	qemuIO(t, vol, "none", "read -P 1 0 1M", "read -P 0 1M 1M")
+	// Right after the rollback the head holds nothing new: no question.
+	mustRowctl(t, e.sock, "snapshot", "rollback", "vm@s1")
+	// With the automatic snapshot before rollback (or reset) on, the
+	// data is kept: no question.
+	qemuIO(t, vol, "none", "write -P 3 0 1M")
+	mustRowctl(t, e.sock, "pool", "set", "snapshot-before-rollback=true")
+	mustRowctl(t, e.sock, "snapshot", "rollback", "vm@s1")
+	qemuIO(t, vol, "none", "write -P 3 0 1M")
+	mustRowctl(t, e.sock, "pool", "set", "snapshot-before-reset=true")
+	mustRowctl(t, e.sock, "volume", "reset", "vm")
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
