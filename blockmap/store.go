@@ -312,7 +312,8 @@ func (t *Txn) PutPool(rec PoolRecord) error { return putJSON(t.txn, poolKey(), r
 // Volume reads one volume record.
 func (t *Txn) Volume(name string) (VolumeRecord, error) {
 	var rec VolumeRecord
-	return rec, getJSON(t.txn, "volume", volumeKey(name), &rec)
+	err := getJSON(t.txn, "volume", volumeKey(name), &rec)
+	return rec, err
 }
 
 // PutVolume writes a volume record.

@@ -75,44 +75,48 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
+// call is do for a request that answers a T. It exists because
+// "return v, c.do(…, &v)" reads v in an order the Go spec leaves open
+// (operands that are not calls may be evaluated before the call).
+func call[T any](ctx context.Context, c *Client, method, path string, in any) (T, error) {
+	var out T
+	err := c.do(ctx, method, path, in, &out)
+	return out, err
+}
+
 func volumePath(name string, suffix string) string {
 	return api.PathVolumes + "/" + url.PathEscape(name) + suffix
 }
 
 // Version asks the daemon for its version.
 func (c *Client) Version(ctx context.Context) (api.VersionInfo, error) {
-	var v api.VersionInfo
-	return v, c.do(ctx, http.MethodGet, api.PathVersion, nil, &v)
+	return call[api.VersionInfo](ctx, c, http.MethodGet, api.PathVersion, nil)
 }
 
 // Pool describes the pool.
 func (c *Client) Pool(ctx context.Context) (api.Pool, error) {
-	var p api.Pool
-	return p, c.do(ctx, http.MethodGet, api.PathPool, nil, &p)
+	return call[api.Pool](ctx, c, http.MethodGet, api.PathPool, nil)
 }
 
 // Volumes lists the volumes.
 func (c *Client) Volumes(ctx context.Context) ([]api.Volume, error) {
-	var l api.VolumeList
-	return l.Volumes, c.do(ctx, http.MethodGet, api.PathVolumes, nil, &l)
+	l, err := call[api.VolumeList](ctx, c, http.MethodGet, api.PathVolumes, nil)
+	return l.Volumes, err
 }
 
 // Volume describes one volume.
 func (c *Client) Volume(ctx context.Context, name string) (api.Volume, error) {
-	var v api.Volume
-	return v, c.do(ctx, http.MethodGet, volumePath(name, ""), nil, &v)
+	return call[api.Volume](ctx, c, http.MethodGet, volumePath(name, ""), nil)
 }
 
 // CreateVolume creates a volume.
 func (c *Client) CreateVolume(ctx context.Context, req api.CreateVolumeRequest) (api.Volume, error) {
-	var v api.Volume
-	return v, c.do(ctx, http.MethodPost, api.PathVolumes, req, &v)
+	return call[api.Volume](ctx, c, http.MethodPost, api.PathVolumes, req)
 }
 
 // AttachVolume exposes an existing RBD image as a volume.
 func (c *Client) AttachVolume(ctx context.Context, req api.AttachVolumeRequest) (api.Volume, error) {
-	var v api.Volume
-	return v, c.do(ctx, http.MethodPost, api.PathVolumeAttach, req, &v)
+	return call[api.Volume](ctx, c, http.MethodPost, api.PathVolumeAttach, req)
 }
 
 // DetachVolume removes an RBD volume from rowfs and leaves its image.
@@ -126,8 +130,7 @@ func (c *Client) DetachVolume(ctx context.Context, name string, force bool) erro
 
 // ResizeVolume changes a volume's size.
 func (c *Client) ResizeVolume(ctx context.Context, name string, req api.ResizeVolumeRequest) (api.Volume, error) {
-	var v api.Volume
-	return v, c.do(ctx, http.MethodPost, volumePath(name, "/resize"), req, &v)
+	return call[api.Volume](ctx, c, http.MethodPost, volumePath(name, "/resize"), req)
 }
 
 // DeleteVolume deletes a volume; the job, if any, frees its snapshots.
@@ -136,6 +139,5 @@ func (c *Client) DeleteVolume(ctx context.Context, name string, force bool) (api
 	if force {
 		q = "?force=true"
 	}
-	var r api.DeleteVolumeResult
-	return r, c.do(ctx, http.MethodDelete, volumePath(name, q), nil, &r)
+	return call[api.DeleteVolumeResult](ctx, c, http.MethodDelete, volumePath(name, q), nil)
 }

@@ -162,10 +162,9 @@ func findRowfsd() (string, error) {
 
 // Fsck checks the daemon's pool; repair is "" or "leaks".
 func (c *Client) Fsck(ctx context.Context, repair string) (api.FsckReport, error) {
-	var rep api.FsckReport
 	q := ""
 	if repair != "" {
 		q = "?repair=" + url.QueryEscape(repair)
 	}
-	return rep, c.do(ctx, "POST", api.PathFsck+q, nil, &rep)
+	return call[api.FsckReport](ctx, c, "POST", api.PathFsck+q, nil)
 }

@@ -20,26 +20,23 @@ func groupPath(name, suffix string) string {
 
 // CreateGroup creates a snapshot group.
 func (c *Client) CreateGroup(ctx context.Context, req api.GroupRequest) (api.Group, error) {
-	var g api.Group
-	return g, c.do(ctx, http.MethodPost, api.PathGroups, req, &g)
+	return call[api.Group](ctx, c, http.MethodPost, api.PathGroups, req)
 }
 
 // SetGroupHooks sets a group's freeze and thaw commands ("" clears them).
 func (c *Client) SetGroupHooks(ctx context.Context, name, freeze, thaw string) (api.Group, error) {
-	var g api.Group
-	return g, c.do(ctx, http.MethodPost, groupPath(name, "/hooks"), api.GroupRequest{FreezeCmd: freeze, ThawCmd: thaw}, &g)
+	return call[api.Group](ctx, c, http.MethodPost, groupPath(name, "/hooks"), api.GroupRequest{FreezeCmd: freeze, ThawCmd: thaw})
 }
 
 // Groups lists the groups.
 func (c *Client) Groups(ctx context.Context) ([]api.Group, error) {
-	var l api.GroupList
-	return l.Groups, c.do(ctx, http.MethodGet, api.PathGroups, nil, &l)
+	l, err := call[api.GroupList](ctx, c, http.MethodGet, api.PathGroups, nil)
+	return l.Groups, err
 }
 
 // Group describes a group and its points.
 func (c *Client) Group(ctx context.Context, name string) (api.Group, error) {
-	var g api.Group
-	return g, c.do(ctx, http.MethodGet, groupPath(name, ""), nil, &g)
+	return call[api.Group](ctx, c, http.MethodGet, groupPath(name, ""), nil)
 }
 
 // DeleteGroup deletes a group (its volumes stay).
@@ -53,15 +50,13 @@ func (c *Client) ChangeGroup(ctx context.Context, name string, volumes []string,
 	if add {
 		action = "/add"
 	}
-	var g api.Group
-	return g, c.do(ctx, http.MethodPost, groupPath(name, action), api.GroupRequest{Volumes: volumes}, &g)
+	return call[api.Group](ctx, c, http.MethodPost, groupPath(name, action), api.GroupRequest{Volumes: volumes})
 }
 
 // GroupSnapshotAction takes (snapshot), rolls back to (rollback) or
 // deletes (delete-snapshot) a group snapshot.
 func (c *Client) GroupSnapshotAction(ctx context.Context, name, action string, req api.GroupSnapshotRequest) (api.GroupSnapshotResult, error) {
-	var r api.GroupSnapshotResult
-	return r, c.do(ctx, http.MethodPost, groupPath(name, "/"+action), req, &r)
+	return call[api.GroupSnapshotResult](ctx, c, http.MethodPost, groupPath(name, "/"+action), req)
 }
 
 func groupCommand(a *app) *cobra.Command {

@@ -22,20 +22,18 @@ func policyPath(name, suffix string) string {
 
 // CreatePolicy creates a snapshot policy.
 func (c *Client) CreatePolicy(ctx context.Context, req api.PolicyRequest) (api.Policy, error) {
-	var p api.Policy
-	return p, c.do(ctx, http.MethodPost, api.PathPolicies, req, &p)
+	return call[api.Policy](ctx, c, http.MethodPost, api.PathPolicies, req)
 }
 
 // Policies lists the snapshot policies.
 func (c *Client) Policies(ctx context.Context) ([]api.Policy, error) {
-	var l api.PolicyList
-	return l.Policies, c.do(ctx, http.MethodGet, api.PathPolicies, nil, &l)
+	l, err := call[api.PolicyList](ctx, c, http.MethodGet, api.PathPolicies, nil)
+	return l.Policies, err
 }
 
 // Policy describes one policy.
 func (c *Client) Policy(ctx context.Context, name string) (api.Policy, error) {
-	var p api.Policy
-	return p, c.do(ctx, http.MethodGet, policyPath(name, ""), nil, &p)
+	return call[api.Policy](ctx, c, http.MethodGet, policyPath(name, ""), nil)
 }
 
 // DeletePolicy deletes a policy (its snapshots stay).
@@ -46,18 +44,16 @@ func (c *Client) DeletePolicy(ctx context.Context, name string) error {
 // PolicyAction applies or removes volumes and groups, or pauses or
 // resumes a policy.
 func (c *Client) PolicyAction(ctx context.Context, name, action string, volumes, groups []string) (api.Policy, error) {
-	var p api.Policy
 	var body any
 	if volumes != nil || groups != nil {
 		body = api.PolicyVolumesRequest{Volumes: volumes, Groups: groups}
 	}
-	return p, c.do(ctx, http.MethodPost, policyPath(name, "/"+action), body, &p)
+	return call[api.Policy](ctx, c, http.MethodPost, policyPath(name, "/"+action), body)
 }
 
 // RunPolicy runs a policy now.
 func (c *Client) RunPolicy(ctx context.Context, name string) (api.PolicyRunResult, error) {
-	var r api.PolicyRunResult
-	return r, c.do(ctx, http.MethodPost, policyPath(name, "/run"), nil, &r)
+	return call[api.PolicyRunResult](ctx, c, http.MethodPost, policyPath(name, "/run"), nil)
 }
 
 func policyCommand(a *app) *cobra.Command {

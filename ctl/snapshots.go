@@ -21,14 +21,12 @@ import (
 
 // Snapshots lists a volume's tree.
 func (c *Client) Snapshots(ctx context.Context, volume string) (api.SnapshotList, error) {
-	var l api.SnapshotList
-	return l, c.do(ctx, http.MethodGet, volumePath(volume, "/snapshots"), nil, &l)
+	return call[api.SnapshotList](ctx, c, http.MethodGet, volumePath(volume, "/snapshots"), nil)
 }
 
 // CreateSnapshot takes a snapshot.
 func (c *Client) CreateSnapshot(ctx context.Context, volume string, req api.CreateSnapshotRequest) (api.Snapshot, error) {
-	var s api.Snapshot
-	return s, c.do(ctx, http.MethodPost, volumePath(volume, "/snapshots"), req, &s)
+	return call[api.Snapshot](ctx, c, http.MethodPost, volumePath(volume, "/snapshots"), req)
 }
 
 // DeleteSnapshot deletes a snapshot (or plans it, with dryRun).
@@ -40,26 +38,22 @@ func (c *Client) DeleteSnapshot(ctx context.Context, volume, snap string, recurs
 	if dryRun {
 		q.Set("dry_run", "true")
 	}
-	var r api.DeleteSnapshotResult
-	return r, c.do(ctx, http.MethodDelete, volumePath(volume, "/snapshots/"+url.PathEscape(snap)+"?"+q.Encode()), nil, &r)
+	return call[api.DeleteSnapshotResult](ctx, c, http.MethodDelete, volumePath(volume, "/snapshots/"+url.PathEscape(snap)+"?"+q.Encode()), nil)
 }
 
 // Rollback rolls a volume back to a snapshot.
 func (c *Client) Rollback(ctx context.Context, volume string, req api.RollbackRequest) (api.RollbackResult, error) {
-	var r api.RollbackResult
-	return r, c.do(ctx, http.MethodPost, volumePath(volume, "/rollback"), req, &r)
+	return call[api.RollbackResult](ctx, c, http.MethodPost, volumePath(volume, "/rollback"), req)
 }
 
 // Reset resets a volume to the image it started from.
 func (c *Client) Reset(ctx context.Context, volume string, force bool) (api.RollbackResult, error) {
-	var r api.RollbackResult
-	return r, c.do(ctx, http.MethodPost, volumePath(volume, "/reset"), api.ResetRequest{Force: force}, &r)
+	return call[api.RollbackResult](ctx, c, http.MethodPost, volumePath(volume, "/reset"), api.ResetRequest{Force: force})
 }
 
 // SetPoolSetting changes one pool setting.
 func (c *Client) SetPoolSetting(ctx context.Context, key, value string) (api.Pool, error) {
-	var p api.Pool
-	return p, c.do(ctx, http.MethodPost, api.PathPoolSettings, api.SetPoolSettingRequest{Key: key, Value: value}, &p)
+	return call[api.Pool](ctx, c, http.MethodPost, api.PathPoolSettings, api.SetPoolSettingRequest{Key: key, Value: value})
 }
 
 // Diff lists the extents changed between two snapshots (to "" = the head).
@@ -68,38 +62,33 @@ func (c *Client) Diff(ctx context.Context, volume, from, to string) (api.Diff, e
 	if to != "" {
 		q.Set("to", to)
 	}
-	var d api.Diff
-	return d, c.do(ctx, http.MethodGet, volumePath(volume, "/diff?"+q.Encode()), nil, &d)
+	return call[api.Diff](ctx, c, http.MethodGet, volumePath(volume, "/diff?"+q.Encode()), nil)
 }
 
 // Clone creates a volume from a snapshot.
 func (c *Client) Clone(ctx context.Context, volume string, req api.CloneRequest) (api.Volume, error) {
-	var v api.Volume
-	return v, c.do(ctx, http.MethodPost, volumePath(volume, "/clone"), req, &v)
+	return call[api.Volume](ctx, c, http.MethodPost, volumePath(volume, "/clone"), req)
 }
 
 // Flatten starts copying what a clone shares.
 func (c *Client) Flatten(ctx context.Context, volume string) (api.Job, error) {
-	var j api.Job
-	return j, c.do(ctx, http.MethodPost, volumePath(volume, "/flatten"), nil, &j)
+	return call[api.Job](ctx, c, http.MethodPost, volumePath(volume, "/flatten"), nil)
 }
 
 // SetVolume changes volume settings.
 func (c *Client) SetVolume(ctx context.Context, volume string, req api.SetVolumeRequest) (api.Volume, error) {
-	var v api.Volume
-	return v, c.do(ctx, http.MethodPost, volumePath(volume, "/set"), req, &v)
+	return call[api.Volume](ctx, c, http.MethodPost, volumePath(volume, "/set"), req)
 }
 
 // Jobs lists background jobs.
 func (c *Client) Jobs(ctx context.Context) ([]api.Job, error) {
-	var l api.JobList
-	return l.Jobs, c.do(ctx, http.MethodGet, api.PathJobs, nil, &l)
+	l, err := call[api.JobList](ctx, c, http.MethodGet, api.PathJobs, nil)
+	return l.Jobs, err
 }
 
 // Job describes one job.
 func (c *Client) Job(ctx context.Context, id uint64) (api.Job, error) {
-	var j api.Job
-	return j, c.do(ctx, http.MethodGet, api.PathJobs+"/"+strconv.FormatUint(id, 10), nil, &j)
+	return call[api.Job](ctx, c, http.MethodGet, api.PathJobs+"/"+strconv.FormatUint(id, 10), nil)
 }
 
 // jobPoll is how often WaitJob asks for progress.

@@ -142,7 +142,8 @@ func Hits(dir string) (map[string]int, error) {
 		return nil, err
 	}
 	var hits map[string]int
-	return hits, json.Unmarshal(b, &hits)
+	err = json.Unmarshal(b, &hits)
+	return hits, err
 }
 
 func waitJobs(pool *rowengine.Pool) error {
