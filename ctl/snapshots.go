@@ -1,12 +1,15 @@
 package ctl
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -436,11 +439,19 @@ func duCommand(a *app) *cobra.Command {
 
 func jobCommand(a *app) *cobra.Command {
 	cmd := group("job", "Follow background jobs (deletes, rollbacks, flattens)")
+	var watch bool
+	var watchEvery time.Duration
 	list := &cobra.Command{
-		Use:   "list",
-		Short: "List jobs, newest first",
+		Use:   "list [--watch]",
+		Short: "List jobs, newest first; --watch then follows them",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if watch {
+				if watchEvery <= 0 {
+					return fmt.Errorf("%w: --interval must be positive", ErrUsage)
+				}
+				return a.watchJobs(cmd.Context(), watchEvery)
+			}
 			jobs, err := a.client().Jobs(cmd.Context())
 			if err != nil {
 				return err
@@ -456,6 +467,8 @@ func jobCommand(a *app) *cobra.Command {
 			})
 		},
 	}
+	list.Flags().BoolVar(&watch, "watch", false, "print a line for each job that starts, progresses or ends, until interrupted (one JSON object per line with --json)")
+	list.Flags().DurationVar(&watchEvery, "interval", time.Second, "with --watch: how often to ask the daemon")
 	wait := &cobra.Command{
 		Use:   "wait ID",
 		Short: "Wait for a job to end (a progress bar on a terminal)",
@@ -547,4 +560,53 @@ func cloneCommands(a *app) []*cobra.Command {
 		},
 	}
 	return []*cobra.Command{clone, flatten, set}
+}
+
+// watchJobs prints every job as it is first seen and again each time its
+// state or progress changes, polling every interval, until ctx ends or
+// the daemon goes away (an error: a watcher should know it lost sight).
+func (a *app) watchJobs(ctx context.Context, interval time.Duration) error {
+	type seen struct {
+		state string
+		done  uint64
+	}
+	last := map[uint64]seen{}
+	c := a.client()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	enc := json.NewEncoder(a.out)
+	for {
+		jobs, err := c.Jobs(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		slices.SortFunc(jobs, func(x, y api.Job) int { return cmp.Compare(x.ID, y.ID) })
+		for _, j := range jobs {
+			now := seen{j.State, j.Done}
+			if prev, ok := last[j.ID]; ok && prev == now {
+				continue
+			}
+			last[j.ID] = now
+			if a.json {
+				if err := enc.Encode(j); err != nil {
+					return err
+				}
+				continue
+			}
+			line := fmt.Sprintf("%s job %d %s %s: %s %s/%s", time.Now().Format("15:04:05"), j.ID, j.Kind, j.Target, j.State,
+				api.FormatSize(j.Done), api.FormatSize(j.Total))
+			if j.Error != "" {
+				line += ": " + j.Error
+			}
+			fmt.Fprintln(a.out, line)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }

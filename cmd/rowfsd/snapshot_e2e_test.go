@@ -741,3 +741,60 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }
+
+// TestJobWatch: `rowctl job list --watch` follows a merge job from start
+// to done, one JSON object per line with --json, and ends with an error
+// (exit 69) when the daemon goes away.
+func TestJobWatch(t *testing.T) {
+	requireE2E(t, "qemu-io")
+	e := newEnv(t)
+	d := e.start("--block-size", "4K")
+	vol := createVolume(t, e.sock, "vm", "64M")
+	qemuIO(t, vol, "none", "write -P 5 0 64M")
+	mustRowctl(t, e.sock, "snapshot", "create", "vm@big")
+	qemuIO(t, vol, "none", "write -P 6 0 1M")
+	mustRowctl(t, e.sock, "snapshot", "create", "vm@next")
+
+	watcher := exec.Command(filepath.Join(binDir, "rowctl"), "--socket", e.sock, "job", "list", "--watch", "--interval", "20ms", "--json")
+	stdout, err := watcher.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var watcherErr bytes.Buffer
+	watcher.Stderr = &watcherErr
+	if err := watcher.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Process.Kill()
+
+	var res api.DeleteSnapshotResult
+	rowctlJSON(t, e.sock, &res, "snapshot", "delete", "vm@big", "--no-wait")
+	if res.Job == nil {
+		t.Fatalf("delete of vm@big made no job: %+v", res)
+	}
+	lines := bufio.NewScanner(stdout)
+	var states []string
+	for lines.Scan() {
+		var j api.Job
+		if err := json.Unmarshal(lines.Bytes(), &j); err != nil {
+			t.Fatalf("watch line is not a job: %q (%v)", lines.Text(), err)
+		}
+		if j.ID != res.Job.ID {
+			continue
+		}
+		states = append(states, j.State)
+		if j.State != "running" {
+			break
+		}
+	}
+	if len(states) == 0 || states[len(states)-1] != "done" {
+		t.Fatalf("watched states of job %d: %v\n%s", res.Job.ID, states, watcherErr.String())
+	}
+	d.stop()
+	go io.Copy(io.Discard, stdout)
+	err = watcher.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 69 {
+		t.Errorf("watcher after the daemon stopped: %v, want exit 69\n%s", err, watcherErr.String())
+	}
+	t.Logf("job %d seen as %v", res.Job.ID, states)
+}
