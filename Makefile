@@ -113,7 +113,7 @@ soak: deps-test
 	ROWFS_SOAK_DURATION=$(DURATION) $(GO) test -count=1 -timeout 0 -v -run '^TestKill9Loop$$' ./cmd/rowfsd
 
 # install: the binaries, the systemd unit, the shipped config (never over
-# an existing one) and the README. DESTDIR stages it for a package.
+# an existing one), the README and rowctl's man pages. DESTDIR stages it for a package.
 PREFIX ?= /usr/local
 install: build
 	install -D -m 0755 bin/rowfsd $(DESTDIR)$(PREFIX)/bin/rowfsd
@@ -121,6 +121,7 @@ install: build
 	install -D -m 0644 contrib/rowfsd.service $(DESTDIR)/etc/systemd/system/rowfsd.service
 	sed -i 's#/usr/local/#$(PREFIX)/#g' $(DESTDIR)/etc/systemd/system/rowfsd.service
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/rowfs/README.md
+	$(GO) run ./contrib/mangen $(DESTDIR)$(PREFIX)/share/man/man1
 	@if [ -e $(DESTDIR)/etc/rowfs/rowfsd.toml ]; then \
 		echo "kept $(DESTDIR)/etc/rowfs/rowfsd.toml; the shipped one is contrib/rowfsd.toml"; \
 	else install -D -m 0644 contrib/rowfsd.toml $(DESTDIR)/etc/rowfs/rowfsd.toml; fi
