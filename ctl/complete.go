@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/rowfs/rowfs/ctl/api"
 )
 
 // completionTimeout bounds a completion's question to the daemon: a shell
@@ -57,31 +59,29 @@ func addCompletion(a *app, root *cobra.Command) {
 
 type completeFunc func(ctx context.Context, toComplete string) ([]string, cobra.ShellCompDirective)
 
+// namesOf lists what the daemon answers with list, by name; nothing if it
+// does not answer.
+func namesOf[T any](ctx context.Context, list func(context.Context) ([]T, error), name func(T) string) []string {
+	items, err := list(ctx)
+	if err != nil {
+		return nil
+	}
+	names := make([]string, len(items))
+	for i, item := range items {
+		names[i] = name(item)
+	}
+	return names
+}
+
 // completer answers for one kind of name; nil for arguments it does not know.
 func (a *app) completer(kind string) completeFunc {
 	// The client is made when a completion runs: --socket is parsed by then.
 	c := func() *Client { return a.client() }
 	volumes := func(ctx context.Context) []string {
-		vols, err := c().Volumes(ctx)
-		if err != nil {
-			return nil
-		}
-		names := make([]string, len(vols))
-		for i, v := range vols {
-			names[i] = v.Name
-		}
-		return names
+		return namesOf(ctx, c().Volumes, func(v api.Volume) string { return v.Name })
 	}
 	groups := func(ctx context.Context) []string {
-		gs, err := c().Groups(ctx)
-		if err != nil {
-			return nil
-		}
-		names := make([]string, len(gs))
-		for i, g := range gs {
-			names[i] = g.Name
-		}
-		return names
+		return namesOf(ctx, c().Groups, func(g api.Group) string { return g.Name })
 	}
 	// owner@ completes to owner's snapshots; a bare prefix to "owner@",
 	// without a space after it.
@@ -142,27 +142,11 @@ func (a *app) completer(kind string) completeFunc {
 		return withSnapshot(groups, groupSnapshots)
 	case "policy NAME":
 		return plain(func(ctx context.Context) []string {
-			ps, err := c().Policies(ctx)
-			if err != nil {
-				return nil
-			}
-			names := make([]string, len(ps))
-			for i, p := range ps {
-				names[i] = p.Name
-			}
-			return names
+			return namesOf(ctx, c().Policies, func(p api.Policy) string { return p.Name })
 		})
 	case "job ID":
 		return plain(func(ctx context.Context) []string {
-			jobs, err := c().Jobs(ctx)
-			if err != nil {
-				return nil
-			}
-			ids := make([]string, len(jobs))
-			for i, j := range jobs {
-				ids[i] = strconv.FormatUint(j.ID, 10)
-			}
-			return ids
+			return namesOf(ctx, c().Jobs, func(j api.Job) string { return strconv.FormatUint(j.ID, 10) })
 		})
 	}
 	return nil
