@@ -618,7 +618,28 @@ func (h *memHandle) Close() error {
 	return nil
 }
 
-// groupLocked finds pool/group. REQUIRES: state.mu.
+// withGroup runs fn on pool/group under the cluster's lock.
+func (m *MemoryRBD) withGroup(pool, group string, fn func(c *memCluster, g *memGroup) error) error {
+	c := m.state
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, err := c.groupOf(pool, group)
+	if err != nil {
+		return err
+	}
+	return fn(c, g)
+}
+
+// snapIndex is where snap is in g.snaps; ErrNotFound if it is not.
+func (g *memGroup) snapIndex(pool, group, snap string) (int, error) {
+	i := slices.IndexFunc(g.snaps, func(s memGroupSnap) bool { return s.name == snap })
+	if i < 0 {
+		return 0, fmt.Errorf("%w: group snapshot %s/%s@%s", ErrNotFound, pool, group, snap)
+	}
+	return i, nil
+}
+
+// groupOf finds pool/group. REQUIRES: state.mu.
 func (c *memCluster) groupOf(pool, group string) (*memGroup, error) {
 	groups, ok := c.groups[pool]
 	if !ok {
@@ -647,137 +668,104 @@ func (m *MemoryRBD) CreateGroup(pool, group string) error {
 }
 
 func (m *MemoryRBD) RemoveGroup(pool, group string) error {
-	c := m.state
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, err := c.groupOf(pool, group); err != nil {
-		return err
-	}
-	delete(c.groups[pool], group)
-	return nil
+	return m.withGroup(pool, group, func(c *memCluster, _ *memGroup) error {
+		delete(c.groups[pool], group)
+		return nil
+	})
 }
 
 func (m *MemoryRBD) GroupAddImage(pool, group, image string) error {
-	c := m.state
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	g, err := c.groupOf(pool, group)
-	if err != nil {
-		return err
-	}
-	if _, err := c.image(pool, image); err != nil {
-		return err
-	}
-	for name, other := range c.groups[pool] {
-		if slices.Contains(other.images, image) {
-			return fmt.Errorf("%w: image %s/%s is in group %s already", ErrExists, pool, image, name)
+	return m.withGroup(pool, group, func(c *memCluster, g *memGroup) error {
+		if _, err := c.image(pool, image); err != nil {
+			return err
 		}
-	}
-	g.images = append(g.images, image)
-	return nil
+		for name, other := range c.groups[pool] {
+			if slices.Contains(other.images, image) {
+				return fmt.Errorf("%w: image %s/%s is in group %s already", ErrExists, pool, image, name)
+			}
+		}
+		g.images = append(g.images, image)
+		return nil
+	})
 }
 
 func (m *MemoryRBD) GroupRemoveImage(pool, group, image string) error {
-	c := m.state
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	g, err := c.groupOf(pool, group)
-	if err != nil {
-		return err
-	}
-	if !slices.Contains(g.images, image) {
-		return fmt.Errorf("%w: image %s/%s is not in group %s", ErrNotFound, pool, image, group)
-	}
-	g.images = slices.DeleteFunc(g.images, func(i string) bool { return i == image })
-	return nil
+	return m.withGroup(pool, group, func(c *memCluster, g *memGroup) error {
+		if !slices.Contains(g.images, image) {
+			return fmt.Errorf("%w: image %s/%s is not in group %s", ErrNotFound, pool, image, group)
+		}
+		g.images = slices.DeleteFunc(g.images, func(i string) bool { return i == image })
+		return nil
+	})
 }
 
 // GroupSnapshot takes every image's flushed view at one instant (the
 // cluster's lock is the instant).
 func (m *MemoryRBD) GroupSnapshot(pool, group, snap string) error {
-	c := m.state
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	g, err := c.groupOf(pool, group)
-	if err != nil {
-		return err
-	}
-	if slices.ContainsFunc(g.snaps, func(s memGroupSnap) bool { return s.name == snap }) {
-		return fmt.Errorf("%w: group snapshot %s/%s@%s", ErrExists, pool, group, snap)
-	}
-	gs := memGroupSnap{name: snap, views: map[string]memView{}}
-	for _, name := range g.images {
-		img, err := c.image(pool, name)
-		if err != nil {
-			return err
+	return m.withGroup(pool, group, func(c *memCluster, g *memGroup) error {
+		if slices.ContainsFunc(g.snaps, func(s memGroupSnap) bool { return s.name == snap }) {
+			return fmt.Errorf("%w: group snapshot %s/%s@%s", ErrExists, pool, group, snap)
 		}
-		gs.views[name] = img.head.clone()
-	}
-	g.snaps = append(g.snaps, gs)
-	return nil
+		gs := memGroupSnap{name: snap, views: map[string]memView{}}
+		for _, name := range g.images {
+			img, err := c.image(pool, name)
+			if err != nil {
+				return err
+			}
+			gs.views[name] = img.head.clone()
+		}
+		g.snaps = append(g.snaps, gs)
+		return nil
+	})
 }
 
 func (m *MemoryRBD) GroupSnapshots(pool, group string) ([]string, error) {
-	c := m.state
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	g, err := c.groupOf(pool, group)
-	if err != nil {
-		return nil, err
-	}
 	var out []string
-	for _, s := range g.snaps {
-		out = append(out, s.name)
-	}
-	return out, nil
+	err := m.withGroup(pool, group, func(_ *memCluster, g *memGroup) error {
+		for _, s := range g.snaps {
+			out = append(out, s.name)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // GroupRollback refuses, as RBD does, if the group's images are not those
 // the snapshot was taken of, or one of them is locked by a live writer.
 func (m *MemoryRBD) GroupRollback(pool, group, snap string) error {
-	c := m.state
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	g, err := c.groupOf(pool, group)
-	if err != nil {
-		return err
-	}
-	i := slices.IndexFunc(g.snaps, func(s memGroupSnap) bool { return s.name == snap })
-	if i < 0 {
-		return fmt.Errorf("%w: group snapshot %s/%s@%s", ErrNotFound, pool, group, snap)
-	}
-	gs := g.snaps[i]
-	if len(gs.views) != len(g.images) || slices.ContainsFunc(g.images, func(n string) bool { _, ok := gs.views[n]; return !ok }) {
-		return fmt.Errorf("%w: roll group %s/%s back to %s: its images changed since", ErrInvalidArgument, pool, group, snap)
-	}
-	for _, name := range g.images {
-		img, err := c.image(pool, name)
+	return m.withGroup(pool, group, func(c *memCluster, g *memGroup) error {
+		i, err := g.snapIndex(pool, group, snap)
 		if err != nil {
 			return err
 		}
-		if h := img.lockHolder; h != nil && !h.closed {
-			return fmt.Errorf("%w: roll group %s/%s back to %s: image %s is locked by another client", ErrBusy, pool, group, snap, name)
+		gs := g.snaps[i]
+		if len(gs.views) != len(g.images) || slices.ContainsFunc(g.images, func(n string) bool { _, ok := gs.views[n]; return !ok }) {
+			return fmt.Errorf("%w: roll group %s/%s back to %s: its images changed since", ErrInvalidArgument, pool, group, snap)
 		}
-	}
-	for _, name := range g.images {
-		img, _ := c.image(pool, name)
-		img.head = gs.views[name].clone()
-	}
-	return nil
+		for _, name := range g.images {
+			img, err := c.image(pool, name)
+			if err != nil {
+				return err
+			}
+			if h := img.lockHolder; h != nil && !h.closed {
+				return fmt.Errorf("%w: roll group %s/%s back to %s: image %s is locked by another client", ErrBusy, pool, group, snap, name)
+			}
+		}
+		for _, name := range g.images {
+			img, _ := c.image(pool, name)
+			img.head = gs.views[name].clone()
+		}
+		return nil
+	})
 }
 
 func (m *MemoryRBD) GroupRemoveSnapshot(pool, group, snap string) error {
-	c := m.state
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	g, err := c.groupOf(pool, group)
-	if err != nil {
-		return err
-	}
-	i := slices.IndexFunc(g.snaps, func(s memGroupSnap) bool { return s.name == snap })
-	if i < 0 {
-		return fmt.Errorf("%w: group snapshot %s/%s@%s", ErrNotFound, pool, group, snap)
-	}
-	g.snaps = slices.Delete(g.snaps, i, i+1)
-	return nil
+	return m.withGroup(pool, group, func(c *memCluster, g *memGroup) error {
+		i, err := g.snapIndex(pool, group, snap)
+		if err != nil {
+			return err
+		}
+		g.snaps = slices.Delete(g.snaps, i, i+1)
+		return nil
+	})
 }
