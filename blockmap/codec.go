@@ -155,8 +155,10 @@ type PolicyRecord struct {
 	LastDue    time.Time `json:"last_due,omitzero"`
 	LastRun    time.Time `json:"last_run,omitzero"`
 	LastResult string    `json:"last_result,omitempty"`
-	Runs       int       `json:"runs,omitempty"`
-	Skipped    int       `json:"skipped,omitempty"`
+	// LastSuccess is the last run that had no error (alerts watch it).
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	Runs        int       `json:"runs,omitempty"`
+	Skipped     int       `json:"skipped,omitempty"`
 }
 
 // JobRecord is one background job (delete-merge, rollback, flatten). A job

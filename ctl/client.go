@@ -109,6 +109,23 @@ func (c *Client) Volume(ctx context.Context, name string) (api.Volume, error) {
 	return call[api.Volume](ctx, c, http.MethodGet, volumePath(name, ""), nil)
 }
 
+// History returns a volume's capacity samples taken from since to until
+// (zero times: no bound).
+func (c *Client) History(ctx context.Context, name string, since, until time.Time) (api.CapacityHistory, error) {
+	q := url.Values{}
+	if !since.IsZero() {
+		q.Set("since", since.UTC().Format(time.RFC3339))
+	}
+	if !until.IsZero() {
+		q.Set("until", until.UTC().Format(time.RFC3339))
+	}
+	path := volumePath(name, "/history")
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	return call[api.CapacityHistory](ctx, c, http.MethodGet, path, nil)
+}
+
 // CreateVolume creates a volume.
 func (c *Client) CreateVolume(ctx context.Context, req api.CreateVolumeRequest) (api.Volume, error) {
 	return call[api.Volume](ctx, c, http.MethodPost, api.PathVolumes, req)

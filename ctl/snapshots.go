@@ -401,12 +401,19 @@ func printDeletePlan(w io.Writer, r api.DeleteSnapshotResult) {
 }
 
 func duCommand(a *app) *cobra.Command {
-	var tree bool
+	var tree, history bool
+	var since, until string
 	cmd := &cobra.Command{
-		Use:   "du VOLUME [--tree]",
-		Short: "Space used by a volume: head, snapshots, each node's own bytes",
+		Use:   "du VOLUME [--tree | --history [--since 7d] [--until TIME]]",
+		Short: "Space used by a volume: head, snapshots, each node's own bytes, and over time",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
+			if history {
+				return a.duHistory(cmd.Context(), argv[0], since, until)
+			}
+			if cmd.Flags().Changed("since") || cmd.Flags().Changed("until") {
+				return fmt.Errorf("%w: --since and --until go with --history", ErrUsage)
+			}
 			v, err := a.client().Volume(cmd.Context(), argv[0])
 			if err != nil {
 				return err
@@ -434,7 +441,57 @@ func duCommand(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&tree, "tree", false, "each node's own bytes, as a tree")
+	cmd.Flags().BoolVar(&history, "history", false, "the head's, snapshots' and total bytes as the daemon sampled them (hourly by default, kept 90 days)")
+	cmd.Flags().StringVar(&since, "since", "", "with --history: from this long ago (7d, 12h) or an RFC 3339 time")
+	cmd.Flags().StringVar(&until, "until", "", "with --history: up to this long ago or an RFC 3339 time (default now)")
+	cmd.MarkFlagsMutuallyExclusive("tree", "history")
 	return cmd
+}
+
+// duHistory prints a volume's capacity history.
+func (a *app) duHistory(ctx context.Context, volume, since, until string) error {
+	now := time.Now()
+	from, err := pointInTime(since, now)
+	if err != nil {
+		return fmt.Errorf("%w: --since: %v", ErrUsage, err)
+	}
+	to, err := pointInTime(until, now)
+	if err != nil {
+		return fmt.Errorf("%w: --until: %v", ErrUsage, err)
+	}
+	h, err := a.client().History(ctx, volume, from, to)
+	if err != nil {
+		return err
+	}
+	return a.print(h, func(w io.Writer) {
+		if len(h.Samples) == 0 {
+			fmt.Fprintf(w, "no samples of %s in that range (sampled every %s, kept %s)\n", volume, h.Interval, h.Retention)
+			return
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tHEAD\tSNAPSHOTS\tTOTAL")
+		for _, s := range h.Samples {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Time.Local().Format("2006-01-02 15:04"), api.FormatSize(s.HeadBytes),
+				api.FormatSize(s.SnapshotBytes), api.FormatSize(s.TotalBytes))
+		}
+		tw.Flush()
+	})
+}
+
+// pointInTime reads "" (no bound), an age like 7d or 12h before now, or an
+// RFC 3339 time.
+func pointInTime(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := api.ParsePeriod(s)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("%q: want an age like 7d or 12h, or an RFC 3339 time", s)
+	}
+	return now.Add(-d), nil
 }
 
 func jobCommand(a *app) *cobra.Command {

@@ -52,6 +52,21 @@ type Config struct {
 	// Pprof, if set, serves Go's profiler (net/http/pprof) on this address,
 	// which must be on loopback, e.g. "127.0.0.1:6060". Default: off.
 	Pprof string `toml:"pprof"`
+	// Metrics, if set, serves Prometheus metrics at /metrics and the
+	// read-only web page at / on this address, e.g. "127.0.0.1:9488".
+	// It must be on loopback unless MetricsAllowRemote. Default: off.
+	Metrics string `toml:"metrics"`
+	// MetricsAllowRemote lets Metrics listen on a non-loopback address
+	// (the page and the metrics name volumes; put a proxy with
+	// authentication in front). Default false.
+	MetricsAllowRemote bool `toml:"metrics_allow_remote"`
+	// HistoryInterval is how often the daemon samples every volume's head,
+	// snapshot and total bytes into the pool (rowctl du --history, the web
+	// page's chart), e.g. "1h" (the default), or "off". At least 1s.
+	HistoryInterval string `toml:"history_interval"`
+	// HistoryRetention is how long samples are kept, e.g. "90d" (the
+	// default); each volume keeps at most 2,400 samples whatever the interval.
+	HistoryRetention string `toml:"history_retention"`
 	// MemoryLimit is a soft limit on the Go heap, like "256M", or "off"
 	// (the default). It makes the collector run sooner and never refuses
 	// work, but set well above the live heap (see docs/benchmarks.md), or
@@ -188,6 +203,14 @@ func (c *Config) engineOptions(log *slog.Logger) (rowengine.Options, error) {
 			errs = append(errs, fmt.Errorf("pprof: %w", err))
 		}
 	}
+	if c.Metrics != "" && !c.MetricsAllowRemote {
+		if err := checkLoopback(c.Metrics); err != nil {
+			errs = append(errs, fmt.Errorf("metrics: %w, or set metrics_allow_remote", err))
+		}
+	}
+	if _, _, err := c.history(); err != nil {
+		errs = append(errs, err)
+	}
 	return opts, errors.Join(errs...)
 }
 
@@ -230,4 +253,28 @@ func (c *Config) cephTimeout() (time.Duration, error) {
 		return 0, fmt.Errorf("ceph timeout %q: want a duration of at least 1s, like 30s", c.CephTimeout)
 	}
 	return d, nil
+}
+
+// history is the capacity sampling interval (0: off) and its bounds.
+func (c *Config) history() (time.Duration, rowengine.HistoryOptions, error) {
+	var opts rowengine.HistoryOptions
+	interval := time.Hour
+	if c.HistoryInterval == "off" {
+		interval = 0
+	} else if c.HistoryInterval != "" {
+		d, err := api.ParsePeriod(c.HistoryInterval)
+		if err != nil || d < time.Second {
+			return 0, opts, fmt.Errorf("history interval %q: want a period of at least 1s, like 1h, or off", c.HistoryInterval)
+		}
+		interval = d
+	}
+	if c.HistoryRetention != "" {
+		d, err := api.ParsePeriod(c.HistoryRetention)
+		if err != nil || d < interval || d <= 0 {
+			return 0, opts, fmt.Errorf("history retention %q: want a period no shorter than the interval, like 90d", c.HistoryRetention)
+		}
+		opts.Retention = d
+	}
+	opts.EnsureDefaults()
+	return interval, opts, nil
 }

@@ -67,6 +67,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if !rbd.BuiltIn {
 		log.Info("RBD backend not built in: RBD volumes report an error (build with make for it)")
 	}
+	historyInterval, historyOpts, _ := cfg.history() // validated by engineOptions
+	var met *metrics
+	if cfg.Metrics != "" {
+		// Created before the pool so the first commit is counted; the
+		// collector reads the pool once it is set.
+		met = newMetrics()
+		opts.CommitObserver = met.observeCommit
+	}
 	pool, err := rowengine.Open(cfg.Pool, opts)
 	if err != nil {
 		return err
@@ -87,15 +95,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("create mount point: %w", err)
 	}
 	sched := newScheduler(pool, time.Now, log)
-	srv := &server{pool: pool, dir: mountDir, log: log, sched: sched}
-	mount, err := rowfs.MountPool(mountDir, rowfs.Options{
+	srv := &server{pool: pool, dir: mountDir, log: log, sched: sched, historyInterval: historyInterval, historyOpts: historyOpts}
+	fsOpts := rowfs.Options{
 		Engine: pool, Describer: srv, AllowOther: *cfg.AllowOther, Logger: log, Debug: cfg.DebugFUSE,
 		Source: mountSource(poolDir), AllowFileShrink: cfg.AllowFileShrink,
-	})
+	}
+	if met != nil {
+		met.collect(pool)
+		sched.ran = met.policyRan
+		fsOpts.Meter = met
+	}
+	mount, err := rowfs.MountPool(mountDir, fsOpts)
 	if err != nil {
 		return err
 	}
 	srv.mount = mount
+	if met != nil {
+		srv.mount = notifiers{mount, met}
+	}
 	defer func() {
 		logOpenVolumes(pool.Volumes(), mountDir, log)
 		if err := mount.Unmount(); err != nil {
@@ -120,6 +137,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	go func() { sched.run(schedCtx); close(schedDone) }()
 	defer func() { stopSched(); <-schedDone }()
 	defer os.Remove(cfg.Socket)
+	if historyInterval > 0 {
+		sampler := &historySampler{pool: pool, now: time.Now, interval: historyInterval, opts: historyOpts, log: log}
+		sampleCtx, stopSampling := context.WithCancel(ctx)
+		sampleDone := make(chan struct{})
+		go func() { sampler.run(sampleCtx); close(sampleDone) }()
+		defer func() { stopSampling(); <-sampleDone }()
+	}
+	if met != nil {
+		stopMetrics, err := serveMetrics(cfg.Metrics, cfg.MetricsAllowRemote, srv.webRoutes(met), log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 
 	if cfg.Pprof != "" {
 		stopPprof, err := servePprof(cfg.Pprof, log)

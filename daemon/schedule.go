@@ -213,12 +213,7 @@ func parseWeekday(s string) (int, error) {
 
 // parsePeriod reads 30m, 4h, 1d (days are 24 hours), 90s.
 func parsePeriod(s string) (time.Duration, error) {
-	d, err := time.ParseDuration(s)
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		var n int
-		n, err = strconv.Atoi(days)
-		d = time.Duration(n) * 24 * time.Hour
-	}
+	d, err := api.ParsePeriod(s)
 	if err != nil || d < time.Minute {
 		return 0, fmt.Errorf("%w: --every %q: a period of a minute or more, like 30m, 4h or 1d", rowengine.ErrInvalidArgument, s)
 	}

@@ -27,6 +27,8 @@ type scheduler struct {
 	log   *slog.Logger
 	wake  chan struct{}
 	runMu sync.Mutex
+	// ran, if set, is told of every run (the metrics count them).
+	ran func(policy string, run rowengine.PolicyRun)
 }
 
 // maxCatchUp bounds the due times a tick steps over after a long downtime
@@ -156,9 +158,7 @@ func (s *scheduler) runLocked(rec rowengine.Policy, sched schedule, now time.Tim
 		rec.LastDue = overrun
 		s.log.Warn("policy run overran its next due time; skipped", "policy", rec.Name, "skipped", skipped)
 	}
-	rec.Runs++
-	rec.LastRun = now.UTC()
-	rec.LastResult = run.Result()
+	rec = s.recordRun(rec, run, now)
 	if err := s.pool.RecordPolicy(rec); err != nil {
 		s.log.Error("record policy run", "policy", rec.Name, "err", err)
 	}
@@ -197,16 +197,28 @@ func (s *scheduler) runNow(name string) (rowengine.Policy, rowengine.PolicyRun, 
 	if fresh, err := s.pool.Policy(name); err == nil {
 		rec = fresh
 	}
-	rec.Runs++
-	rec.LastRun = s.now().UTC()
-	rec.LastResult = run.Result()
+	rec = s.recordRun(rec, run, s.now())
 	return rec, run, s.pool.RecordPolicy(rec)
+}
+
+// recordRun notes a run in its policy's record (and the metrics).
+func (s *scheduler) recordRun(rec rowengine.Policy, run rowengine.PolicyRun, at time.Time) rowengine.Policy {
+	rec.Runs++
+	rec.LastRun = at.UTC()
+	rec.LastResult = run.Result()
+	if len(run.Errors) == 0 {
+		rec.LastSuccess = rec.LastRun
+	}
+	if s.ran != nil {
+		s.ran(rec.Name, run)
+	}
+	return rec
 }
 
 // policyDoc describes a policy for the API, with its next run.
 func policyDoc(rec rowengine.Policy) api.Policy {
 	doc := api.Policy{Name: rec.Name, Kind: rec.Kind, Timezone: rec.Timezone, Keep: rec.Keep, RetainDays: rec.RetainDays,
-		Volumes: rec.Volumes, Groups: rec.Groups, State: "active", LastRun: rec.LastRun, LastResult: rec.LastResult, Runs: rec.Runs, Skipped: rec.Skipped}
+		Volumes: rec.Volumes, Groups: rec.Groups, State: "active", LastRun: rec.LastRun, LastResult: rec.LastResult, LastSuccess: rec.LastSuccess, Runs: rec.Runs, Skipped: rec.Skipped}
 	if doc.Timezone == "" {
 		doc.Timezone = time.Local.String()
 	}

@@ -38,6 +38,10 @@ type server struct {
 	// freezeBound bounds a group's freeze and thaw hooks together
 	// (default defaultFreezeBound; tests shorten it).
 	freezeBound time.Duration
+	// historyInterval and historyOpts are the capacity history's settings,
+	// for answers (0: not sampled).
+	historyInterval time.Duration
+	historyOpts     rowengine.HistoryOptions
 }
 
 func (s *server) routes() http.Handler {
@@ -72,6 +76,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET "+api.PathDiff, s.diff)
 	mux.HandleFunc("POST "+api.PathClone, s.clone)
 	mux.HandleFunc("POST "+api.PathFlatten, s.flatten)
+	mux.HandleFunc("GET "+api.PathHistory, s.history)
 	mux.HandleFunc("GET "+api.PathJobs, s.listJobs)
 	mux.HandleFunc("GET "+api.PathJob, s.jobInfo)
 	mux.HandleFunc("POST "+api.PathFsck, s.fsck)
@@ -642,4 +647,25 @@ func FsckReportDoc(rep rowengine.CheckReport, pool string, online bool) api.Fsck
 	return api.FsckReport{Pool: pool, Online: online, Volumes: rep.Volumes, Nodes: rep.Nodes,
 		MappedBlocks: rep.MappedBlocks, FileBlocks: rep.FileBlocks, Leaks: nonNil(rep.Leaks),
 		Corruptions: nonNil(rep.Corruptions), Repaired: rep.Repaired, Lost: rep.Lost}
+}
+
+// notifiers tells each of several listeners of a change made through the API.
+type notifiers []mountNotifier
+
+func (n notifiers) VolumeChanged(name string) {
+	for _, l := range n {
+		l.VolumeChanged(name)
+	}
+}
+
+func (n notifiers) VolumeRemoved(name string) {
+	for _, l := range n {
+		l.VolumeRemoved(name)
+	}
+}
+
+func (n notifiers) SnapshotsChanged(volume string) {
+	for _, l := range n {
+		l.SnapshotsChanged(volume)
+	}
 }

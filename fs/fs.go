@@ -72,6 +72,8 @@ type Options struct {
 	// shrink the volume, discarding its tail. Default false: EPERM, with a
 	// log line pointing at rowctl volume resize --shrink, which asks.
 	AllowFileShrink bool
+	// Meter counts reads and writes of volume files. Default: none.
+	Meter IOMeter
 }
 
 // EnsureDefaults fills zero fields.
@@ -87,6 +89,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.Source == "" {
 		o.Source = "rowfs"
+	}
+	if o.Meter == nil {
+		o.Meter = noMeter{}
 	}
 }
 
@@ -294,7 +299,8 @@ var (
 
 // fileHandle is one open of a volume file.
 type fileHandle struct {
-	h *rowengine.Handle
+	h     *rowengine.Handle
+	meter VolumeMeter
 }
 
 func handleOf(f gofs.FileHandle) (*rowengine.Handle, syscall.Errno) {
@@ -389,11 +395,15 @@ func (v *volumeNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
-	return &fileHandle{h: h}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_PARALLEL_DIRECT_WRITES, 0
+	return &fileHandle{h: h, meter: v.root.opts.Meter.Volume(v.name)}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_PARALLEL_DIRECT_WRITES, 0
 }
 
 func (v *volumeNode) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	started := time.Now()
 	res, errno := readHandle(f, dest, off)
+	if errno == 0 {
+		f.(*fileHandle).meter.Observe(OpRead, res.Size(), time.Since(started))
+	}
 	return res, v.root.guestErrors.failed(v.name, "read", errno, nil)
 }
 
@@ -414,10 +424,12 @@ func (v *volumeNode) Write(ctx context.Context, f gofs.FileHandle, data []byte, 
 	if errno != 0 {
 		return 0, errno
 	}
+	started := time.Now()
 	n, err := h.WriteAt(data, off)
 	if err != nil && n == 0 {
 		return 0, v.root.guestErrors.failed(v.name, "write", toErrno(err), err)
 	}
+	f.(*fileHandle).meter.Observe(OpWrite, n, time.Since(started))
 	return uint32(n), 0
 }
 

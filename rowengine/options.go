@@ -60,6 +60,10 @@ type Options struct {
 	// RBDMaxSnapshots is the chain limit of RBD volumes (rowctl volume set
 	// overrides it per volume). Default 32.
 	RBDMaxSnapshots int
+	// CommitObserver, if set, is told how long each metadata commit took
+	// (data sync, map changes, Badger sync) and whether it failed: the
+	// daemon's metrics. Called with commitMu held: it must be quick.
+	CommitObserver func(took time.Duration, err error)
 	// CrashHook, for crash tests only, is called at every crash point (see
 	// CrashPoints); a test hook kills the process there. Default nil.
 	CrashHook func(point string)

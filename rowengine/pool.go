@@ -489,15 +489,10 @@ func (p *Pool) commitHoldingMu() error {
 	taken := p.commitsTaken
 	p.mapMu.Unlock()
 
-	err := unix.Fdatasync(int(p.data.Fd()))
-	if err != nil {
-		err = fmt.Errorf("%w: sync pool data file: %v", ErrIO, err)
-	} else {
-		p.crashPoint(CrashCommitDataSynced)
-		if err = p.store.ApplyMapChanges(changes); err == nil {
-			p.crashPoint(CrashCommitMapApplied)
-			err = p.store.Sync()
-		}
+	started := time.Now()
+	err := p.syncDataAndMap(changes)
+	if observe := p.opts.CommitObserver; observe != nil {
+		observe(time.Since(started), err)
 	}
 	if err != nil {
 		p.mapMu.Lock()
@@ -510,6 +505,22 @@ func (p *Pool) commitHoldingMu() error {
 	p.commitsDone = taken
 	p.reuse(freed)
 	return nil
+}
+
+// syncDataAndMap is a commit's durable part: the data file, then the map
+// changes, then Badger's log.
+func (p *Pool) syncDataAndMap(changes []blockmap.MapChange) error {
+	err := unix.Fdatasync(int(p.data.Fd()))
+	if err != nil {
+		err = fmt.Errorf("%w: sync pool data file: %v", ErrIO, err)
+	} else {
+		p.crashPoint(CrashCommitDataSynced)
+		if err = p.store.ApplyMapChanges(changes); err == nil {
+			p.crashPoint(CrashCommitMapApplied)
+			err = p.store.Sync()
+		}
+	}
+	return err
 }
 
 // reuse hands blocks whose unmapping is durable back to the allocator,

@@ -56,6 +56,9 @@ const (
 	PathDiff    = "/v1/volumes/{name}/diff"
 	PathClone   = "/v1/volumes/{name}/clone"
 	PathFlatten = "/v1/volumes/{name}/flatten"
+	// PathHistory is GET: a volume's capacity history, ?since= and
+	// ?until= RFC 3339 times (default: all that is kept).
+	PathHistory = "/v1/volumes/{name}/history"
 	PathJobs    = "/v1/jobs"
 	PathJob     = "/v1/jobs/{id}"
 	// PathFsck: POST checks the pool (?repair=leaks frees what leaked).
@@ -174,20 +177,21 @@ type PolicyRequest struct {
 
 // Policy answers GET PathPolicy.
 type Policy struct {
-	Name       string    `json:"name"`
-	Kind       string    `json:"kind"` // weekly, every, cron
-	Schedule   string    `json:"schedule"`
-	Timezone   string    `json:"timezone"`
-	Keep       int       `json:"keep,omitempty"`
-	RetainDays int       `json:"retain_days,omitempty"`
-	Volumes    []string  `json:"volumes"`
-	Groups     []string  `json:"groups,omitempty"`
-	State      string    `json:"state"` // active, paused, done
-	NextRun    time.Time `json:"next_run,omitzero"`
-	LastRun    time.Time `json:"last_run,omitzero"`
-	LastResult string    `json:"last_result,omitempty"`
-	Runs       int       `json:"runs"`
-	Skipped    int       `json:"skipped"`
+	Name        string    `json:"name"`
+	Kind        string    `json:"kind"` // weekly, every, cron
+	Schedule    string    `json:"schedule"`
+	Timezone    string    `json:"timezone"`
+	Keep        int       `json:"keep,omitempty"`
+	RetainDays  int       `json:"retain_days,omitempty"`
+	Volumes     []string  `json:"volumes"`
+	Groups      []string  `json:"groups,omitempty"`
+	State       string    `json:"state"` // active, paused, done
+	NextRun     time.Time `json:"next_run,omitzero"`
+	LastRun     time.Time `json:"last_run,omitzero"`
+	LastResult  string    `json:"last_result,omitempty"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	Runs        int       `json:"runs"`
+	Skipped     int       `json:"skipped"`
 }
 
 // PolicyList answers GET PathPolicies.
@@ -459,4 +463,22 @@ type FsckReport struct {
 	Corruptions  []string `json:"corruptions"`
 	Repaired     []string `json:"repaired,omitempty"`
 	Lost         []string `json:"lost,omitempty"`
+}
+
+// CapacitySample is one point of a volume's capacity history.
+type CapacitySample struct {
+	Time          time.Time `json:"time"`
+	HeadBytes     uint64    `json:"head_bytes"`
+	SnapshotBytes uint64    `json:"snapshot_bytes"`
+	TotalBytes    uint64    `json:"total_bytes"`
+}
+
+// CapacityHistory answers GET PathHistory.
+type CapacityHistory struct {
+	Volume string `json:"volume"`
+	// Interval and Retention are the daemon's sampling settings, like "1h"
+	// and "2160h0m0s"; Interval is "off" when it samples nothing.
+	Interval  string           `json:"interval"`
+	Retention string           `json:"retention"`
+	Samples   []CapacitySample `json:"samples"`
 }
