@@ -14,7 +14,7 @@ CEPH_DEV   := librbd-dev librados-dev
 GOTAGS     := ceph pacific
 GOBUILD    := CGO_ENABLED=1 $(GO) build -tags "$(GOTAGS)"
 RUN_PKGS   := fuse3 attr gcc $(CEPH_DEV)
-TEST_PKGS  := fuse3 attr systemd qemu-utils e2fsprogs fio gcc $(CEPH_DEV) ceph-mon ceph-osd ceph-common
+TEST_PKGS  := fuse3 attr systemd qemu-utils e2fsprogs fio gcc $(CEPH_DEV) ceph-mon ceph-osd ceph-common chromium prometheus
 BENCH_PKGS := fuse3 attr qemu-utils qemu-system-x86 fio gcc $(CEPH_DEV)
 
 .PHONY: all build run test bench fuzz soak vet deps-build deps-run deps-test deps-bench install clean
@@ -74,14 +74,15 @@ vet:
 # with qemu-img/qemu-io (they need root and /dev/fuse) and the RBD ones
 # against a single-node Ceph cluster started here on 127.0.0.1 and stopped
 # afterwards (testdata/ceph/cluster.sh).
+# Tests' artifacts (the web page's screenshot …) land in .test-output/.
 test: deps-test vet
-	@rm -f .test-report.txt
+	@rm -rf .test-report.txt .test-output && mkdir -p .test-output
 	@ceph=$$(mktemp -d /tmp/rowfs-ceph.XXXXXX); \
 	trap 'testdata/ceph/cluster.sh stop '"$$ceph" EXIT; \
 	testdata/ceph/cluster.sh start "$$ceph" > "$$ceph.log" || { cat "$$ceph.log"; exit 1; }; \
 	grep -v '^CEPH_CONF=' "$$ceph.log"; rm -f "$$ceph.log"; \
 	CEPH_CONF=$$ceph/ceph.conf ROWFS_REQUIRE_CEPH=1 ROWFS_REPORT=$(CURDIR)/.test-report.txt \
-		CGO_ENABLED=1 $(GO) test -tags "$(GOTAGS)" -count=1 -timeout 25m ./...
+		CGO_ENABLED=1 $(GO) test -tags "$(GOTAGS)" -count=1 -timeout 25m -artifacts -outputdir $(CURDIR)/.test-output ./...
 	@echo "--- the engine, fs and daemon under the race detector (the model test at 5,000 steps)"
 	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 15m ./rowengine ./rowengine/conformance ./fs/... ./daemon
 	@echo "--- the model and scenario tests with the invariants assertions compiled in"
@@ -121,6 +122,7 @@ install: build
 	install -D -m 0644 contrib/rowfsd.service $(DESTDIR)/etc/systemd/system/rowfsd.service
 	sed -i 's#/usr/local/#$(PREFIX)/#g' $(DESTDIR)/etc/systemd/system/rowfsd.service
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/rowfs/README.md
+	install -D -m 0644 docs/alerts.yml $(DESTDIR)$(PREFIX)/share/doc/rowfs/alerts.yml
 	$(GO) run ./contrib/mangen $(DESTDIR)$(PREFIX)/share/man/man1
 	@if [ -e $(DESTDIR)/etc/rowfs/rowfsd.toml ]; then \
 		echo "kept $(DESTDIR)/etc/rowfs/rowfsd.toml; the shipped one is contrib/rowfsd.toml"; \

@@ -42,7 +42,7 @@ func main() {
 	ramp := flag.Float64("ramp", 0.5, "seconds of warm-up before each fio run")
 	size := flag.String("size", "1G", "working set of each fio target")
 	big := flag.Uint64("big", 16, "GiB written for the large snapshot-operation case")
-	sections := flag.String("sections", "fio,snapshots,keep,scale,xattr", "what to run: fio, snapshots (memory is measured with snapshots), keep (memory against snapshots kept), scale, xattr")
+	sections := flag.String("sections", "fio,snapshots,keep,scale,xattr,metrics", "what to run: fio, snapshots (memory is measured with snapshots), keep (memory against snapshots kept), scale, xattr, metrics (their cost on the I/O path)")
 	scaleVolumes := flag.Int("scale-volumes", 1000, "volumes of the scale section")
 	scaleSnapshots := flag.Int("scale-snapshots", 100, "snapshots of each volume in the scale section")
 	keepGiB := flag.Uint64("keep-size", 16, "GiB of the volume the keep section fills")
@@ -103,6 +103,11 @@ func main() {
 	}
 	if strings.Contains(*sections, "xattr") {
 		rep.xattr = b.snapshotsXattr()
+		save()
+	}
+	if strings.Contains(*sections, "metrics") {
+		c := b.metricsCost(max(*rounds, 5), *ramp, *runtime)
+		rep.metrics = &c
 		save()
 	}
 	fmt.Print(rep.markdown(filepath.Base(base) + "-chain-depth.svg"))

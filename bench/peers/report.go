@@ -44,6 +44,7 @@ type report struct {
 	xattr             []xattrPoint
 	keep              []keepPoint
 	scale             *scaleResult
+	metrics           *metricsCost
 	keepGiB           uint64
 	keepBlockSize     string
 }
@@ -75,6 +76,9 @@ func (r *report) markdown(chart string) string {
 	}
 	if r.scale != nil {
 		r.scaleTable(w)
+	}
+	if r.metrics != nil {
+		r.metricsTable(w)
 	}
 	return b.String()
 }

@@ -79,6 +79,12 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 			}
 			set("log-level", &merged.LogLevel, cfg.LogLevel)
 			set("pprof", &merged.Pprof, cfg.Pprof)
+			set("metrics", &merged.Metrics, cfg.Metrics)
+			if flags.Changed("metrics-allow-remote") {
+				merged.MetricsAllowRemote = cfg.MetricsAllowRemote
+			}
+			set("history-interval", &merged.HistoryInterval, cfg.HistoryInterval)
+			set("history-retention", &merged.HistoryRetention, cfg.HistoryRetention)
 			set("memory-limit", &merged.MemoryLimit, cfg.MemoryLimit)
 			set("ceph-conf", &merged.CephConf, cfg.CephConf)
 			set("ceph-id", &merged.CephID, cfg.CephID)
@@ -126,6 +132,10 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 	f.IntVar(&cfg.RBDMaxSnapshots, "rbd-max-snapshots", 32, "chain limit of RBD volumes")
 	f.StringVar(&cfg.MemoryLimit, "memory-limit", "off", "soft limit on the Go heap, like 256M (keep it well above the live heap), or off")
 	f.StringVar(&cfg.Pprof, "pprof", "", "serve Go's profiler on this loopback address, like 127.0.0.1:6060")
+	f.StringVar(&cfg.Metrics, "metrics", "", "serve Prometheus metrics (/metrics) and the web page (/) on this address, like 127.0.0.1:9488")
+	f.BoolVar(&cfg.MetricsAllowRemote, "metrics-allow-remote", false, "let --metrics listen on a non-loopback address")
+	f.StringVar(&cfg.HistoryInterval, "history-interval", "1h", "how often to sample every volume's capacity (du --history), or off")
+	f.StringVar(&cfg.HistoryRetention, "history-retention", "90d", "how long capacity samples are kept")
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		usageErr = true
 		return err
