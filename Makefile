@@ -1,6 +1,7 @@
 # rowfs — see README.md. Every target installs what it needs from Debian's
 # archive if it is missing (as root), so a fresh machine needs only Go.
 
+SHELL    := /bin/bash
 GO       ?= go
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/rowfs/rowfs/ctl/api.Version=$(VERSION)
@@ -13,8 +14,8 @@ SOCKET   := $(RUN_DIR)/rowfsd.sock
 CEPH_DEV   := librbd-dev librados-dev
 GOTAGS     := ceph pacific
 GOBUILD    := CGO_ENABLED=1 $(GO) build -tags "$(GOTAGS)"
-RUN_PKGS   := fuse3 attr gcc $(CEPH_DEV)
-TEST_PKGS  := fuse3 attr systemd qemu-utils e2fsprogs fio gcc $(CEPH_DEV) ceph-mon ceph-osd ceph-common chromium prometheus
+RUN_PKGS   := fuse3 attr gcc $(CEPH_DEV) qemu-utils qemu-system-x86
+TEST_PKGS  := fuse3 attr systemd qemu-utils e2fsprogs fio gcc $(CEPH_DEV) ceph-mon ceph-osd ceph-common chromium prometheus qemu-system-x86 git
 BENCH_PKGS := fuse3 attr qemu-utils qemu-system-x86 fio gcc $(CEPH_DEV)
 
 .PHONY: all build run test bench fuzz soak vet deps-build deps-run deps-test deps-bench install clean
@@ -25,9 +26,11 @@ all: build
 define apt_install
 	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
+		echo "installing from Debian's archive:$$missing"; \
 		if [ "$$(id -u)" != 0 ]; then echo "run as root to install:$$missing" >&2; exit 1; fi; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing \
+			| grep --line-buffered -E '^(Get|Setting up)' | sed -u 's/^/  /'; \
+		test $${PIPESTATUS[0]} = 0 || exit 1; \
 	fi
 	@command -v $(GO) >/dev/null || { echo "Go is not installed (need the toolchain named in go.mod)" >&2; exit 1; }
 endef
@@ -42,23 +45,34 @@ deps-bench:
 deps-build:
 	$(call apt_install,gcc $(CEPH_DEV))
 
+# build shows progress: the first build downloads modules and compiles
+# Badger, go-fuse and go-ceph (cgo), a few minutes on 2 cores.
 build: deps-build
-	$(GOBUILD) -ldflags "$(LDFLAGS)" -o bin/rowfsd ./cmd/rowfsd
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/rowctl ./cmd/rowctl
+	@echo "building bin/rowfsd and bin/rowctl (the first build takes a few minutes)"
+	@set -o pipefail; { $(GOBUILD) -v -ldflags "$(LDFLAGS)" -o bin/rowfsd ./cmd/rowfsd && \
+		$(GO) build -v -ldflags "$(LDFLAGS)" -o bin/rowctl ./cmd/rowctl; } 2>&1 | $(BUILD_PROGRESS)
+	@echo "built bin/rowfsd and bin/rowctl"
 
-# run: a daemon in the foreground on a pool and mount under the repo. Ctrl-C stops it cleanly.
+# BUILD_PROGRESS turns go build -v's package lines into a count on one
+# line (on a terminal) and passes everything else (downloads, errors) through.
+BUILD_PROGRESS := awk '/^[^ \#:]+$$/ { n++; if (n % 10 == 0) { printf "  compiled %d packages\r", n; fflush() } next } { print; fflush() } END { if (n) printf "  compiled %d packages\n", n }'
+
+
+# run: a daemon in the foreground on a pool and mount under the repo,
+# with metrics and the web page on METRICS. It prints the README's
+# quickstart (contrib/quickstart.txt) with this checkout's paths. Ctrl-C
+# stops it cleanly.
+METRICS ?= 127.0.0.1:9488
 run: deps-run build
 	@mkdir -p $(RUN_DIR)
 	@echo "rowfsd: pool $(RUN_DIR)/pool, mount $(RUN_DIR)/mnt, socket $(SOCKET)"
+	@echo "web page http://$(METRICS)/, metrics http://$(METRICS)/metrics"
 	@echo ""
-	@echo "In another terminal:"
-	@echo "  export ROWFS_SOCKET=$(SOCKET) PATH=$(CURDIR)/bin:\$$PATH"
-	@echo "  rowctl volume create vm1 --size 10G"
-	@echo "  qemu-system-x86_64 -m 1G -drive file=$(RUN_DIR)/mnt/vm1,format=raw,cache=none,discard=unmap,aio=threads"
-	@echo "  getfattr -n user.rowfs.info.json $(RUN_DIR)/mnt/vm1"
+	@echo "In another terminal (download a cloud image first, e.g. Debian's debian-12-genericcloud-amd64.qcow2):"
+	@sed 's#\$$PWD#$(CURDIR)#g; s/^/  /' contrib/quickstart.txt
 	@echo ""
 	@echo "Ctrl-C here stops the daemon and unmounts."
-	@exec ./bin/rowfsd --pool $(RUN_DIR)/pool --mount $(RUN_DIR)/mnt --socket $(SOCKET)
+	@exec ./bin/rowfsd --pool $(RUN_DIR)/pool --mount $(RUN_DIR)/mnt --socket $(SOCKET) --metrics $(METRICS)
 
 # staticcheck is pinned; go run fetches it from the module proxy once.
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2

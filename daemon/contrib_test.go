@@ -129,3 +129,27 @@ func TestWatchdogPingsOnlyWhileAlive(t *testing.T) {
 		t.Fatalf("pinged while not alive: %q", buf[:n])
 	}
 }
+
+// The README's config example is a valid config as written.
+func TestReadmeConfigExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```toml\n(.*?)```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md has no ```toml example")
+	}
+	path := filepath.Join(t.TempDir(), "rowfsd.toml")
+	if err := os.WriteFile(path, m[1], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfigFile(path)
+	if err != nil {
+		t.Fatalf("README's example: %v", err)
+	}
+	cfg.EnsureDefaults()
+	if _, err := cfg.engineOptions(slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("README's example does not validate: %v", err)
+	}
+}
