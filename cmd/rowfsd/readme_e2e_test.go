@@ -100,10 +100,18 @@ func TestReadmeQuickstart(t *testing.T) {
 		}
 	}()
 	want := strings.ReplaceAll(string(quickstart), "$PWD", clone)
+	// The commands: the indented lines after "In another terminal".
 	var commands []string
+	inBlock := false
 	for _, line := range output {
-		if cmd, ok := strings.CutPrefix(line, "  "); ok {
+		cmd, indented := strings.CutPrefix(line, "  ")
+		switch {
+		case strings.HasPrefix(line, "In another terminal"):
+			inBlock = true
+		case inBlock && indented:
 			commands = append(commands, cmd)
+		case inBlock:
+			inBlock = false
 		}
 	}
 	if got := strings.Join(commands, "\n") + "\n"; got != want {
@@ -202,4 +210,3 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
-
