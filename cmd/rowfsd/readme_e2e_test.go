@@ -119,7 +119,7 @@ func TestReadmeQuickstart(t *testing.T) {
 	}
 
 	sock := filepath.Join(clone, ".run", "rowfsd.sock")
-	waitFor(t, 60*time.Second, "the daemon's control socket", func() bool { return rowctl(t, sock, "version").code == 0 })
+	waitFor(t, 60*time.Second, "the daemon's control socket", func() bool { return rowctl(t, sock, "pool", "info").code == 0 })
 	image := filepath.Join(clone, "debian-12-genericcloud-amd64.qcow2")
 	runCmd(t, "qemu-img", "create", "-q", "-f", "qcow2", image, "2G")
 	runCmd(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0xeb 0 1M", "-c", "write -P 0x55 1G 64k", image)
