@@ -465,14 +465,18 @@ func (a *app) duHistory(ctx context.Context, volume, since, until string) error 
 	}
 	return a.print(h, func(w io.Writer) {
 		if len(h.Samples) == 0 {
-			fmt.Fprintf(w, "no samples of %s in that range (sampled every %s, kept %s)\n", volume, h.Interval, h.Retention)
-			return
+			fmt.Fprintf(w, "no samples of %s in that range yet (sampled every %s, kept %s)\n", volume, h.Interval, h.Retention)
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "TIME\tHEAD\tSNAPSHOTS\tTOTAL")
+		row := func(label string, s api.CapacitySample) {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", label, api.FormatSize(s.HeadBytes), api.FormatSize(s.SnapshotBytes), api.FormatSize(s.TotalBytes))
+		}
 		for _, s := range h.Samples {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Time.Local().Format("2006-01-02 15:04"), api.FormatSize(s.HeadBytes),
-				api.FormatSize(s.SnapshotBytes), api.FormatSize(s.TotalBytes))
+			row(s.Time.Local().Format("2006-01-02 15:04"), s)
+		}
+		if h.Current != nil {
+			row("now", *h.Current)
 		}
 		tw.Flush()
 	})

@@ -58,7 +58,8 @@ func (h *historySampler) run(ctx context.Context) {
 func (s *server) history(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	q := r.URL.Query()
-	since, until := time.Unix(0, 0), time.Now().Add(24*time.Hour)
+	now := time.Now()
+	since, until := time.Unix(0, 0), now.Add(24*time.Hour)
 	for key, into := range map[string]*time.Time{"since": &since, "until": &until} {
 		if v := q.Get(key); v != "" {
 			t, err := time.Parse(time.RFC3339, v)
@@ -74,9 +75,14 @@ func (s *server) history(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	doc := api.CapacityHistory{Volume: name, Interval: "off", Retention: s.historyOpts.Retention.String(), Samples: []api.CapacitySample{}}
+	doc := api.CapacityHistory{Volume: name, Interval: "off", Retention: api.FormatPeriod(s.historyOpts.Retention), Samples: []api.CapacitySample{}}
 	if s.historyInterval > 0 {
-		doc.Interval = s.historyInterval.String()
+		doc.Interval = api.FormatPeriod(s.historyInterval)
+	}
+	if !until.Before(now) {
+		if v, err := s.pool.Volume(name); err == nil {
+			doc.Current = &api.CapacitySample{Time: now.UTC(), HeadBytes: v.UsedBytes, SnapshotBytes: v.SnapshotBytes, TotalBytes: v.TotalBytes}
+		}
 	}
 	for _, c := range samples {
 		doc.Samples = append(doc.Samples, api.CapacitySample{Time: c.At.UTC(), HeadBytes: c.HeadBytes, SnapshotBytes: c.SnapshotBytes, TotalBytes: c.TotalBytes})

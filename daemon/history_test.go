@@ -74,7 +74,7 @@ func TestCapacityHistoryOnInjectedClock(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil || rec.Code != http.StatusOK {
 		t.Fatalf("history: %d %s (%v)", rec.Code, rec.Body, err)
 	}
-	if len(doc.Samples) < 24 || len(doc.Samples) > 25 || doc.Interval != "1h0m0s" || doc.Samples[0].Time.Before(end.Add(-24*time.Hour)) {
+	if len(doc.Samples) < 24 || len(doc.Samples) > 25 || doc.Interval != "1h0m0s" || doc.Retention != "3d" || doc.Samples[0].Time.Before(end.Add(-24*time.Hour)) {
 		t.Fatalf("a day's window gave %d samples from %v (interval %s)", len(doc.Samples), doc.Samples[0].Time, doc.Interval)
 	}
 	rec = httptest.NewRecorder()

@@ -7,7 +7,10 @@
 // match on Code, never on Message.
 package api
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Version is the rowfs release, set at build time by the Makefile.
 var Version = "dev"
@@ -481,4 +484,16 @@ type CapacityHistory struct {
 	Interval  string           `json:"interval"`
 	Retention string           `json:"retention"`
 	Samples   []CapacitySample `json:"samples"`
+	// Current is the volume's capacity now (not a stored sample), when
+	// the range reaches now: a new volume has it before its first sample.
+	Current *CapacitySample `json:"current,omitempty"`
+}
+
+// FormatPeriod writes a duration as ParsePeriod reads it: whole days as
+// 90d, others as Go does (1h0m0s).
+func FormatPeriod(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return d.String()
 }
