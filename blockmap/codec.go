@@ -120,6 +120,9 @@ type GroupRecord struct {
 	// of a group snapshot, to make it application-consistent.
 	FreezeCmd string `json:"freeze_cmd,omitempty"`
 	ThawCmd   string `json:"thaw_cmd,omitempty"`
+	// QGASocket, if set, is the qemu guest agent socket of the VM the
+	// group's volumes belong to: its filesystems are frozen around the cut.
+	QGASocket string `json:"qga_socket,omitempty"`
 	// RBDPool is the Ceph pool of a group of RBD volumes, whose group
 	// snapshots are RBD's own (RBD group "rowfs-NAME"); empty for a group
 	// of local volumes.

@@ -24,8 +24,8 @@ func (c *Client) CreateGroup(ctx context.Context, req api.GroupRequest) (api.Gro
 }
 
 // SetGroupHooks sets a group's freeze and thaw commands ("" clears them).
-func (c *Client) SetGroupHooks(ctx context.Context, name, freeze, thaw string) (api.Group, error) {
-	return call[api.Group](ctx, c, http.MethodPost, groupPath(name, "/hooks"), api.GroupRequest{FreezeCmd: freeze, ThawCmd: thaw})
+func (c *Client) SetGroupHooks(ctx context.Context, name string, hooks api.GroupRequest) (api.Group, error) {
+	return call[api.Group](ctx, c, http.MethodPost, groupPath(name, "/hooks"), hooks)
 }
 
 // Groups lists the groups.
@@ -61,39 +61,44 @@ func (c *Client) GroupSnapshotAction(ctx context.Context, name, action string, r
 
 func groupCommand(a *app) *cobra.Command {
 	cmd := group("group", "Snapshot groups: a VM's disks snapshotted at one instant")
-	var freeze, thaw string
+	var hooks api.GroupRequest
 	create := &cobra.Command{
-		Use:   "create GROUP VOLUME... [--freeze-cmd CMD --thaw-cmd CMD]",
+		Use:   "create GROUP VOLUME... [--freeze-cmd CMD --thaw-cmd CMD] [--qga-socket PATH]",
 		Short: "Create a group (a volume belongs to one group at a time)",
 		Long: `A group's snapshots take every member at one instant. With --freeze-cmd and
 --thaw-cmd (run by sh as the daemon's user, root only; e.g. virsh domfsfreeze
 and domfsthaw) they are application-consistent: the freeze runs before the
 cut, the thaw after it, always; both within 10 s, and a failed freeze gives a
-crash-consistent point that says so.`,
+crash-consistent point that says so. With --qga-socket (the VM's qemu guest
+agent channel, e.g. -chardev socket,path=/run/vm1-qga.sock,server=on,wait=off
+-device virtio-serial -device virtserialport,chardev=…,name=org.qemu.guest_agent.0)
+the guest agent freezes the guest's filesystems around the cut.`,
 		Args: args(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			g, err := a.client().CreateGroup(cmd.Context(), api.GroupRequest{Name: argv[0], Volumes: argv[1:], FreezeCmd: freeze, ThawCmd: thaw})
+			req := hooks
+			req.Name, req.Volumes = argv[0], argv[1:]
+			g, err := a.client().CreateGroup(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
 			return a.print(g, func(w io.Writer) { fmt.Fprintf(w, "group %s: %s\n", g.Name, strings.Join(g.Volumes, ", ")) })
 		},
 	}
-	create.Flags().StringVar(&freeze, "freeze-cmd", "", "command to run before each group snapshot (with --thaw-cmd)")
-	create.Flags().StringVar(&thaw, "thaw-cmd", "", "command to run after it, always")
-	var hookFreeze, hookThaw string
-	hooks := &cobra.Command{
-		Use: "hooks GROUP [--freeze-cmd CMD --thaw-cmd CMD]", Short: "Set or (with neither flag) clear a group's freeze hook", Args: args(cobra.ExactArgs(1)),
+	hookFlags(create, &hooks)
+	var newHooks api.GroupRequest
+	setHooks := &cobra.Command{
+		Use: "hooks GROUP [--freeze-cmd CMD --thaw-cmd CMD] [--qga-socket PATH]", Short: "Set or (with no flag) clear a group's freeze hooks", Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			g, err := a.client().SetGroupHooks(cmd.Context(), argv[0], hookFreeze, hookThaw)
+			g, err := a.client().SetGroupHooks(cmd.Context(), argv[0], newHooks)
 			if err != nil {
 				return err
 			}
-			return a.print(g, func(w io.Writer) { fmt.Fprintf(w, "group %s: freeze %q, thaw %q\n", g.Name, g.FreezeCmd, g.ThawCmd) })
+			return a.print(g, func(w io.Writer) {
+				fmt.Fprintf(w, "group %s: freeze %q, thaw %q, guest agent %q\n", g.Name, g.FreezeCmd, g.ThawCmd, g.QGASocket)
+			})
 		},
 	}
-	hooks.Flags().StringVar(&hookFreeze, "freeze-cmd", "", "command to run before each group snapshot")
-	hooks.Flags().StringVar(&hookThaw, "thaw-cmd", "", "command to run after it")
+	hookFlags(setHooks, &newHooks)
 	change := func(use, short string, add bool) *cobra.Command {
 		return &cobra.Command{
 			Use: use, Short: short, Args: args(cobra.MinimumNArgs(2)),
@@ -222,6 +227,13 @@ crash-consistent point that says so.`,
 		},
 	}
 	cmd.AddCommand(create, change("add GROUP VOLUME...", "Add volumes to a group", true),
-		change("remove GROUP VOLUME...", "Remove volumes from a group", false), hooks, list, info, snapshot, rollback, del)
+		change("remove GROUP VOLUME...", "Remove volumes from a group", false), setHooks, list, info, snapshot, rollback, del)
 	return cmd
+}
+
+// hookFlags are a group's freeze hooks as flags.
+func hookFlags(cmd *cobra.Command, into *api.GroupRequest) {
+	cmd.Flags().StringVar(&into.FreezeCmd, "freeze-cmd", "", "command to run before each group snapshot (with --thaw-cmd)")
+	cmd.Flags().StringVar(&into.ThawCmd, "thaw-cmd", "", "command to run after it, always")
+	cmd.Flags().StringVar(&into.QGASocket, "qga-socket", "", "the VM's qemu guest agent socket: freeze the guest's filesystems around each cut")
 }

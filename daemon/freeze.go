@@ -54,6 +54,35 @@ func runHook(cmd string, timeout time.Duration) error {
 	}
 }
 
+// A freezer quiesces a group's guests around a cut: the freeze and
+// thaw commands (cmdFreezer), or the qemu guest agent (qgaFreezer).
+type freezer interface {
+	freeze(deadline time.Time) error
+	thaw(deadline time.Time) error
+	String() string
+}
+
+// cmdFreezer runs the group's freeze and thaw commands with sh -c.
+type cmdFreezer struct{ freezeCmd, thawCmd string }
+
+func (c cmdFreezer) String() string { return "the freeze command" }
+func (c cmdFreezer) freeze(deadline time.Time) error {
+	return runHook(c.freezeCmd, time.Until(deadline))
+}
+func (c cmdFreezer) thaw(deadline time.Time) error { return runHook(c.thawCmd, time.Until(deadline)) }
+
+// freezersOf are the group's hooks, in the order they freeze.
+func freezersOf(g rowengine.Group) []freezer {
+	var out []freezer
+	if g.FreezeCmd != "" {
+		out = append(out, cmdFreezer{g.FreezeCmd, g.ThawCmd})
+	}
+	if g.QGASocket != "" {
+		out = append(out, &qgaFreezer{socket: g.QGASocket})
+	}
+	return out
+}
+
 // groupSnapshot takes a group snapshot, frozen if the group has a hook.
 // It returns the member snapshots, the consistency and, if the freeze did
 // not work, why.
@@ -62,32 +91,44 @@ func (s *server) groupSnapshot(name, snap string, opts rowengine.SnapshotOptions
 }
 
 // frozenGroupSnapshot is groupSnapshot for the API and the scheduler
-// alike: bound 0 is defaultFreezeBound.
+// alike: bound 0 is defaultFreezeBound. Every hook that froze is thawed
+// (in reverse order), also when a later freeze or the snapshot failed.
 func frozenGroupSnapshot(pool *rowengine.Pool, log *slog.Logger, bound time.Duration, name, snap string, opts rowengine.SnapshotOptions) ([]rowengine.SnapshotInfo, string, string, error) {
 	g, err := pool.Group(name)
 	if err != nil {
 		return nil, "", "", err
 	}
-	if g.FreezeCmd == "" {
+	freezers := freezersOf(g)
+	if len(freezers) == 0 {
 		opts.Consistency = "crash"
 		infos, err := pool.GroupSnapshot(name, snap, opts)
 		return infos, "crash", "", err
 	}
-	bound = cmp.Or(bound, defaultFreezeBound)
-	start := time.Now()
+	deadline := time.Now().Add(cmp.Or(bound, defaultFreezeBound))
 	opts.Consistency = "frozen"
-	note := ""
-	if err := runHook(g.FreezeCmd, bound); err != nil {
-		opts.Consistency = "crash"
-		note = fmt.Sprintf("the freeze hook failed (%v): the snapshot is crash-consistent", err)
-		log.Warn("group freeze hook failed; taking a crash-consistent snapshot", "group", name, "err", err)
+	var notes []string
+	tried := 0
+	for _, f := range freezers {
+		tried++
+		if err := f.freeze(deadline); err != nil {
+			opts.Consistency = "crash"
+			notes = append(notes, fmt.Sprintf("%s failed to freeze (%v): the snapshot is crash-consistent", f, err))
+			log.Warn("group freeze failed; taking a crash-consistent snapshot", "group", name, "hook", f.String(), "err", err)
+			break
+		}
 	}
 	infos, snapErr := pool.GroupSnapshot(name, snap, opts)
-	if err := runHook(g.ThawCmd, max(bound-time.Since(start), minThaw)); err != nil {
-		log.Error("group thaw hook failed", "group", name, "err", err)
-		note = strings.TrimSpace(note + " the thaw hook failed: " + err.Error())
+	thawBy := deadline
+	if time.Until(thawBy) < minThaw {
+		thawBy = time.Now().Add(minThaw)
 	}
-	return infos, opts.Consistency, note, snapErr
+	for i := tried - 1; i >= 0; i-- {
+		if err := freezers[i].thaw(thawBy); err != nil {
+			log.Error("group thaw failed", "group", name, "hook", freezers[i].String(), "err", err)
+			notes = append(notes, fmt.Sprintf("%s failed to thaw: %v", freezers[i], err))
+		}
+	}
+	return infos, opts.Consistency, strings.Join(notes, "; "), snapErr
 }
 
 // peerIsRoot reports a request from root: only root may set hooks, which

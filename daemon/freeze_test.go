@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,11 +40,11 @@ func TestFreezeHooks(t *testing.T) {
 	}{
 		{"frozen", record("freeze"), "p1", "freeze thaw", "frozen", "", false},
 		{"the snapshot fails", record("freeze"), "p1", "freeze thaw", "", "", true}, // p1 exists
-		{"the freeze fails", record("freeze") + "; exit 3", "p2", "freeze thaw", "crash", "freeze hook failed", false},
+		{"the freeze fails", record("freeze") + "; exit 3", "p2", "freeze thaw", "crash", "the freeze command failed to freeze", false},
 		{"the freeze hangs", record("freeze") + "; sleep 30", "p3", "freeze thaw", "crash", "killed after", false},
 	}
 	for _, c := range cases {
-		if _, err := pool.SetGroupHooks("vm", c.freeze, record("thaw")); err != nil {
+		if _, err := pool.SetGroupHooks("vm", rowengine.GroupHooks{FreezeCmd: c.freeze, ThawCmd: record("thaw")}); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
@@ -72,7 +73,40 @@ func TestFreezeHooks(t *testing.T) {
 			}
 		}
 	}
-	if _, err := pool.SetGroupHooks("vm", "true", ""); err == nil {
+	if _, err := pool.SetGroupHooks("vm", rowengine.GroupHooks{FreezeCmd: "true"}); err == nil {
 		t.Error("a freeze hook without a thaw hook was accepted")
+	}
+	if _, err := pool.SetGroupHooks("vm", rowengine.GroupHooks{QGASocket: "qga.sock"}); err == nil {
+		t.Error("a relative guest agent socket was accepted")
+	}
+
+	// A guest agent that accepts and never answers (a hung guest) is cut
+	// off at the bound: a crash-consistent point, and the thaw is tried.
+	hung := filepath.Join(t.TempDir(), "qga.sock")
+	ln, err := net.Listen("unix", hung)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // read nothing, answer nothing
+		}
+	}()
+	if _, err := pool.SetGroupHooks("vm", rowengine.GroupHooks{QGASocket: hung}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, consistency, note, err := s.groupSnapshot("vm", "p4", rowengine.SnapshotOptions{})
+	if err != nil || consistency != "crash" || !strings.Contains(note, "guest agent") || time.Since(start) > 4*time.Second {
+		t.Fatalf("hung agent: %v, consistency %q, note %q after %s", err, consistency, note, time.Since(start))
+	}
+	if len(accepted) != 2 {
+		t.Errorf("the agent saw %d connections, want the freeze's and the thaw's", len(accepted))
 	}
 }

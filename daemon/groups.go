@@ -15,7 +15,7 @@ func (s *server) groupDoc(g rowengine.Group) (api.Group, error) {
 	if err != nil {
 		return api.Group{}, err
 	}
-	doc := api.Group{Name: g.Name, Created: g.Created.UTC(), Volumes: g.Volumes, FreezeCmd: g.FreezeCmd, ThawCmd: g.ThawCmd, Points: []api.GroupPoint{}}
+	doc := api.Group{Name: g.Name, Created: g.Created.UTC(), Volumes: g.Volumes, FreezeCmd: g.FreezeCmd, ThawCmd: g.ThawCmd, QGASocket: g.QGASocket, Points: []api.GroupPoint{}}
 	for _, pt := range points {
 		doc.Points = append(doc.Points, api.GroupPoint{Name: pt.Name, Created: pt.Created.UTC(), Members: pt.Members,
 			Consistency: pt.Consistency, Valid: pt.Valid, Why: pt.Why})
@@ -58,7 +58,8 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	if (req.FreezeCmd != "" || req.ThawCmd != "") && !peerIsRoot(r) {
+	hooks := hooksOf(req)
+	if hooks != (rowengine.GroupHooks{}) && !peerIsRoot(r) {
 		writeError(w, http.StatusForbidden, api.CodeForbidden, "only root may set freeze hooks: they run as the daemon")
 		return
 	}
@@ -66,8 +67,8 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if req.FreezeCmd != "" || req.ThawCmd != "" {
-		if _, err := s.pool.SetGroupHooks(req.Name, req.FreezeCmd, req.ThawCmd); err != nil {
+	if hooks != (rowengine.GroupHooks{}) {
+		if _, err := s.pool.SetGroupHooks(req.Name, hooks); err != nil {
 			_ = s.pool.DeleteGroup(req.Name) // nothing half made
 			s.fail(w, r, err)
 			return
@@ -103,7 +104,7 @@ func (s *server) groupAction(w http.ResponseWriter, r *http.Request) {
 				writeError(w, http.StatusForbidden, api.CodeForbidden, "only root may set freeze hooks: they run as the daemon")
 				return
 			}
-			_, err = s.pool.SetGroupHooks(name, req.FreezeCmd, req.ThawCmd)
+			_, err = s.pool.SetGroupHooks(name, hooksOf(req))
 		} else {
 			_, err = s.pool.ChangeGroup(name, req.Volumes, action == "add")
 		}
@@ -153,4 +154,8 @@ func (s *server) groupAction(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+func hooksOf(req api.GroupRequest) rowengine.GroupHooks {
+	return rowengine.GroupHooks{FreezeCmd: req.FreezeCmd, ThawCmd: req.ThawCmd, QGASocket: req.QGASocket}
 }

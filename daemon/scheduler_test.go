@@ -261,7 +261,7 @@ func TestPolicyOnGroupRunsFreezeHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := filepath.Join(t.TempDir(), "calls")
-	if _, err := st.pool.SetGroupHooks("vm", "echo freeze >> "+calls, "echo thaw >> "+calls); err != nil {
+	if _, err := st.pool.SetGroupHooks("vm", rowengine.GroupHooks{FreezeCmd: "echo freeze >> " + calls, ThawCmd: "echo thaw >> " + calls}); err != nil {
 		t.Fatal(err)
 	}
 	rec, err := policyFromRequest(api.PolicyRequest{Name: "hourly", Every: "1h"}, st.clock.Now())

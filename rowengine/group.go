@@ -3,6 +3,7 @@ package rowengine
 import (
 	"cmp"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -169,11 +170,27 @@ func (p *Pool) forgetGroupVolume(volume string) {
 	}
 }
 
+// GroupHooks make a group's snapshots application-consistent: commands
+// run before and after the cut, and a qemu guest agent asked to freeze
+// the guest's filesystems. Either, both or neither.
+type GroupHooks struct {
+	FreezeCmd, ThawCmd string
+	QGASocket          string
+}
+
+// Hooks are the group's freeze hooks.
+func hooksOf(g Group) GroupHooks {
+	return GroupHooks{FreezeCmd: g.FreezeCmd, ThawCmd: g.ThawCmd, QGASocket: g.QGASocket}
+}
+
 // SetGroupHooks sets (or, with empty strings, clears) a group's freeze and
 // thaw commands; the daemon runs them around each group snapshot.
-func (p *Pool) SetGroupHooks(name, freeze, thaw string) (Group, error) {
-	if (freeze == "") != (thaw == "") {
+func (p *Pool) SetGroupHooks(name string, hooks GroupHooks) (Group, error) {
+	if (hooks.FreezeCmd == "") != (hooks.ThawCmd == "") {
 		return Group{}, fmt.Errorf("%w: a freeze hook needs both --freeze-cmd and --thaw-cmd", ErrInvalidArgument)
+	}
+	if hooks.QGASocket != "" && !filepath.IsAbs(hooks.QGASocket) {
+		return Group{}, fmt.Errorf("%w: --qga-socket %q: want the absolute path of the guest agent's socket", ErrInvalidArgument, hooks.QGASocket)
 	}
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
@@ -181,7 +198,7 @@ func (p *Pool) SetGroupHooks(name, freeze, thaw string) (Group, error) {
 	if err != nil {
 		return Group{}, err
 	}
-	g.FreezeCmd, g.ThawCmd = freeze, thaw
+	g.FreezeCmd, g.ThawCmd, g.QGASocket = hooks.FreezeCmd, hooks.ThawCmd, hooks.QGASocket
 	if err := p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutGroup(g) }); err != nil {
 		return Group{}, err
 	}

@@ -225,6 +225,9 @@ type GroupRequest struct {
 	Volumes   []string `json:"volumes"`
 	FreezeCmd string   `json:"freeze_cmd,omitempty"`
 	ThawCmd   string   `json:"thaw_cmd,omitempty"`
+	// QGASocket is the VM's qemu guest agent socket, asked to freeze the
+	// guest's filesystems around each cut.
+	QGASocket string `json:"qga_socket,omitempty"`
 }
 
 // Group answers GET PathGroup.
@@ -234,6 +237,7 @@ type Group struct {
 	Volumes   []string     `json:"volumes"`
 	FreezeCmd string       `json:"freeze_cmd,omitempty"`
 	ThawCmd   string       `json:"thaw_cmd,omitempty"`
+	QGASocket string       `json:"qga_socket,omitempty"`
 	Points    []GroupPoint `json:"points"`
 }
 
