@@ -72,7 +72,10 @@ cut, the thaw after it, always; both within 10 s, and a failed freeze gives a
 crash-consistent point that says so. With --qga-socket (the VM's qemu guest
 agent channel, e.g. -chardev socket,path=/run/vm1-qga.sock,server=on,wait=off
 -device virtio-serial -device virtserialport,chardev=…,name=org.qemu.guest_agent.0)
-the guest agent freezes the guest's filesystems around the cut.`,
+the guest agent freezes the guest's filesystems around the cut.
+
+A group of local and RBD volumes needs a freeze hook: no single cut covers
+both, so its points are two cuts taken while the guest is frozen.`,
 		Args: args(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			req := hooks

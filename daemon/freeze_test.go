@@ -23,7 +23,7 @@ func TestFreezeHooks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := pool.CreateGroup("vm", []string{"a", "b"}); err != nil {
+	if _, err := pool.CreateGroup("vm", []string{"a", "b"}, rowengine.GroupHooks{}); err != nil {
 		t.Fatal(err)
 	}
 	calls := filepath.Join(t.TempDir(), "calls")

@@ -63,16 +63,9 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, api.CodeForbidden, "only root may set freeze hooks: they run as the daemon")
 		return
 	}
-	if _, err := s.pool.CreateGroup(req.Name, req.Volumes); err != nil {
+	if _, err := s.pool.CreateGroup(req.Name, req.Volumes, hooks); err != nil {
 		s.fail(w, r, err)
 		return
-	}
-	if hooks != (rowengine.GroupHooks{}) {
-		if _, err := s.pool.SetGroupHooks(req.Name, hooks); err != nil {
-			_ = s.pool.DeleteGroup(req.Name) // nothing half made
-			s.fail(w, r, err)
-			return
-		}
 	}
 	s.writeGroup(w, r, req.Name)
 }

@@ -257,7 +257,7 @@ func TestPolicyBadInput(t *testing.T) {
 // group's freeze and thaw hooks around the cut, and records "frozen".
 func TestPolicyOnGroupRunsFreezeHook(t *testing.T) {
 	st := newSchedTest(t, time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC))
-	if _, err := st.pool.CreateGroup("vm", []string{"a", "b"}); err != nil {
+	if _, err := st.pool.CreateGroup("vm", []string{"a", "b"}, rowengine.GroupHooks{}); err != nil {
 		t.Fatal(err)
 	}
 	calls := filepath.Join(t.TempDir(), "calls")

@@ -59,22 +59,29 @@ func (p *Pool) GroupOf(volume string) (string, error) {
 	return "", nil
 }
 
-// CreateGroup makes a group of local volumes, each in no other group.
-func (p *Pool) CreateGroup(name string, volumes []string) (Group, error) {
+// CreateGroup makes a group of volumes, each in no other group, with its
+// freeze hooks: local volumes, RBD volumes of one Ceph pool, or (with a
+// hook) both.
+func (p *Pool) CreateGroup(name string, volumes []string, hooks GroupHooks) (Group, error) {
 	if err := ValidateVolumeName(name); err != nil {
 		return Group{}, fmt.Errorf("%w: group name %q: names are %s", ErrInvalidArgument, name, NameRule)
+	}
+	if err := hooks.validate(); err != nil {
+		return Group{}, err
 	}
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
 	if _, err := p.Group(name); err == nil {
 		return Group{}, fmt.Errorf("%w: group %q", ErrExists, name)
 	}
-	g := Group{Name: name, Created: p.opts.Now().UTC(), Volumes: []string{}}
+	g := Group{Name: name, Created: p.opts.Now().UTC(), Volumes: []string{},
+		FreezeCmd: hooks.FreezeCmd, ThawCmd: hooks.ThawCmd, QGASocket: hooks.QGASocket}
 	return p.saveGroupMembers(g, volumes)
 }
 
-// saveGroupMembers sets g's members after checking them: all local, or
-// all RBD volumes of one Ceph pool, each in no other group.
+// saveGroupMembers sets g's members after checking them: local volumes,
+// RBD volumes of one Ceph pool, or both if g has a freeze hook; each in
+// no other group. The RBD members are also an RBD group in Ceph.
 // REQUIRES: adminMu.
 func (p *Pool) saveGroupMembers(g Group, volumes []string) (Group, error) {
 	volumes = slices.Compact(slices.Sorted(slices.Values(volumes)))
@@ -82,6 +89,7 @@ func (p *Pool) saveGroupMembers(g Group, volumes []string) (Group, error) {
 		return Group{}, fmt.Errorf("%w: a group needs at least one volume", ErrInvalidArgument)
 	}
 	rbdPool, local := "", 0
+	var rbdVolumes []string
 	for _, v := range volumes {
 		k, err := p.kindOf(v)
 		if err != nil {
@@ -95,6 +103,7 @@ func (p *Pool) saveGroupMembers(g Group, volumes []string) (Group, error) {
 				return Group{}, fmt.Errorf("%w: volumes %v are in different Ceph pools; an RBD group is in one", ErrInvalidArgument, volumes)
 			}
 			rbdPool = k.v.rec.Pool
+			rbdVolumes = append(rbdVolumes, v)
 		}
 		if other, err := p.GroupOf(v); err != nil {
 			return Group{}, err
@@ -102,20 +111,18 @@ func (p *Pool) saveGroupMembers(g Group, volumes []string) (Group, error) {
 			return Group{}, fmt.Errorf("%w: volume %q is in group %q already; a volume belongs to one group at a time", ErrInvalidArgument, v, other)
 		}
 	}
-	if local > 0 && rbdPool != "" {
-		return Group{}, fmt.Errorf("%w: group %q mixes local and RBD volumes, which no single cut can cover: make one group of each", ErrInvalidArgument, g.Name)
+	if local > 0 && rbdPool != "" && hooksOf(g) == (GroupHooks{}) {
+		return Group{}, fmt.Errorf("%w: group %q would mix local and RBD volumes: no single cut covers both, so such a group needs a freeze hook "+
+			"(--freeze-cmd and --thaw-cmd, or --qga-socket) that quiesces the guest across both snapshots; or make one group of each", ErrInvalidArgument, g.Name)
 	}
-	if g.RBDPool != rbdPool && len(g.Volumes) > 0 {
-		return Group{}, fmt.Errorf("%w: group %q is of %s volumes; these are not", ErrInvalidArgument, g.Name, map[bool]string{true: "RBD", false: "local"}[g.RBDPool != ""])
+	if g.RBDPool != "" && rbdPool != "" && g.RBDPool != rbdPool {
+		return Group{}, fmt.Errorf("%w: group %q has RBD volumes in Ceph pool %s; an RBD group is in one pool", ErrInvalidArgument, g.Name, g.RBDPool)
 	}
-	var old []string
-	if len(g.Volumes) > 0 {
-		old = g.Volumes
-	}
-	g.RBDPool = rbdPool
-	if err := p.groupKindOf(g).members(old, volumes); err != nil {
+	_, oldRBD := p.splitByKind(g.Volumes)
+	if err := p.syncRBDGroup(g, oldRBD, rbdPool, rbdVolumes); err != nil {
 		return Group{}, fmt.Errorf("group %q: %w", g.Name, err)
 	}
+	g.RBDPool = rbdPool
 	g.Volumes = volumes
 	if err := p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutGroup(g) }); err != nil {
 		return Group{}, fmt.Errorf("group %q: %w", g.Name, err)
@@ -178,25 +185,35 @@ type GroupHooks struct {
 	QGASocket          string
 }
 
-// Hooks are the group's freeze hooks.
+// hooksOf are the group's freeze hooks.
 func hooksOf(g Group) GroupHooks {
 	return GroupHooks{FreezeCmd: g.FreezeCmd, ThawCmd: g.ThawCmd, QGASocket: g.QGASocket}
+}
+
+func (h GroupHooks) validate() error {
+	if (h.FreezeCmd == "") != (h.ThawCmd == "") {
+		return fmt.Errorf("%w: a freeze hook needs both --freeze-cmd and --thaw-cmd", ErrInvalidArgument)
+	}
+	if h.QGASocket != "" && !filepath.IsAbs(h.QGASocket) {
+		return fmt.Errorf("%w: --qga-socket %q: want the absolute path of the guest agent's socket", ErrInvalidArgument, h.QGASocket)
+	}
+	return nil
 }
 
 // SetGroupHooks sets (or, with empty strings, clears) a group's freeze and
 // thaw commands; the daemon runs them around each group snapshot.
 func (p *Pool) SetGroupHooks(name string, hooks GroupHooks) (Group, error) {
-	if (hooks.FreezeCmd == "") != (hooks.ThawCmd == "") {
-		return Group{}, fmt.Errorf("%w: a freeze hook needs both --freeze-cmd and --thaw-cmd", ErrInvalidArgument)
-	}
-	if hooks.QGASocket != "" && !filepath.IsAbs(hooks.QGASocket) {
-		return Group{}, fmt.Errorf("%w: --qga-socket %q: want the absolute path of the guest agent's socket", ErrInvalidArgument, hooks.QGASocket)
+	if err := hooks.validate(); err != nil {
+		return Group{}, err
 	}
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
 	g, err := p.Group(name)
 	if err != nil {
 		return Group{}, err
+	}
+	if hooks == (GroupHooks{}) && p.groupIsMixed(g.Volumes) {
+		return Group{}, fmt.Errorf("%w: group %q mixes local and RBD volumes, whose snapshots are consistent only with a freeze hook: it cannot be cleared", ErrInvalidArgument, name)
 	}
 	g.FreezeCmd, g.ThawCmd, g.QGASocket = hooks.FreezeCmd, hooks.ThawCmd, hooks.QGASocket
 	if err := p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutGroup(g) }); err != nil {
@@ -250,6 +267,12 @@ func (p *Pool) GroupSnapshot(group, name string, opts SnapshotOptions) ([]Snapsh
 }
 
 func (lg localGroup) snapshot(name string, opts SnapshotOptions) ([]SnapshotInfo, error) {
+	return lg.snapshotAvoiding(name, opts, func(string) bool { return false })
+}
+
+// snapshotAvoiding is snapshot whose automatic name is also none that
+// takenElsewhere reports (a mixed group's RBD snapshots).
+func (lg localGroup) snapshotAvoiding(name string, opts SnapshotOptions, takenElsewhere func(string) bool) ([]SnapshotInfo, error) {
 	p, g, group := lg.p, lg.g, lg.g.Name
 	var members []localVolume
 	for _, v := range g.Volumes {
@@ -265,7 +288,7 @@ func (lg localGroup) snapshot(name string, opts SnapshotOptions) ([]SnapshotInfo
 	}
 	auto := name == "" && opts.Auto
 	if auto {
-		name = p.groupAutoName(members)
+		name = p.groupAutoName(members, takenElsewhere)
 	}
 	opts.Group = group
 	var cuts []*snapshotCut
@@ -288,7 +311,7 @@ func (lg localGroup) snapshot(name string, opts SnapshotOptions) ([]SnapshotInfo
 
 // groupAutoName is an automatic name that no member has given or uses.
 // REQUIRES: adminMu.
-func (p *Pool) groupAutoName(members []localVolume) string {
+func (p *Pool) groupAutoName(members []localVolume, takenElsewhere func(string) bool) string {
 	p.mapMu.RLock()
 	defer p.mapMu.RUnlock()
 	last := ""
@@ -298,7 +321,7 @@ func (p *Pool) groupAutoName(members []localVolume) string {
 		}
 	}
 	return autoSnapshotName("", last, p.opts.Now(), func(name string) bool {
-		return slices.ContainsFunc(members, func(l localVolume) bool { return p.nameUsedLocked(l.v, name) })
+		return takenElsewhere(name) || slices.ContainsFunc(members, func(l localVolume) bool { return p.nameUsedLocked(l.v, name) })
 	})
 }
 
@@ -449,4 +472,42 @@ func (lg localGroup) deleteSnapshot(pt GroupPoint) ([]DeleteResult, error) {
 		out = append(out, res)
 	}
 	return out, nil
+}
+
+// splitByKind parts volumes into local and RBD ones (a volume that is
+// gone counts as local: it has no RBD image to manage).
+func (p *Pool) splitByKind(volumes []string) (local, rbd []string) {
+	for _, v := range volumes {
+		if k, err := p.kindOf(v); err == nil {
+			if _, ok := k.(rbdKind); ok {
+				rbd = append(rbd, v)
+				continue
+			}
+		}
+		local = append(local, v)
+	}
+	return local, rbd
+}
+
+// groupIsMixed reports volumes of both kinds.
+func (p *Pool) groupIsMixed(volumes []string) bool {
+	local, rbd := p.splitByKind(volumes)
+	return len(local) > 0 && len(rbd) > 0
+}
+
+// syncRBDGroup makes g's RBD group in Ceph hold newRBD (in Ceph pool
+// pool) where it held oldRBD: created with the first RBD member, removed
+// with the last.
+func (p *Pool) syncRBDGroup(g Group, oldRBD []string, pool string, newRBD []string) error {
+	switch {
+	case len(newRBD) == 0 && len(oldRBD) == 0:
+		return nil
+	case len(newRBD) == 0:
+		return rbdGroup{p: p, g: g}.remove()
+	}
+	g.RBDPool = pool
+	if len(oldRBD) == 0 {
+		oldRBD = nil // members creates the RBD group
+	}
+	return rbdGroup{p: p, g: g}.members(oldRBD, newRBD)
 }

@@ -30,7 +30,7 @@ func TestGroupSnapshotOneCut(t *testing.T) {
 			h.Close()
 		}
 	}()
-	if _, err := p.CreateGroup("vm", vols); err != nil {
+	if _, err := p.CreateGroup("vm", vols, GroupHooks{}); err != nil {
 		t.Fatal(err)
 	}
 	var counter atomic.Uint64
@@ -110,13 +110,13 @@ func TestGroupValidity(t *testing.T) {
 		h.WriteAt([]byte("before "+v), 0)
 		h.Close()
 	}
-	if _, err := p.CreateGroup("vm", []string{"a", "b", "c"}); err != nil {
+	if _, err := p.CreateGroup("vm", []string{"a", "b", "c"}, GroupHooks{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.CreateGroup("other", []string{"a"}); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := p.CreateGroup("other", []string{"a"}, GroupHooks{}); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("a volume in two groups: %v", err)
 	}
-	if _, err := p.CreateGroup("ghosts", []string{"nope"}); !errors.Is(err, ErrNotFound) {
+	if _, err := p.CreateGroup("ghosts", []string{"nope"}, GroupHooks{}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a group of a missing volume: %v", err)
 	}
 	if _, err := p.GroupSnapshot("vm", "p1", SnapshotOptions{}); err != nil {

@@ -6,9 +6,11 @@ import (
 )
 
 // groupKind is what one kind of snapshot group does: a group of local
-// volumes (localGroup: one cut over their heads in the pool) or of RBD
+// volumes (localGroup: one cut over their heads in the pool), of RBD
 // volumes of one Ceph pool (rbdGroup: an RBD group, whose group snapshots
-// Ceph makes consistent). A group is of one kind; a mixed one is refused.
+// Ceph makes consistent), or of both (mixedGroup: one of each, cut while
+// the group's freeze hook holds the guest still; without a hook such a
+// group is refused).
 type groupKind interface {
 	snapshot(name string, opts SnapshotOptions) ([]SnapshotInfo, error)
 	points() ([]GroupPoint, error)
@@ -33,13 +35,20 @@ type rbdGroup struct {
 var (
 	_ groupKind = localGroup{}
 	_ groupKind = rbdGroup{}
+	_ groupKind = mixedGroup{}
 )
 
 func (p *Pool) groupKindOf(g Group) groupKind {
-	if g.RBDPool != "" {
+	if g.RBDPool == "" {
+		return localGroup{p: p, g: g}
+	}
+	local, rbd := p.splitByKind(g.Volumes)
+	if len(local) == 0 {
 		return rbdGroup{p: p, g: g}
 	}
-	return localGroup{p: p, g: g}
+	lg, rg := g, g
+	lg.Volumes, lg.RBDPool, rg.Volumes = local, "", rbd
+	return mixedGroup{local: localGroup{p: p, g: lg}, rbd: rbdGroup{p: p, g: rg}}
 }
 
 func (localGroup) members(old, new []string) error { return nil }

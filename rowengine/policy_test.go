@@ -122,7 +122,7 @@ func TestRunPolicyOnGroup(t *testing.T) {
 	for _, v := range []string{"a", "b"} {
 		mustCreate(t, p, v, 1<<20).Close()
 	}
-	if _, err := p.CreateGroup("vm", []string{"a", "b"}); err != nil {
+	if _, err := p.CreateGroup("vm", []string{"a", "b"}, GroupHooks{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.SavePolicy(Policy{Name: "often", Kind: "every", Every: 60, Keep: 2, Volumes: []string{}, Groups: []string{"vm"}}); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -214,10 +215,10 @@ func TestRBDGroup(t *testing.T) {
 		h.Close()
 	}
 	mustCreate(t, p, "local", 1<<20).Close()
-	if _, err := p.CreateGroup("mixed", []string{"r1", "local"}); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := p.CreateGroup("mixed", []string{"r1", "local"}, GroupHooks{}); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("a group of local and RBD volumes: %v", err)
 	}
-	if _, err := p.CreateGroup("vm", []string{"r1", "r2"}); err != nil {
+	if _, err := p.CreateGroup("vm", []string{"r1", "r2"}, GroupHooks{}); err != nil {
 		t.Fatal(err)
 	}
 	if names, err := c.GroupSnapshots("rbd", "rowfs-vm"); err != nil || len(names) != 0 {
@@ -258,4 +259,117 @@ func TestRBDGroup(t *testing.T) {
 	if _, err := c.GroupSnapshots("rbd", "rowfs-vm"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("the RBD group after the group's delete: %v", err)
 	}
+}
+
+// TestMixedGroup: a group of local and RBD volumes needs a freeze hook
+// (the daemon holds it around the two cuts) and cannot lose it; then one
+// point is a local cut and an RBD group snapshot of one name, valid only
+// while both halves are, rolled back and deleted together. A point the
+// RBD half refuses leaves no local member snapshot behind.
+func TestMixedGroup(t *testing.T) {
+	p, c := memRBDPool(t)
+	if _, err := p.CreateRBDVolume("r1", "rbd", "r1-img", 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, p, "l1", 1<<20).Close()
+	mustCreate(t, p, "l2", 1<<20).Close()
+	write := func(v, s string) {
+		h, err := p.OpenVolume(v, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.WriteAt([]byte(s), 0)
+		h.Close()
+	}
+	read := func(v string) string {
+		h, _ := p.OpenVolume(v, false)
+		defer h.Close()
+		got := make([]byte, 9)
+		h.ReadAt(got, 0)
+		return string(got)
+	}
+	for _, v := range []string{"r1", "l1", "l2"} {
+		write(v, "before "+v)
+	}
+	if _, err := p.CreateGroup("vm", []string{"r1", "l1"}, GroupHooks{}); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "freeze hook") {
+		t.Fatalf("a mixed group without a hook: %v", err)
+	}
+	if _, err := p.CreateGroup("local", []string{"l2"}, GroupHooks{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ChangeGroup("local", []string{"r1"}, true); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("adding an RBD volume to a local group without a hook: %v", err)
+	}
+	hooks := GroupHooks{FreezeCmd: "true", ThawCmd: "true"}
+	if _, err := p.CreateGroup("vm", []string{"r1", "l1"}, hooks); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.SetGroupHooks("vm", GroupHooks{}); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("clearing the hook of a mixed group: %v", err)
+	}
+	infos, err := p.GroupSnapshot("vm", "cut", SnapshotOptions{Consistency: "frozen"})
+	if err != nil || len(infos) != 2 {
+		t.Fatalf("mixed group snapshot: %+v, %v", infos, err)
+	}
+	if names, _ := c.GroupSnapshots("rbd", "rowfs-vm"); !slices.Equal(names, []string{"cut"}) {
+		t.Errorf("RBD group snapshots %v", names)
+	}
+	if s, err := p.Snapshot("l1", "cut"); err != nil || s.Group != "vm" {
+		t.Errorf("l1@cut: %+v, %v", s, err)
+	}
+	points, err := p.GroupPoints("vm")
+	if err != nil || len(points) != 1 || !points[0].Valid || !slices.Equal(points[0].Members, []string{"l1", "r1"}) {
+		t.Fatalf("points: %+v, %v", points, err)
+	}
+	auto, err := p.GroupSnapshot("vm", "", SnapshotOptions{Auto: true})
+	if err != nil || auto[0].Name != auto[1].Name {
+		t.Fatalf("automatic mixed group snapshot: %+v, %v", auto, err)
+	}
+	write("r1", "after!!!!")
+	write("l1", "after!!!!")
+	if _, err := p.RollbackGroup("vm", "cut", false); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"r1", "l1"} {
+		if got := read(v); got != "before "+v {
+			t.Errorf("%s after the group rollback: %q", v, got)
+		}
+	}
+	// A name the RBD half has already: refused, and no local snapshot made.
+	if err := c.GroupSnapshot("rbd", "rowfs-vm", "taken"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.GroupSnapshot("vm", "taken", SnapshotOptions{}); !errors.Is(err, ErrExists) {
+		t.Errorf("a name the RBD half has: %v", err)
+	}
+	if _, err := p.Snapshot("l1", "taken"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a refused mixed snapshot left l1@taken: %v", err)
+	}
+	if pt, _ := p.groupPoint("vm", "taken"); pt.Valid {
+		t.Errorf("a point only the RBD half has is valid: %+v", pt)
+	}
+	// Deleting the local member's snapshot alone invalidates the point.
+	if _, err := p.DeleteSnapshot("l1", auto[0].Name, DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if pt, _ := p.groupPoint("vm", auto[0].Name); pt.Valid {
+		t.Errorf("a point missing its local member snapshot is valid: %+v", pt)
+	}
+	if _, err := p.DeleteGroupSnapshot("vm", "cut"); err != nil {
+		t.Fatal(err)
+	}
+	WaitJobs(t, p)
+	if names, _ := c.GroupSnapshots("rbd", "rowfs-vm"); slices.Contains(names, "cut") {
+		t.Errorf("the RBD half of the deleted point stays: %v", names)
+	}
+	if _, err := p.Snapshot("l1", "cut"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the local half of the deleted point stays: %v", err)
+	}
+	if _, err := p.ChangeGroup("vm", []string{"r1"}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GroupSnapshots("rbd", "rowfs-vm"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the RBD group after its last RBD member left: %v", err)
+	}
+	MustCheck(t, p)
 }

@@ -116,7 +116,7 @@ func TestRBDGroupOnCluster(t *testing.T) {
 		h.WriteAt(bytes.Repeat([]byte{byte(i + 1)}, 4096), 0)
 		h.Close()
 	}
-	if _, err := p.CreateGroup(group, []string{"r1", "r2"}); err != nil {
+	if _, err := p.CreateGroup(group, []string{"r1", "r2"}, rowengine.GroupHooks{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.GroupSnapshot(group, "cut", rowengine.SnapshotOptions{}); err != nil {
@@ -153,5 +153,64 @@ func TestRBDGroupOnCluster(t *testing.T) {
 		if _, err := p.DeleteVolume(v, false); err != nil {
 			t.Errorf("delete %s: %v", v, err)
 		}
+	}
+}
+
+// TestMixedGroupOnCluster: a group of a local and an RBD volume, with a
+// freeze hook, takes a local cut and an RBD group snapshot of one name
+// (the rbd CLI lists it) and rolls both back.
+func TestMixedGroupOnCluster(t *testing.T) {
+	c := testCluster(t)
+	p := rowengine.TestPool(t, rowengine.Options{RBD: c})
+	run := time.Now().UnixNano() % 1e9
+	group := fmt.Sprintf("m%d", run)
+	if _, err := p.CreateRBDVolume("r", "rbd", group+"-r", 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.CreateVolume("l", 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	fill := func(b byte) {
+		for _, v := range []string{"r", "l"} {
+			h, err := p.OpenVolume(v, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.WriteAt(bytes.Repeat([]byte{b}, 4096), 0)
+			h.Close()
+		}
+	}
+	fill(1)
+	if _, err := p.CreateGroup(group, []string{"r", "l"}, rowengine.GroupHooks{FreezeCmd: "true", ThawCmd: "true"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.GroupSnapshot(group, "cut", rowengine.SnapshotOptions{Consistency: "frozen"}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("rbd", "-c", os.Getenv("CEPH_CONF"), "group", "snap", "ls", "rbd/rowfs-"+group).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("cut")) {
+		t.Fatalf("rbd group snap ls: %v\n%s", err, out)
+	}
+	fill(0xee)
+	if _, err := p.RollbackGroup(group, "cut", false); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"r", "l"} {
+		h, _ := p.OpenVolume(v, false)
+		got := make([]byte, 4096)
+		h.ReadAt(got, 0)
+		h.Close()
+		if !bytes.Equal(got, bytes.Repeat([]byte{1}, 4096)) {
+			t.Errorf("%s after the group rollback reads %#x…", v, got[0])
+		}
+	}
+	if _, err := p.DeleteGroupSnapshot(group, "cut"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.DeleteGroup(group); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DeleteVolume("r", false); err != nil {
+		t.Errorf("delete r: %v", err)
 	}
 }
