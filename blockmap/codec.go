@@ -174,6 +174,10 @@ type JobRecord struct {
 	Error    string    `json:"error,omitempty"`
 	Created  time.Time `json:"created"`
 	Finished time.Time `json:"finished,omitzero"`
+	// Args are an external job's parameters and durable progress (a
+	// backup's volume and snapshot, a restore's next chunk), so that the
+	// daemon can resume it after a restart.
+	Args map[string]string `json:"args,omitempty"`
 }
 
 // MapKey addresses one entry of a node's block map.

@@ -400,7 +400,8 @@ func (p *Pool) jobRunning() bool {
 	p.jobsMu.Lock()
 	defer p.jobsMu.Unlock()
 	for _, j := range p.jobs {
-		if j.rec.State == JobRunning {
+		// External jobs read and write volumes as any client does.
+		if j.rec.State == JobRunning && j.rec.Kind != JobBackup && j.rec.Kind != JobRestore {
 			return true
 		}
 	}

@@ -49,6 +49,9 @@ type job struct {
 	rec         blockmap.JobRecord
 	done, total atomic.Uint64
 	finished    chan struct{}
+	// running: a goroutine works on it (an interrupted external job
+	// waits for the daemon to resume it).
+	running bool
 }
 
 func (j *job) info() JobInfo {
@@ -70,7 +73,7 @@ func (p *Pool) newJobTx(tx *blockmap.Txn, kind, target string) (blockmap.JobReco
 
 // launch runs a job's work in the background. run returns nil when done.
 func (p *Pool) launch(rec blockmap.JobRecord, total uint64, run func(j *job) error) JobInfo {
-	j := &job{rec: rec, finished: make(chan struct{})}
+	j := &job{rec: rec, finished: make(chan struct{}), running: true}
 	j.total.Store(total)
 	p.jobsMu.Lock()
 	p.jobs[rec.ID] = j
@@ -164,6 +167,12 @@ func (p *Pool) resumeJobs() error {
 		}
 		p.log.Info("resuming job", "job", rec.ID, "kind", rec.Kind, "target", rec.Target)
 		switch rec.Kind {
+		case JobBackup, JobRestore:
+			// The daemon's: it resumes them (ResumeExternalJob) or ends them.
+			j := &job{rec: rec, finished: make(chan struct{})}
+			p.jobsMu.Lock()
+			p.jobs[rec.ID] = j
+			p.jobsMu.Unlock()
 		case JobFlatten:
 			p.launch(rec, 0, func(j *job) error { return p.runFlatten(j, rec.Target) })
 		case JobRBDFlatten:

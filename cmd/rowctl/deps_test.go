@@ -7,7 +7,7 @@ import (
 )
 
 // TestDependencyDirection enforces cmd → daemon/ctl → fs → rowengine →
-// blockmap, and which packages may link Badger, go-fuse and go-ceph.
+// blockmap, and which packages may link Badger, go-fuse, go-ceph and minio-go.
 //
 // The RBD backend's tags are on, so go-ceph is in the graph.
 func TestDependencyDirection(t *testing.T) {
@@ -25,6 +25,8 @@ func TestDependencyDirection(t *testing.T) {
 		"blockmap":   {"rowfs/rowengine", "rowfs/fs", "rowfs/daemon", "rowfs/ctl", "go-fuse", "go-ceph"},
 		"rowengine":  {"go-fuse", "go-ceph", "rowfs/fs", "rowfs/daemon", "rowfs/ctl"},
 		"fs":         {"rowfs/daemon", "rowfs/ctl", "go-ceph"},
+		// Backups read volumes through interfaces: no pool, FUSE or Ceph code.
+		"rowengine/backup": {"badger", "go-fuse", "go-ceph", "rowfs/fs", "rowfs/daemon", "rowfs/ctl", "rowfs/blockmap"},
 	}
 	for pkg, bad := range forbidden {
 		for _, dep := range deps(pkg) {
@@ -45,6 +47,9 @@ func TestDependencyDirection(t *testing.T) {
 		for _, imp := range f[1:] {
 			if strings.Contains(imp, "dgraph-io/badger") && !strings.HasSuffix(f[0], "/blockmap") {
 				t.Errorf("%s imports Badger; only blockmap may", f[0])
+			}
+			if strings.Contains(imp, "minio/minio-go") && !strings.HasSuffix(f[0], "/rowengine/backup") {
+				t.Errorf("%s imports minio-go; only rowengine/backup may", f[0])
 			}
 			if strings.Contains(imp, "ceph/go-ceph") && !strings.HasSuffix(f[0], "/rowengine/rbd") {
 				t.Errorf("%s imports go-ceph; only rowengine/rbd may", f[0])
