@@ -18,6 +18,7 @@ const (
 	prefixRBD     = 'R' // 'R' + name → RBDVolumeRecord (JSON)
 	prefixPolicy  = 'L' // 'L' + name → PolicyRecord (JSON)
 	prefixGroup   = 'G' // 'G' + name → GroupRecord (JSON)
+	prefixTarget  = 'T' // 'T' + name → BackupTargetRecord (JSON)
 )
 
 // ZeroBlock is the physical block number of a map entry that reads as zeros.
@@ -207,6 +208,8 @@ func policyKey(name string) []byte { return append([]byte{prefixPolicy}, name...
 
 func groupKey(name string) []byte { return append([]byte{prefixGroup}, name...) }
 
+func targetKey(name string) []byte { return append([]byte{prefixTarget}, name...) }
+
 func nodeKey(id uint64) []byte {
 	k := make([]byte, 9)
 	k[0] = prefixNode
@@ -265,4 +268,16 @@ func decodeJSON(what string, key, val []byte, into any) error {
 		return fmt.Errorf("%w: %s record %q: %v", ErrCorrupt, what, key, err)
 	}
 	return nil
+}
+
+// BackupTargetRecord is a backup target added with rowctl (no secrets:
+// the daemon reads credentials from its config or environment).
+type BackupTargetRecord struct {
+	Name     string    `json:"name"`
+	URL      string    `json:"url"`
+	Endpoint string    `json:"endpoint,omitempty"`
+	Region   string    `json:"region,omitempty"`
+	KeyFile  string    `json:"key_file,omitempty"`
+	Insecure bool      `json:"insecure,omitempty"`
+	Created  time.Time `json:"created"`
 }

@@ -147,6 +147,12 @@ func (s *Store) Policies() ([]PolicyRecord, error) {
 }
 
 // RBDVolumes returns every RBD volume record, ordered by name.
+func (s *Store) BackupTargets() ([]BackupTargetRecord, error) {
+	var out []BackupTargetRecord
+	err := s.scanJSON(prefixTarget, "backup target", func() any { out = append(out, BackupTargetRecord{}); return &out[len(out)-1] })
+	return out, err
+}
+
 func (s *Store) RBDVolumes() ([]RBDVolumeRecord, error) {
 	var out []RBDVolumeRecord
 	err := s.scanJSON(prefixRBD, "rbd volume", func() any { out = append(out, RBDVolumeRecord{}); return &out[len(out)-1] })
@@ -336,6 +342,14 @@ func (t *Txn) DeleteGroup(name string) error { return t.txn.Delete(groupKey(name
 
 // PutPolicy writes a policy record.
 func (t *Txn) PutPolicy(rec PolicyRecord) error { return putJSON(t.txn, policyKey(rec.Name), rec) }
+
+// PutBackupTarget writes a backup target.
+func (t *Txn) PutBackupTarget(rec BackupTargetRecord) error {
+	return putJSON(t.txn, targetKey(rec.Name), rec)
+}
+
+// DeleteBackupTarget removes a backup target.
+func (t *Txn) DeleteBackupTarget(name string) error { return t.txn.Delete(targetKey(name)) }
 
 // DeletePolicy removes a policy record.
 func (t *Txn) DeletePolicy(name string) error { return t.txn.Delete(policyKey(name)) }

@@ -31,6 +31,8 @@ var exitCodes = map[string]int{
 	api.CodeForbidden:       ExitFailed,
 	api.CodeCorrupt:         ExitFailed,
 	api.CodeIO:              ExitFailed,
+	api.CodeTarget:          ExitFailed,
+	api.CodeKey:             ExitFailed,
 }
 
 // Error codes rowctl itself gives, with --json, to errors that did not come

@@ -67,6 +67,17 @@ type Config struct {
 	// HistoryRetention is how long samples are kept, e.g. "90d" (the
 	// default); each volume keeps at most 2,400 samples whatever the interval.
 	HistoryRetention string `toml:"history_retention"`
+	// BackupTargets are backup targets by name, beside those rowctl backup
+	// target add keeps in the pool, e.g. { nas = { url = "dir:///mnt/nas/rowfs" } }.
+	BackupTargets map[string]BackupTargetConfig `toml:"backup_targets"`
+	// S3AccessKey and S3SecretKey are the credentials of s3:// targets
+	// (default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY of rowfsd's
+	// environment). Never logged, never in rowctl's output.
+	S3AccessKey string `toml:"s3_access_key"`
+	S3SecretKey string `toml:"s3_secret_key"`
+	// BackupTimeout bounds each operation on a backup target, e.g. "60s"
+	// (the default): a hung NFS mount or endpoint fails the job.
+	BackupTimeout string `toml:"backup_timeout"`
 	// MemoryLimit is a soft limit on the Go heap, like "256M", or "off"
 	// (the default). It makes the collector run sooner and never refuses
 	// work, but set well above the live heap (see docs/benchmarks.md), or
@@ -211,6 +222,9 @@ func (c *Config) engineOptions(log *slog.Logger) (rowengine.Options, error) {
 	if _, _, err := c.history(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := c.backupSettings(); err != nil {
+		errs = append(errs, err)
+	}
 	return opts, errors.Join(errs...)
 }
 
@@ -277,4 +291,16 @@ func (c *Config) history() (time.Duration, rowengine.HistoryOptions, error) {
 	}
 	opts.EnsureDefaults()
 	return interval, opts, nil
+}
+
+// BackupTargetConfig is one backup target of the config file.
+type BackupTargetConfig struct {
+	// URL is dir:///path or s3://bucket/prefix.
+	URL string `toml:"url"`
+	// Endpoint (host:port), Region and Insecure (plain HTTP) are for S3.
+	Endpoint string `toml:"endpoint"`
+	Region   string `toml:"region"`
+	Insecure bool   `toml:"insecure"`
+	// KeyFile encrypts the target's chunks (32 bytes, or 64 hex digits).
+	KeyFile string `toml:"key_file"`
 }

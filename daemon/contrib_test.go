@@ -24,7 +24,7 @@ func TestContribConfigHasEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	// "# key = value" lines are the commented settings; prose lines have no " = ".
-	setting := regexp.MustCompile(`(?m)^# ([a-z_]+ = .*)$`)
+	setting := regexp.MustCompile(`(?m)^# ([a-z0-9_]+ = .*)$`)
 	uncommented := setting.ReplaceAllString(string(shipped), "$1")
 	path := filepath.Join(t.TempDir(), "rowfsd.toml")
 	if err := os.WriteFile(path, []byte(uncommented), 0o644); err != nil {
@@ -34,7 +34,7 @@ func TestContribConfigHasEveryKey(t *testing.T) {
 		t.Fatalf("contrib/rowfsd.toml, uncommented: %v", err)
 	}
 	present := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^([a-z_]+) = `).FindAllStringSubmatch(uncommented, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^([a-z0-9_]+) = `).FindAllStringSubmatch(uncommented, -1) {
 		if present[m[1]] {
 			t.Errorf("contrib/rowfsd.toml sets %s twice", m[1])
 		}

@@ -95,7 +95,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("create mount point: %w", err)
 	}
 	sched := newScheduler(pool, time.Now, log)
-	srv := &server{pool: pool, dir: mountDir, log: log, sched: sched, historyInterval: historyInterval, historyOpts: historyOpts}
+	backupCfg, _ := cfg.backupSettings() // validated by engineOptions
+	srv := &server{pool: pool, dir: mountDir, log: log, sched: sched, historyInterval: historyInterval, historyOpts: historyOpts,
+		backups: newBackups(pool, backupCfg, log)}
+	srv.backups.resumeInterrupted()
 	fsOpts := rowfs.Options{
 		Engine: pool, Describer: srv, AllowOther: *cfg.AllowOther, Logger: log, Debug: cfg.DebugFUSE,
 		Source: mountSource(poolDir), AllowFileShrink: cfg.AllowFileShrink,

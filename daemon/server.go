@@ -16,6 +16,7 @@ import (
 	"github.com/rowfs/rowfs/ctl/api"
 	rowfs "github.com/rowfs/rowfs/fs"
 	"github.com/rowfs/rowfs/rowengine"
+	"github.com/rowfs/rowfs/rowengine/backup"
 )
 
 // maxRequestBytes bounds a control request body.
@@ -42,6 +43,7 @@ type server struct {
 	// for answers (0: not sampled).
 	historyInterval time.Duration
 	historyOpts     rowengine.HistoryOptions
+	backups         *backups
 }
 
 func (s *server) routes() http.Handler {
@@ -80,6 +82,12 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET "+api.PathJobs, s.listJobs)
 	mux.HandleFunc("GET "+api.PathJob, s.jobInfo)
 	mux.HandleFunc("POST "+api.PathFsck, s.fsck)
+	mux.HandleFunc("GET "+api.PathBackupTargets, s.listBackupTargets)
+	mux.HandleFunc("POST "+api.PathBackupTargets, s.addBackupTarget)
+	mux.HandleFunc("DELETE "+api.PathBackupTarget, s.removeBackupTarget)
+	mux.HandleFunc("GET "+api.PathBackups, s.listBackups)
+	mux.HandleFunc("POST "+api.PathBackups, s.createBackup)
+	mux.HandleFunc("POST "+api.PathBackupAction, s.backupAction)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -119,6 +127,12 @@ var statuses = []statusMapping{
 	// The data file failed this request: the server's fault, with a code
 	// of its own so scripts can tell it from a bug.
 	{rowengine.ErrIO, http.StatusInternalServerError, api.CodeIO},
+	// Backups (rowengine/backup).
+	{backup.ErrNotFound, http.StatusNotFound, api.CodeNotFound},
+	{backup.ErrInvalid, http.StatusBadRequest, api.CodeInvalidArgument},
+	{backup.ErrCorrupt, http.StatusConflict, api.CodeCorrupt},
+	{backup.ErrKey, http.StatusForbidden, api.CodeKey},
+	{backup.ErrTarget, http.StatusBadGateway, api.CodeTarget},
 }
 
 // httpStatus maps an engine error with statuses; anything else is 500

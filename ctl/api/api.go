@@ -66,6 +66,16 @@ const (
 	PathJob     = "/v1/jobs/{id}"
 	// PathFsck: POST checks the pool (?repair=leaks frees what leaked).
 	PathFsck = "/v1/fsck"
+
+	// PathBackupTargets: GET lists, POST adds a backup target;
+	// PathBackupTarget: DELETE removes one (its backups stay on it).
+	PathBackupTargets = "/v1/backup-targets"
+	PathBackupTarget  = "/v1/backup-targets/{name}"
+	// PathBackups: GET lists points (?target=&volume=), POST makes one (a job).
+	PathBackups = "/v1/backups"
+	// PathBackupAction: POST restore, delete, verify (point "-" with All)
+	// or gc (point "-") on a point.
+	PathBackupAction = "/v1/backups/{point}/{action}"
 )
 
 // Stable error codes.
@@ -83,11 +93,15 @@ const (
 	CodeForbidden       = "forbidden"
 	CodeCorrupt         = "corrupt"
 	CodeIO              = "io_error"
+	// CodeTarget: a backup target failed or timed out; CodeKey: an
+	// encrypted target without its key, or with another.
+	CodeTarget = "target_failed"
+	CodeKey    = "backup_key"
 )
 
 // Codes lists every error code, for the test that each has an exit code.
 var Codes = []string{CodeNotFound, CodeExists, CodeInvalidArgument, CodeBusy, CodeNoSpace, CodeReadOnly,
-	CodeInternal, CodeUnavailable, CodeChainLimit, CodeJobFailed, CodeForbidden, CodeCorrupt, CodeIO}
+	CodeInternal, CodeUnavailable, CodeChainLimit, CodeJobFailed, CodeForbidden, CodeCorrupt, CodeIO, CodeTarget, CodeKey}
 
 // Error is the body of every non-2xx response.
 type Error struct {
@@ -500,4 +514,120 @@ func FormatPeriod(d time.Duration) string {
 		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
 	}
 	return d.String()
+}
+
+// BackupTarget is a place backups are kept. Credentials are never here:
+// rowfsd reads them from its config or environment.
+type BackupTarget struct {
+	Name string `json:"name"`
+	// URL is dir:///path or s3://bucket/prefix.
+	URL      string `json:"url"`
+	Endpoint string `json:"endpoint,omitempty"`
+	Region   string `json:"region,omitempty"`
+	// KeyFile encrypts the target's chunks (AES-256-GCM).
+	KeyFile  string `json:"key_file,omitempty"`
+	Insecure bool   `json:"insecure,omitempty"`
+	// Source is "config" (rowfsd.toml) or "pool" (rowctl backup target add).
+	Source string `json:"source,omitempty"`
+}
+
+// BackupTargetList answers GET PathBackupTargets.
+type BackupTargetList struct {
+	Targets []BackupTarget `json:"targets"`
+}
+
+// BackupRequest is the body of POST PathBackups.
+type BackupRequest struct {
+	Volume string `json:"volume"`
+	// Target: default the only target there is.
+	Target string `json:"target,omitempty"`
+	// Full starts a new chain; otherwise the point is incremental on the
+	// volume's newest point on the target, if there is one.
+	Full bool `json:"full,omitempty"`
+	// FromSnapshot reads that snapshot; default one taken for the backup
+	// (auto-backup-TARGET-…), kept as the next incremental's base.
+	FromSnapshot string `json:"from_snapshot,omitempty"`
+	// Group backs up every member of a group from one group snapshot.
+	Group string `json:"group,omitempty"`
+}
+
+// BackupPoint is one point of a backup chain.
+type BackupPoint struct {
+	ID          string    `json:"id"`
+	Target      string    `json:"target"`
+	Volume      string    `json:"volume"`
+	Size        uint64    `json:"size"`
+	Created     time.Time `json:"created"`
+	Kind        string    `json:"kind"` // full, incremental
+	Chain       string    `json:"chain"`
+	Parent      string    `json:"parent,omitempty"`
+	Snapshot    string    `json:"snapshot"`
+	Group       string    `json:"group,omitempty"`
+	Consistency string    `json:"consistency,omitempty"`
+	Encrypted   bool      `json:"encrypted,omitempty"`
+	// ReadBytes, UploadedBytes, ReusedBytes: what making it cost.
+	ReadBytes     uint64 `json:"read_bytes"`
+	UploadedBytes uint64 `json:"uploaded_bytes"`
+	ReusedBytes   uint64 `json:"reused_bytes"`
+}
+
+// BackupList answers GET PathBackups.
+type BackupList struct {
+	Points []BackupPoint `json:"points"`
+}
+
+// BackupResult answers POST PathBackups and restore: the jobs doing it
+// (one per volume; a group backup has one per member).
+type BackupResult struct {
+	Jobs []Job `json:"jobs"`
+}
+
+// BackupActionRequest is the body of POST PathBackupAction.
+type BackupActionRequest struct {
+	Target string `json:"target,omitempty"`
+	// restore: To a new volume, or onto Volume (refused while it is open).
+	To     string `json:"to,omitempty"`
+	Volume string `json:"volume,omitempty"`
+	// delete: Only this point (the others stay restorable).
+	Only   bool `json:"only,omitempty"`
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// BackupDeleteResult answers delete: the points that go (or would).
+type BackupDeleteResult struct {
+	DryRun bool              `json:"dry_run"`
+	Points []string          `json:"points"`
+	Why    map[string]string `json:"why,omitempty"`
+}
+
+// BackupVerifyResult answers verify.
+type BackupVerifyResult struct {
+	Points      int            `json:"points"`
+	Chunks      int            `json:"chunks"`
+	Bytes       uint64         `json:"bytes"`
+	Quarantined int            `json:"quarantined"`
+	Damaged     []BackupDamage `json:"damaged"`
+}
+
+// BackupDamage is a chunk verify found missing or corrupt, and the byte
+// ranges of each point it breaks.
+type BackupDamage struct {
+	Chunk  string        `json:"chunk"`
+	Error  string        `json:"error"`
+	Breaks []BackupBreak `json:"breaks"`
+}
+
+// BackupBreak is one point's ranges lost to a bad chunk, as "OFFSET+LENGTH".
+type BackupBreak struct {
+	Point  string   `json:"point"`
+	Volume string   `json:"volume"`
+	Ranges []string `json:"ranges"`
+}
+
+// BackupGCResult answers gc.
+type BackupGCResult struct {
+	DryRun     bool `json:"dry_run"`
+	Chunks     int  `json:"chunks"`
+	Indexes    int  `json:"indexes"`
+	Referenced int  `json:"referenced"`
 }
