@@ -55,7 +55,7 @@ func NewRootCommand(out io.Writer) *cobra.Command {
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "print JSON")
 	root.PersistentFlags().BoolVarP(&a.yes, "yes", "y", false, "discard data written since the last snapshot without asking (rollback, reset)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %v", ErrUsage, err) })
-	root.AddCommand(volumeCommand(a), snapshotCommand(a), groupCommand(a), policyCommand(a), duCommand(a), jobCommand(a), poolCommand(a), fsckCommand(a), versionCommand(a))
+	root.AddCommand(volumeCommand(a), snapshotCommand(a), groupCommand(a), policyCommand(a), duCommand(a), jobCommand(a), poolCommand(a), fsckCommand(a), backupCommand(a), versionCommand(a))
 	addCompletion(a, root)
 	root.SetOut(out)
 	return root

@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/rowfs/rowfs/ctl"
@@ -141,7 +143,7 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 		return err
 	})
 	fsckCode := -1
-	cmd.AddCommand(fsckCommand(&fsckCode))
+	cmd.AddCommand(fsckCommand(&fsckCode), backupCommand())
 	err := cmd.Execute()
 	if fsckCode >= 0 {
 		if err != nil {
@@ -200,5 +202,48 @@ func fsckCommand(code *int) *cobra.Command {
 	cmd.Flags().StringVar(&pool, "pool", "", "pool directory")
 	cmd.Flags().StringVar(&repair, "repair", "", "leaks or all")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// backupCommand is rowfsd backup restore: a point to a raw file, with no
+// daemon and no pool.
+func backupCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "backup", Short: "Backups without a daemon"}
+	var o daemon.OfflineRestore
+	restore := &cobra.Command{
+		Use:   "restore --target URL POINT --output FILE [--endpoint HOST:PORT] [--key-file F]",
+		Short: "Restore a backup point to a raw image file, with no daemon and no pool",
+		Long: `Restore a backup point to a new raw image file. S3 credentials come from
+AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; an encrypted target needs its
+--key-file.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			if o.TargetURL == "" || o.Output == "" {
+				return errors.New("give --target URL and --output FILE")
+			}
+			o.Point = argv[0]
+			var bar *progressbar.ProgressBar
+			o.Progress = func(done, total uint64) {
+				if bar == nil {
+					bar = progressbar.DefaultBytes(int64(total), "restoring "+o.Point)
+				}
+				_ = bar.Set64(int64(done))
+			}
+			m, err := daemon.RestoreToFile(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "\nrestored %s (%s of %s, %s) to %s\n", m.ID, api.FormatSize(m.Size), m.Volume, m.Created.Format(time.RFC3339), o.Output)
+			return nil
+		},
+	}
+	f := restore.Flags()
+	f.StringVar(&o.TargetURL, "target", "", "the target's URL: dir:///path or s3://bucket/prefix")
+	f.StringVar(&o.Output, "output", "", "the raw image file to write (must not exist)")
+	f.StringVar(&o.Endpoint, "endpoint", "", "S3 endpoint, host:port")
+	f.StringVar(&o.Region, "region", "", "S3 region")
+	f.BoolVar(&o.Insecure, "insecure", false, "plain HTTP to the S3 endpoint")
+	f.StringVar(&o.KeyFile, "key-file", "", "the key file of an encrypted target")
+	cmd.AddCommand(restore)
 	return cmd
 }
