@@ -15,7 +15,7 @@ CEPH_DEV   := librbd-dev librados-dev
 GOTAGS     := ceph pacific
 GOBUILD    := CGO_ENABLED=1 $(GO) build -tags "$(GOTAGS)"
 RUN_PKGS   := fuse3 attr gcc $(CEPH_DEV) qemu-utils qemu-system-x86
-TEST_PKGS  := fuse3 attr systemd qemu-utils e2fsprogs fio gcc $(CEPH_DEV) ceph-mon ceph-osd ceph-common chromium prometheus qemu-system-x86 git cpio
+TEST_PKGS  := fuse3 attr systemd qemu-utils e2fsprogs fio gcc $(CEPH_DEV) ceph-mon ceph-osd ceph-common radosgw chromium prometheus qemu-system-x86 git cpio
 BENCH_PKGS := fuse3 attr qemu-utils qemu-system-x86 fio gcc $(CEPH_DEV)
 
 .PHONY: all build run test bench fuzz soak vet deps-build deps-run deps-test deps-bench install clean
@@ -86,16 +86,17 @@ vet:
 
 # test: every test, including the end-to-end ones through a real FUSE mount
 # with qemu-img/qemu-io (they need root and /dev/fuse) and the RBD ones
-# against a single-node Ceph cluster started here on 127.0.0.1 and stopped
-# afterwards (testdata/ceph/cluster.sh).
+# against a single-node Ceph cluster, with a radosgw for the S3 backup tests,
+# started here on 127.0.0.1 and stopped afterwards (testdata/ceph/cluster.sh).
 # Tests' artifacts (the web page's screenshot …) land in .test-output/.
 test: deps-test vet
 	@rm -rf .test-report.txt .test-output && mkdir -p .test-output
 	@ceph=$$(mktemp -d /tmp/rowfs-ceph.XXXXXX); \
 	trap 'testdata/ceph/cluster.sh stop '"$$ceph" EXIT; \
-	testdata/ceph/cluster.sh start "$$ceph" > "$$ceph.log" || { cat "$$ceph.log"; exit 1; }; \
+	RGW=1 testdata/ceph/cluster.sh start "$$ceph" > "$$ceph.log" || { cat "$$ceph.log"; exit 1; }; \
 	grep -v '^CEPH_CONF=' "$$ceph.log"; rm -f "$$ceph.log"; \
-	CEPH_CONF=$$ceph/ceph.conf ROWFS_REQUIRE_CEPH=1 ROWFS_REPORT=$(CURDIR)/.test-report.txt \
+	set -a; . "$$ceph/env"; set +a; \
+	ROWFS_REQUIRE_CEPH=1 ROWFS_REPORT=$(CURDIR)/.test-report.txt \
 		CGO_ENABLED=1 $(GO) test -tags "$(GOTAGS)" -count=1 -timeout 25m -artifacts -outputdir $(CURDIR)/.test-output ./...
 	@echo "--- the engine, fs and daemon under the race detector (the model test at 5,000 steps)"
 	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 15m ./rowengine ./rowengine/conformance ./fs/... ./daemon

@@ -234,3 +234,62 @@ func TestTargetDeadline(t *testing.T) {
 		t.Errorf("relative dir URL: %v", err)
 	}
 }
+
+// TestS3OnRGW: the round trip, deletes, verify and gc on a real Ceph RGW
+// (make test starts one: ROWFS_RGW_ENDPOINT); wrong credentials are told
+// apart from other failures.
+func TestS3OnRGW(t *testing.T) {
+	endpoint := os.Getenv("ROWFS_RGW_ENDPOINT")
+	if endpoint == "" {
+		if os.Getenv("ROWFS_REQUIRE_CEPH") != "" {
+			t.Fatal("ROWFS_RGW_ENDPOINT is not set but ROWFS_REQUIRE_CEPH is: the test RGW did not start")
+		}
+		t.Skip("SKIPPED: no RGW (run make test, which starts one)")
+	}
+	ctx := context.Background()
+	opts := TargetOptions{Endpoint: endpoint, AccessKey: os.Getenv("ROWFS_RGW_ACCESS_KEY"), SecretKey: os.Getenv("ROWFS_RGW_SECRET_KEY"), Insecure: true, Timeout: 20 * time.Second}
+	url := "s3://rowfs-unit-" + time.Now().Format("150405.000000")[7:] + "/pool1"
+	target, err := OpenTarget(url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenRepo(ctx, target, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 3*ChunkSize + 4096
+	vol := make([]byte, size)
+	copy(vol[ChunkSize:], bytes.Repeat([]byte("s3 data "), 1000))
+	full, err := r.Create(ctx, CreateOptions{Volume: "vm1", Size: size, Source: bytes.NewReader(vol)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(vol[3*ChunkSize:], "tail")
+	inc, err := r.Create(ctx, CreateOptions{Volume: "vm1", Size: size, Source: bytes.NewReader(vol), Parent: &full,
+		Changed: []Extent{{3 * ChunkSize, 4}}, Now: time.Now().Add(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := restoreBytes(t, r, inc.ID, size); !bytes.Equal(got, vol) {
+		t.Fatal("the incremental does not restore from RGW")
+	}
+	if points, err := r.Points(ctx); err != nil || len(points) != 2 {
+		t.Fatalf("points on RGW: %d, %v", len(points), err)
+	}
+	if rep, err := r.Verify(ctx, "", true, nil); err != nil || !rep.Clean() {
+		t.Fatalf("verify on RGW: %+v, %v", rep, err)
+	}
+	plan, _ := r.PlanDelete(ctx, full.ID, false)
+	if err := r.ExecuteDelete(ctx, plan); err != nil {
+		t.Fatal(err)
+	}
+	if gc, err := r.Collect(ctx, false); err != nil || len(gc.Chunks) != 2 {
+		t.Fatalf("gc on RGW: %+v, %v", gc, err)
+	}
+	bad := opts
+	bad.SecretKey = "wrong"
+	wrong, _ := OpenTarget(url, bad)
+	if _, err := OpenRepo(ctx, wrong, ""); !errors.Is(err, ErrTarget) || !strings.Contains(err.Error(), "credentials") {
+		t.Errorf("wrong credentials: %v", err)
+	}
+}

@@ -76,6 +76,11 @@ func (r *Repo) writeConfig(ctx context.Context) error {
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
+	if p, ok := r.target.(interface{ prepare(context.Context) error }); ok {
+		if err := p.prepare(ctx); err != nil {
+			return err
+		}
+	}
 	c := repoConfig{Format: FormatVersion, ChunkSize: ChunkSize, Encrypted: r.keys != nil}
 	if r.keys != nil {
 		c.KeyCheck = r.keys.check()

@@ -21,6 +21,7 @@ type s3Target struct {
 	client         *minio.Client
 	bucket, prefix string
 	endpoint       string
+	region         string
 	timeout        time.Duration
 }
 
@@ -44,7 +45,22 @@ func newS3Target(bucket, prefix string, opts TargetOptions) (*s3Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: s3 endpoint %s: %v", ErrInvalid, opts.Endpoint, err)
 	}
-	return &s3Target{client: client, bucket: bucket, prefix: prefix, endpoint: opts.Endpoint, timeout: opts.Timeout}, nil
+	return &s3Target{client: client, bucket: bucket, prefix: prefix, endpoint: opts.Endpoint, timeout: opts.Timeout, region: region}, nil
+}
+
+// prepare makes the bucket if there is none, when the repository's first
+// point is written (as restic's init does).
+func (s *s3Target) prepare(ctx context.Context) error {
+	return withDeadline(ctx, s.timeout, "making bucket "+s.bucket, s, func(ctx context.Context) error {
+		ok, err := s.client.BucketExists(ctx, s.bucket)
+		if err != nil {
+			return s.fail("look for bucket "+s.bucket, err)
+		}
+		if ok {
+			return nil
+		}
+		return s.fail("make bucket "+s.bucket, s.client.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{Region: s.region}))
+	})
 }
 
 func (s *s3Target) String() string {

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # A real single-node Ceph cluster for tests, on 127.0.0.1, in one directory:
 # one ceph-mon, one ceph-osd on memstore (data in the OSD's RAM), pool "rbd"
-# of size 1, no mgr (RBD does not need one), no authentication.
+# of size 1, no mgr (RBD does not need one), no authentication; and with
+# RGW=1 a radosgw (S3) on 127.0.0.1 with one user.
 #
-#   cluster.sh start DIR   # prints CEPH_CONF=DIR/ceph.conf and the time taken
+#   cluster.sh start DIR   # prints CEPH_CONF=DIR/ceph.conf and the time taken;
+#                          # DIR/env exports CEPH_CONF and, with RGW=1,
+#                          # ROWFS_RGW_ENDPOINT, _ACCESS_KEY, _SECRET_KEY
 #   cluster.sh stop DIR    # kills the daemons, removes DIR, prints the time
 #
-# Needs Debian's ceph-mon, ceph-osd and ceph-common (make test installs them).
+# Needs Debian's ceph-mon, ceph-osd and ceph-common, and radosgw for RGW=1
+# (make test installs them).
 # Keep test images small: memstore holds every byte in memory.
 set -euo pipefail
 
@@ -61,6 +65,14 @@ osd data = $dir/osd/\$cluster-\$id
 admin socket = $dir/run/\$name.asok
 [osd]
 admin socket = $dir/run/\$name.asok
+[client.rgw.a]
+# radosgw asks for a secure mon connection by default, which needs cephx.
+ms mon client mode = crc
+admin socket = $dir/run/\$name.asok
+rgw frontends = beast endpoint=127.0.0.1:$((port + 1))
+rgw data = $dir/rgw
+rgw enable usage log = false
+rgw dns name = 127.0.0.1
 CONF
 	monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$port]" "$dir/monmap" >/dev/null
 	ceph-mon -c "$conf" -i a --mkfs --monmap "$dir/monmap" >/dev/null
@@ -78,7 +90,29 @@ CONF
 		ceph -c "$conf" --connect-timeout 5 -s >&2 || true
 		exit 1
 	fi
-	echo "ceph: cluster up in $(elapsed "$t0") s (mon v2:127.0.0.1:$port, osd.$id on memstore, pool rbd)"
+	echo "export CEPH_CONF=$conf" >"$dir/env"
+	rgw=""
+	if [[ ${RGW:-} == 1 ]]; then
+		mkdir -p "$dir/rgw"
+		radosgw -c "$conf" -n client.rgw.a >/dev/null 2>&1
+		for _ in $(seq 300); do
+			(exec 3<>/dev/tcp/127.0.0.1/$((port + 1))) 2>/dev/null && break
+			sleep 0.1
+		done
+		if ! (exec 3<>/dev/tcp/127.0.0.1/$((port + 1))) 2>/dev/null; then
+			echo "ceph: radosgw not answering after 30 s; logs in $dir/log" >&2
+			exit 1
+		fi
+		radosgw-admin -c "$conf" user create --uid=rowfs --display-name=rowfs-tests \
+			--access-key=ROWFSTESTACCESSKEY --secret-key=rowfs-test-secret-key >/dev/null
+		cat >>"$dir/env" <<ENV
+export ROWFS_RGW_ENDPOINT=127.0.0.1:$((port + 1))
+export ROWFS_RGW_ACCESS_KEY=ROWFSTESTACCESSKEY
+export ROWFS_RGW_SECRET_KEY=rowfs-test-secret-key
+ENV
+		rgw=", radosgw on 127.0.0.1:$((port + 1))"
+	fi
+	echo "ceph: cluster up in $(elapsed "$t0") s (mon v2:127.0.0.1:$port, osd.$id on memstore, pool rbd$rgw)"
 	echo "CEPH_CONF=$conf"
 	;;
 stop)
