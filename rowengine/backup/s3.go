@@ -118,6 +118,9 @@ func (s *s3Target) List(ctx context.Context, prefix string) ([]string, error) {
 	err := withDeadline(ctx, s.timeout, "listing "+prefix, s, func(ctx context.Context) error {
 		strip := s.key("")
 		for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.key(prefix), Recursive: true}) {
+			if minio.ToErrorResponse(obj.Err).Code == "NoSuchBucket" {
+				return nil // made with the first point: nothing stored yet
+			}
 			if obj.Err != nil {
 				return s.fail("list "+prefix, obj.Err)
 			}
