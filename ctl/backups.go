@@ -66,7 +66,7 @@ func backupCommand(a *app) *cobra.Command {
 	}
 	cmd.AddCommand(backupTargetCommand(a))
 
-	var full bool
+	var full, noWait bool
 	var fromSnapshot, groupName string
 	create := &cobra.Command{
 		Use:   "create VOLUME [--target T] [--full] [--from-snapshot S] | --group G",
@@ -84,6 +84,9 @@ func backupCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if noWait {
+				return a.print(res, func(w io.Writer) { printStarted(w, res.Jobs) })
+			}
 			jobs, err := a.waitJobs(cmd.Context(), res.Jobs)
 			if err != nil {
 				return err
@@ -99,6 +102,7 @@ func backupCommand(a *app) *cobra.Command {
 	create.Flags().BoolVar(&full, "full", false, "start a new chain with a full point")
 	create.Flags().StringVar(&fromSnapshot, "from-snapshot", "", "back up this snapshot (default: one taken now, kept as the next incremental's base)")
 	create.Flags().StringVar(&groupName, "group", "", "back up every member of a group from one group snapshot")
+	create.Flags().BoolVar(&noWait, "no-wait", false, "start the job and return (rowctl job wait ID follows it)")
 
 	var tree bool
 	list := &cobra.Command{
@@ -168,6 +172,9 @@ func backupCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if noWait {
+				return a.print(res, func(w io.Writer) { printStarted(w, res.Jobs) })
+			}
 			jobs, err := a.waitJobs(cmd.Context(), res.Jobs)
 			if err != nil {
 				return err
@@ -180,6 +187,7 @@ func backupCommand(a *app) *cobra.Command {
 	targetFlag(restore)
 	restore.Flags().StringVar(&to, "to", "", "a new volume to restore into")
 	restore.Flags().StringVar(&onto, "volume", "", "the point's volume, restored in place (refused while open)")
+	restore.Flags().BoolVar(&noWait, "no-wait", false, "start the job and return (rowctl job wait ID follows it)")
 
 	var all, verifyDry bool
 	verify := &cobra.Command{
@@ -300,6 +308,12 @@ without the key nothing on the target can be read.`,
 	}
 	cmd.AddCommand(add, list, remove)
 	return cmd
+}
+
+func printStarted(w io.Writer, jobs []api.Job) {
+	for _, j := range jobs {
+		fmt.Fprintf(w, "started job %d: %s %s (rowctl job wait %d)\n", j.ID, j.Kind, j.Target, j.ID)
+	}
 }
 
 // waitJobs follows jobs to their ends, in turn.

@@ -550,7 +550,28 @@ func jobCommand(a *app) *cobra.Command {
 			return a.print(done, func(w io.Writer) { fmt.Fprintf(w, "job %d %s: %s\n", done.ID, done.Kind, done.State) })
 		},
 	}
-	cmd.AddCommand(list, wait)
+	info := &cobra.Command{
+		Use:   "info ID",
+		Short: "Describe a job: kind, target, state, progress",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			id, err := strconv.ParseUint(argv[0], 10, 64)
+			if err != nil {
+				return fmt.Errorf("%w: job id %q is not a number", ErrUsage, argv[0])
+			}
+			j, err := a.client().Job(cmd.Context(), id)
+			if err != nil {
+				return err
+			}
+			return a.print(j, func(w io.Writer) {
+				fmt.Fprintf(w, "job %d %s %s: %s, %s of %s\n", j.ID, j.Kind, j.Target, j.State, api.FormatSize(j.Done), api.FormatSize(j.Total))
+				if j.Error != "" {
+					fmt.Fprintln(w, "error:", j.Error)
+				}
+			})
+		},
+	}
+	cmd.AddCommand(list, wait, info)
 	return cmd
 }
 
