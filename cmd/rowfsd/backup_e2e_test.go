@@ -313,3 +313,71 @@ func TestBackupAndRestoreSurviveKill9(t *testing.T) {
 		t.Fatalf("fsck after the kills: exit %d %s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestIncrementalBackupCost: after 1% of a 4 GiB volume changes, the
+// incremental reads and uploads at most 2% of it (the pool's diff names
+// the changed blocks; only their chunks are read). A gc run while a
+// backup runs removes nothing that backup needs.
+func TestIncrementalBackupCost(t *testing.T) {
+	requireE2E(t, "qemu-img")
+	e := newEnv(t)
+	e.start()
+	mustRowctl(t, e.sock, "backup", "target", "add", "nas", "dir://"+filepath.Join(t.TempDir(), "backups"))
+	const size = 4 << 30
+	file := createVolume(t, e.sock, "big", "4G")
+	runCmd(t, "dd", "if=/dev/urandom", "of="+file, "bs=1M", "count=256", "oflag=direct", "conv=notrunc", "status=none")
+	mustRowctl(t, e.sock, "backup", "create", "big")
+	for _, at := range []int{100, 1024, 2048, 3072} { // 4 × 10.25 MiB = 1% of 4 GiB
+		runCmd(t, "dd", "if=/dev/urandom", "of="+file, "bs=256K", "count=41", fmt.Sprintf("seek=%d", at*4), "oflag=direct", "conv=notrunc", "status=none")
+	}
+	var res api.BackupResult
+	rowctlJSON(t, e.sock, &res, "backup", "create", "big", "--no-wait")
+	var gc api.BackupGCResult
+	rowctlJSON(t, e.sock, &gc, "backup", "gc") // waits for the running backup, then collects
+	var j api.Job
+	rowctlJSON(t, e.sock, &j, "job", "wait", fmt.Sprint(res.Jobs[0].ID))
+	points := backupPoints(t, e.sock, "big")
+	if len(points) != 2 {
+		t.Fatalf("points: %+v", points)
+	}
+	inc := points[1]
+	t.Logf("incremental after 1%% changed: read %s, uploaded %s of a 4 GiB volume", api.FormatSize(inc.ReadBytes), api.FormatSize(inc.UploadedBytes))
+	if limit := uint64(size / 50); inc.ReadBytes > limit || inc.UploadedBytes > limit {
+		t.Fatalf("the incremental read %d and uploaded %d bytes, over 2%% (%d) of the volume", inc.ReadBytes, inc.UploadedBytes, limit)
+	}
+	if r := rowctl(t, e.sock, "backup", "verify", "--all"); r.code != 0 {
+		t.Fatalf("verify after gc ran beside a backup: exit %d %s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestBackupTargetFull: a dir:// target on a small tmpfs fills up: the
+// backup fails saying so, no point appears, nothing half-written is
+// visible, and the volume's earlier point still restores.
+func TestBackupTargetFull(t *testing.T) {
+	requireE2E(t, "qemu-img")
+	e := newEnv(t)
+	e.start()
+	small := t.TempDir()
+	runCmd(t, "mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", small)
+	t.Cleanup(func() { exec.Command("umount", "-l", small).Run() })
+	mustRowctl(t, e.sock, "backup", "target", "add", "small", "dir://"+small)
+	file := createVolume(t, e.sock, "vm1", "64M")
+	runCmd(t, "dd", "if=/dev/urandom", "of="+file, "bs=1M", "count=8", "oflag=direct", "conv=notrunc", "status=none")
+	mustRowctl(t, e.sock, "backup", "create", "vm1")
+	runCmd(t, "dd", "if=/dev/urandom", "of="+file, "bs=1M", "count=40", "seek=16", "oflag=direct", "conv=notrunc", "status=none")
+	r := rowctl(t, e.sock, "backup", "create", "vm1")
+	if r.code == 0 || !strings.Contains(r.stderr, "full") {
+		t.Fatalf("a backup onto a full target: exit %d %s", r.code, r.stderr)
+	}
+	if points := backupPoints(t, e.sock, "vm1"); len(points) != 1 {
+		t.Fatalf("after the failed backup: %d points", len(points))
+	}
+	tmp, _ := filepath.Glob(filepath.Join(small, "chunks", "*", ".tmp-*"))
+	if len(tmp) > 0 {
+		t.Errorf("half-written files left: %v", tmp)
+	}
+	mustRowctl(t, e.sock, "backup", "restore", backupPoints(t, e.sock, "vm1")[0].ID, "--to", "back")
+	if r := rowctl(t, e.sock, "backup", "verify", "--all"); r.code != 0 {
+		t.Fatalf("verify: exit %d %s", r.code, r.stdout)
+	}
+}
