@@ -16,7 +16,7 @@ GOTAGS     := ceph pacific
 GOBUILD    := CGO_ENABLED=1 $(GO) build -tags "$(GOTAGS)"
 RUN_PKGS   := fuse3 attr gcc $(CEPH_DEV) qemu-utils qemu-system-x86
 TEST_PKGS  := fuse3 attr systemd qemu-utils e2fsprogs fio gcc $(CEPH_DEV) ceph-mon ceph-osd ceph-common radosgw chromium prometheus qemu-system-x86 git cpio
-BENCH_PKGS := fuse3 attr qemu-utils qemu-system-x86 fio gcc $(CEPH_DEV)
+BENCH_PKGS := fuse3 attr qemu-utils qemu-system-x86 fio gcc zstd $(CEPH_DEV) ceph-mon ceph-osd ceph-common radosgw
 
 .PHONY: all build run test bench fuzz soak vet deps-build deps-run deps-test deps-bench install clean
 

@@ -55,6 +55,11 @@ func backupAction[T any](ctx context.Context, c *Client, point, action string, r
 	return call[T](ctx, c, http.MethodPost, api.PathBackups+"/"+url.PathEscape(point)+"/"+action, req)
 }
 
+// RestoreBackup starts a restore (a job).
+func (c *Client) RestoreBackup(ctx context.Context, point string, req api.BackupActionRequest) (api.BackupResult, error) {
+	return backupAction[api.BackupResult](ctx, c, point, "restore", req)
+}
+
 // BackupVerifyDamaged is verify's exit code when it found damage (as fsck's).
 const BackupVerifyDamaged = 2
 

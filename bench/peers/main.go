@@ -42,7 +42,9 @@ func main() {
 	ramp := flag.Float64("ramp", 0.5, "seconds of warm-up before each fio run")
 	size := flag.String("size", "1G", "working set of each fio target")
 	big := flag.Uint64("big", 16, "GiB written for the large snapshot-operation case")
-	sections := flag.String("sections", "fio,snapshots,keep,scale,xattr,metrics", "what to run: fio, snapshots (memory is measured with snapshots), keep (memory against snapshots kept), scale, xattr, metrics (their cost on the I/O path)")
+	sections := flag.String("sections", "fio,snapshots,keep,scale,xattr,metrics,backup", "what to run: fio, snapshots (memory is measured with snapshots), keep (memory against snapshots kept), scale, xattr, metrics (their cost on the I/O path), backup (dir:// and s3:// on a test RGW)")
+	backupSize := flag.String("backup-size", "4G", "volume size of the backup section's dir:// run")
+	backupS3Size := flag.String("backup-s3-size", "1G", "volume size of its s3:// run (the test RGW keeps data in memory)")
 	scaleVolumes := flag.Int("scale-volumes", 1000, "volumes of the scale section")
 	scaleSnapshots := flag.Int("scale-snapshots", 100, "snapshots of each volume in the scale section")
 	keepGiB := flag.Uint64("keep-size", 16, "GiB of the volume the keep section fills")
@@ -103,6 +105,14 @@ func main() {
 	}
 	if strings.Contains(*sections, "xattr") {
 		rep.xattr = b.snapshotsXattr()
+		save()
+	}
+	if strings.Contains(*sections, "backup") {
+		bs, err := api.ParseSize(*backupSize)
+		check(err)
+		s3s, err := api.ParseSize(*backupS3Size)
+		check(err)
+		rep.backups = b.backupSection(int64(bs), int64(s3s))
 		save()
 	}
 	if strings.Contains(*sections, "metrics") {

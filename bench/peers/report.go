@@ -45,6 +45,7 @@ type report struct {
 	keep              []keepPoint
 	scale             *scaleResult
 	metrics           *metricsCost
+	backups           []backupRun
 	keepGiB           uint64
 	keepBlockSize     string
 }
@@ -79,6 +80,9 @@ func (r *report) markdown(chart string) string {
 	}
 	if r.metrics != nil {
 		r.metricsTable(w)
+	}
+	if r.backups != nil {
+		r.backupTable(w)
 	}
 	return b.String()
 }

@@ -211,6 +211,11 @@ type rowfsd struct {
 }
 
 func (b *bench) startRowfsd(name string, extra ...string) *rowfsd {
+	return b.startRowfsdEnv(name, nil, extra...)
+}
+
+// startRowfsdEnv is startRowfsd with more environment for the daemon.
+func (b *bench) startRowfsdEnv(name string, env []string, extra ...string) *rowfsd {
 	sock, mnt := b.path(name+".sock"), b.path(name+"-mnt")
 	notifyPath := b.path(name + ".notify")
 	_ = os.Remove(notifyPath) // a restart of the same daemon (the scale section)
@@ -219,7 +224,7 @@ func (b *bench) startRowfsd(name string, extra ...string) *rowfsd {
 	defer notify.Close()
 	args := append([]string{"--pool", b.path(name + "-pool"), "--mount", mnt, "--socket", sock, "--log-level", "warn"}, extra...)
 	cmd := exec.Command(filepath.Join(b.bin, "rowfsd"), args...)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath)
+	cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="+notifyPath), env...)
 	cmd.Stderr = os.Stderr
 	check(cmd.Start())
 	stop := atExit(stopper(cmd))

@@ -39,7 +39,8 @@ type CreateOptions struct {
 	Now time.Time
 	// Progress, if set, is told the bytes processed so far and in all.
 	Progress func(done, total uint64)
-	// Workers read, hash and upload chunks in parallel. Default: the CPUs.
+	// Workers read, hash and upload chunks in parallel. Default: twice
+	// the CPUs, at least 4, so that uploads and fsyncs overlap the hashing.
 	Workers int
 }
 
@@ -56,7 +57,7 @@ func (r *Repo) Create(ctx context.Context, o CreateOptions) (Manifest, error) {
 	}
 	workers := o.Workers
 	if workers <= 0 {
-		workers = runtime.NumCPU()
+		workers = max(2*runtime.NumCPU(), 4)
 	}
 	if err := r.writeConfig(ctx); err != nil {
 		return Manifest{}, err
