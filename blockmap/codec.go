@@ -154,6 +154,10 @@ type PolicyRecord struct {
 	// Groups are snapshot groups the policy takes group snapshots of.
 	Groups []string `json:"groups,omitempty"`
 	Paused bool     `json:"paused,omitempty"`
+	// Task is what a run does: "" (snapshots) or "backup" (a backup point
+	// of each volume to Target, pruned by Keep and RetainDays).
+	Task   string `json:"task,omitempty"`
+	Target string `json:"target,omitempty"`
 	// LastDue is the last due time handled (run or skipped), so a restart
 	// neither repeats it nor runs the ones it missed more than once.
 	LastDue    time.Time `json:"last_due,omitzero"`

@@ -106,6 +106,8 @@ time skips it.
 	f.StringVar(&req.Timezone, "timezone", "", "IANA time zone of the schedule (default: the host's)")
 	f.IntVar(&req.Keep, "keep", 0, "keep at most N of the policy's snapshots per volume (0: no bound)")
 	f.StringVar(&req.RetainDays, "retain-days", "", "delete the policy's snapshots older than N days (1–65536), or forever")
+	f.StringVar(&req.Task, "task", "snapshot", "what a run does: snapshot, or backup (a backup point of each volume; --keep and --retain-days bound the policy's points)")
+	f.StringVar(&req.Target, "target", "", "with --task backup: the backup target (default: the only one)")
 
 	volumes := func(use, short, action string) *cobra.Command {
 		var groups []string

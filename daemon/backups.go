@@ -131,13 +131,13 @@ func baseSnapshotKind(target string) string { return "backup-" + target }
 // Job args.
 const (
 	argVolume, argTarget, argSnapshot, argFull, argGroup, argConsistency = "volume", "target", "snapshot", "full", "group", "consistency"
-	argPoint, argFresh, argFromChunk                                     = "point", "fresh", "from_chunk"
+	argPoint, argFresh, argFromChunk, argPolicy                          = "point", "fresh", "from_chunk", "policy"
 )
 
 // startBackup snapshots volume (unless fromSnapshot) and starts the job
 // that backs it up. Everything a user can get wrong is checked first, with
 // nothing changed: the volume, the snapshot, the target and its key.
-func (b *backups) startBackup(ctx context.Context, volume, target, fromSnapshot string, full bool) (rowengine.JobInfo, error) {
+func (b *backups) startBackup(ctx context.Context, volume, target, fromSnapshot string, full bool, policy string) (rowengine.JobInfo, error) {
 	if _, err := b.pool.Volume(volume); err != nil {
 		return rowengine.JobInfo{}, err
 	}
@@ -156,7 +156,7 @@ func (b *backups) startBackup(ctx context.Context, volume, target, fromSnapshot 
 	} else if _, err := b.pool.Snapshot(volume, snap); err != nil {
 		return rowengine.JobInfo{}, err
 	}
-	args := map[string]string{argVolume: volume, argTarget: t.Name, argSnapshot: snap}
+	args := map[string]string{argVolume: volume, argTarget: t.Name, argSnapshot: snap, argPolicy: policy}
 	if full {
 		args[argFull] = "true"
 	}
@@ -165,7 +165,7 @@ func (b *backups) startBackup(ctx context.Context, volume, target, fromSnapshot 
 
 // startGroupBackup takes one group snapshot (with the group's freeze hook)
 // and backs up every member from it.
-func (b *backups) startGroupBackup(ctx context.Context, group, target string, full bool) ([]rowengine.JobInfo, error) {
+func (b *backups) startGroupBackup(ctx context.Context, group, target string, full bool, policy string) ([]rowengine.JobInfo, error) {
 	_, t, err := b.repo(ctx, target)
 	if err != nil {
 		return nil, err
@@ -179,7 +179,7 @@ func (b *backups) startGroupBackup(ctx context.Context, group, target string, fu
 	}
 	var jobs []rowengine.JobInfo
 	for _, info := range infos {
-		args := map[string]string{argVolume: info.Volume, argTarget: t.Name, argSnapshot: info.Name, argGroup: group, argConsistency: consistency}
+		args := map[string]string{argVolume: info.Volume, argTarget: t.Name, argSnapshot: info.Name, argGroup: group, argConsistency: consistency, argPolicy: policy}
 		if full {
 			args[argFull] = "true"
 		}
@@ -225,7 +225,7 @@ func (b *backups) runBackup(job rowengine.ExternalJob) error {
 	}
 	defer h.Close()
 	opts := backup.CreateOptions{Volume: volume, Size: info.Size, Source: h, Snapshot: snap, Data: dataExtents(h, info.Size),
-		Parent: parent, Group: args[argGroup], Consistency: cmp.Or(args[argConsistency], "crash"), Progress: job.Progress}
+		Parent: parent, Group: args[argGroup], Consistency: cmp.Or(args[argConsistency], "crash"), Policy: args[argPolicy], Progress: job.Progress}
 	if parent != nil {
 		if _, err := b.pool.Snapshot(volume, parent.Snapshot); err == nil {
 			changed, err := b.pool.Diff(volume, parent.Snapshot, snap)
@@ -419,4 +419,75 @@ func (c *Config) backupSettings() (backupSettings, error) {
 		s.targets[name] = rowengine.BackupTarget{Name: name, URL: t.URL, Endpoint: t.Endpoint, Region: t.Region, KeyFile: t.KeyFile, Insecure: t.Insecure}
 	}
 	return s, errors.Join(errs...)
+}
+
+// runPolicy is one run of a backup policy: a point of each volume (and
+// of each group, from one group snapshot), then, only if every one was
+// made, the pruning of the policy's own points beyond Keep or older than
+// RetainDays per volume, never the newest. A pruned point goes alone
+// (every point is self-contained), chunks at the next gc.
+func (b *backups) runPolicy(rec rowengine.Policy, now time.Time) rowengine.PolicyRun {
+	var run rowengine.PolicyRun
+	ctx := context.Background()
+	var jobs []rowengine.JobInfo
+	for _, v := range rec.Volumes {
+		j, err := b.startBackup(ctx, v, rec.Target, "", false, rec.Name)
+		if err != nil {
+			run.Errors = append(run.Errors, v+": "+err.Error())
+			continue
+		}
+		jobs = append(jobs, j)
+	}
+	for _, g := range rec.Groups {
+		js, err := b.startGroupBackup(ctx, g, rec.Target, false, rec.Name)
+		if err != nil {
+			run.Errors = append(run.Errors, "group "+g+": "+err.Error())
+		}
+		jobs = append(jobs, js...)
+	}
+	for _, j := range jobs {
+		if _, err := b.pool.WaitJob(ctx, j.ID); err != nil {
+			run.Errors = append(run.Errors, j.Target+": "+err.Error())
+		} else {
+			run.Created = append(run.Created, j.Target)
+		}
+	}
+	if len(run.Errors) > 0 {
+		return run // prune only after a run that made every point
+	}
+	repo, t, err := b.repo(ctx, rec.Target)
+	if err != nil {
+		run.Errors = append(run.Errors, err.Error())
+		return run
+	}
+	points, err := repo.Points(ctx)
+	if err != nil {
+		run.Errors = append(run.Errors, err.Error())
+		return run
+	}
+	byVolume := map[string][]backup.Manifest{}
+	for _, m := range points {
+		if m.Policy == rec.Name {
+			byVolume[m.Volume] = append(byVolume[m.Volume], m) // oldest first
+		}
+	}
+	for _, own := range byVolume {
+		for i, m := range own[:len(own)-1] { // never the newest
+			tooMany := rec.Keep > 0 && len(own)-i > rec.Keep
+			tooOld := rec.RetainDays > 0 && now.Sub(m.Created) > time.Duration(rec.RetainDays)*24*time.Hour
+			if !tooMany && !tooOld {
+				continue
+			}
+			plan, err := repo.PlanDelete(ctx, m.ID, true)
+			if err == nil {
+				err = repo.ExecuteDelete(ctx, plan)
+			}
+			if err != nil {
+				run.Errors = append(run.Errors, "prune "+m.ID+": "+err.Error())
+				continue
+			}
+			run.Pruned = append(run.Pruned, m.Volume+"@"+t.Name+"/"+m.ID)
+		}
+	}
+	return run
 }

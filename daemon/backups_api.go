@@ -119,10 +119,10 @@ func (s *server) createBackup(w http.ResponseWriter, r *http.Request) {
 	case req.Group != "" && (req.Volume != "" || req.FromSnapshot != ""):
 		err = fmt.Errorf("%w: a group backup takes its own group snapshot: no volume or --from-snapshot", rowengine.ErrInvalidArgument)
 	case req.Group != "":
-		jobs, err = s.backups.startGroupBackup(r.Context(), req.Group, req.Target, req.Full)
+		jobs, err = s.backups.startGroupBackup(r.Context(), req.Group, req.Target, req.Full, "")
 	default:
 		var j rowengine.JobInfo
-		j, err = s.backups.startBackup(r.Context(), req.Volume, req.Target, req.FromSnapshot, req.Full)
+		j, err = s.backups.startBackup(r.Context(), req.Volume, req.Target, req.FromSnapshot, req.Full, "")
 		jobs = append(jobs, j)
 	}
 	if err != nil {

@@ -99,6 +99,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	srv := &server{pool: pool, dir: mountDir, log: log, sched: sched, historyInterval: historyInterval, historyOpts: historyOpts,
 		backups: newBackups(pool, backupCfg, log)}
 	srv.backups.resumeInterrupted()
+	sched.backups = srv.backups
 	fsOpts := rowfs.Options{
 		Engine: pool, Describer: srv, AllowOther: *cfg.AllowOther, Logger: log, Debug: cfg.DebugFUSE,
 		Source: mountSource(poolDir), AllowFileShrink: cfg.AllowFileShrink,

@@ -30,6 +30,12 @@ func (s *server) createPolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec, err := policyFromRequest(req, s.sched.now())
+	if err == nil && rec.Task == taskBackup && s.backups != nil {
+		var t rowengine.BackupTarget
+		if t, err = s.backups.target(rec.Target); err == nil {
+			rec.Target = t.Name // "" named the only target: keep to it
+		}
+	}
 	if err == nil {
 		if _, err = s.pool.Policy(rec.Name); err == nil {
 			err = fmt.Errorf("%w: policy %q", rowengine.ErrExists, rec.Name)

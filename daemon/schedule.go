@@ -23,6 +23,7 @@ type schedule interface {
 const (
 	kindWeekly = "weekly" // Alibaba: hours × weekdays
 	kindEvery  = "every"  // ZStack: every N minutes/hours/days, forever or K times
+	taskBackup = "backup" // a policy run makes backup points, not snapshots
 	kindCron   = "cron"
 )
 
@@ -140,7 +141,17 @@ func (c cronSchedule) next(after time.Time) (time.Time, bool) {
 // validating every field.
 func policyFromRequest(req api.PolicyRequest, now time.Time) (rowengine.Policy, error) {
 	rec := rowengine.Policy{Name: req.Name, Created: now.UTC(), Hours: req.Hours, Times: req.Times, Cron: req.Cron,
-		Timezone: req.Timezone, Keep: req.Keep, Volumes: req.Volumes}
+		Timezone: req.Timezone, Keep: req.Keep, Volumes: req.Volumes, Target: req.Target}
+	switch req.Task {
+	case "", "snapshot":
+		if req.Target != "" {
+			return rec, fmt.Errorf("%w: --target is for --task backup", rowengine.ErrInvalidArgument)
+		}
+	case "backup":
+		rec.Task = taskBackup
+	default:
+		return rec, fmt.Errorf("%w: --task %q: snapshot or backup", rowengine.ErrInvalidArgument, req.Task)
+	}
 	if err := rowengine.ValidateVolumeName(req.Name); err != nil {
 		return rec, fmt.Errorf("%w: policy name %q: names are %s", rowengine.ErrInvalidArgument, req.Name, rowengine.NameRule)
 	}

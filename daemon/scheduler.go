@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"cmp"
 	"log/slog"
 	"slices"
 	"strings"
@@ -29,6 +30,8 @@ type scheduler struct {
 	runMu sync.Mutex
 	// ran, if set, is told of every run (the metrics count them).
 	ran func(policy string, run rowengine.PolicyRun)
+	// backups runs the runs of backup policies.
+	backups *backups
 }
 
 // maxCatchUp bounds the due times a tick steps over after a long downtime
@@ -142,7 +145,7 @@ func latestDue(sched schedule, from, until time.Time) time.Time {
 // run's end are handled (those that passed while it ran are skipped).
 // REQUIRES: s.runMu.
 func (s *scheduler) runLocked(rec rowengine.Policy, sched schedule, now time.Time) (rowengine.Policy, rowengine.PolicyRun) {
-	run := s.pool.RunPolicy(rec, now, s.groupSnapshotter())
+	run := s.runPolicy(rec, now)
 	end := s.now()
 	if fresh, err := s.pool.Policy(rec.Name); err == nil {
 		rec = fresh // apply/remove/pause may have changed it meanwhile
@@ -166,6 +169,17 @@ func (s *scheduler) runLocked(rec rowengine.Policy, sched schedule, now time.Tim
 		s.log.Error("policy run failed on some volumes", "policy", rec.Name, "errors", strings.Join(run.Errors, "; "))
 	}
 	return rec, run
+}
+
+// runPolicy runs one policy once: snapshots (the engine), or backups.
+func (s *scheduler) runPolicy(rec rowengine.Policy, now time.Time) rowengine.PolicyRun {
+	if rec.Task == taskBackup {
+		if s.backups == nil {
+			return rowengine.PolicyRun{Errors: []string{"backups are not available"}}
+		}
+		return s.backups.runPolicy(rec, now)
+	}
+	return s.pool.RunPolicy(rec, now, s.groupSnapshotter())
 }
 
 // groupSnapshotter takes a policy's group snapshots with the group's
@@ -193,7 +207,7 @@ func (s *scheduler) runNow(name string) (rowengine.Policy, rowengine.PolicyRun, 
 	if err != nil {
 		return rec, rowengine.PolicyRun{}, err
 	}
-	run := s.pool.RunPolicy(rec, s.now(), s.groupSnapshotter())
+	run := s.runPolicy(rec, s.now())
 	if fresh, err := s.pool.Policy(name); err == nil {
 		rec = fresh
 	}
@@ -217,7 +231,7 @@ func (s *scheduler) recordRun(rec rowengine.Policy, run rowengine.PolicyRun, at 
 
 // policyDoc describes a policy for the API, with its next run.
 func policyDoc(rec rowengine.Policy) api.Policy {
-	doc := api.Policy{Name: rec.Name, Kind: rec.Kind, Timezone: rec.Timezone, Keep: rec.Keep, RetainDays: rec.RetainDays,
+	doc := api.Policy{Name: rec.Name, Kind: rec.Kind, Task: cmp.Or(rec.Task, "snapshot"), Target: rec.Target, Timezone: rec.Timezone, Keep: rec.Keep, RetainDays: rec.RetainDays,
 		Volumes: rec.Volumes, Groups: rec.Groups, State: "active", LastRun: rec.LastRun, LastResult: rec.LastResult, LastSuccess: rec.LastSuccess, Runs: rec.Runs, Skipped: rec.Skipped}
 	if doc.Timezone == "" {
 		doc.Timezone = time.Local.String()

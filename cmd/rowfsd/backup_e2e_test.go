@@ -381,3 +381,41 @@ func TestBackupTargetFull(t *testing.T) {
 		t.Fatalf("verify: exit %d %s", r.code, r.stdout)
 	}
 }
+
+// TestBackupPolicy: a backup policy run (policy run) makes a point of
+// each volume on its target, and prunes its own points beyond --keep,
+// never another's or the newest; a run that fails prunes nothing.
+func TestBackupPolicy(t *testing.T) {
+	requireE2E(t, "qemu-io")
+	e := newEnv(t)
+	e.start()
+	mustRowctl(t, e.sock, "backup", "target", "add", "nas", "dir://"+filepath.Join(t.TempDir(), "backups"))
+	for _, v := range []string{"a", "b"} {
+		qemuIO(t, createVolume(t, e.sock, v, "16M"), "none", "write -P 0x31 0 1M")
+	}
+	mustRowctl(t, e.sock, "backup", "create", "a") // a manual point: not the policy's
+	mustRowctl(t, e.sock, "policy", "create", "nightly", "--task", "backup", "--every", "1d", "--keep", "2",
+		"--start", time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "a", "b")
+	var p api.Policy
+	rowctlJSON(t, e.sock, &p, "policy", "info", "nightly")
+	if p.Task != "backup" || p.Target != "nas" {
+		t.Fatalf("policy info: %+v", p)
+	}
+	for i := range 3 {
+		qemuIO(t, filepath.Join(e.mnt, "a"), "none", fmt.Sprintf("write -P 0x%02x 2M 64k", 0x40+i))
+		mustRowctl(t, e.sock, "policy", "run", "nightly")
+	}
+	if got := len(backupPoints(t, e.sock, "a")); got != 3 {
+		t.Errorf("volume a has %d points, want its manual one and the policy's 2 (--keep 2)", got)
+	}
+	if got := len(backupPoints(t, e.sock, "b")); got != 2 {
+		t.Errorf("volume b has %d points, want the policy's 2", got)
+	}
+	rowctlJSON(t, e.sock, &p, "policy", "info", "nightly")
+	if p.LastResult != "ok" || p.Runs != 3 {
+		t.Errorf("after three runs: %+v", p)
+	}
+	if r := rowctl(t, e.sock, "policy", "create", "bad", "--task", "backup", "--target", "nope", "--every", "1d", "a"); r.code == 0 {
+		t.Error("a backup policy to an unknown target was accepted")
+	}
+}

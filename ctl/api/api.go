@@ -190,12 +190,19 @@ type PolicyRequest struct {
 	Keep       int      `json:"keep,omitempty"`
 	RetainDays string   `json:"retain_days,omitempty"`
 	Volumes    []string `json:"volumes,omitempty"`
+	// Task is "snapshot" (the default) or "backup": each run backs the
+	// volumes up to Target ("": the only target), and Keep and RetainDays
+	// bound the policy's backup points, pruned only after a good run.
+	Task   string `json:"task,omitempty"`
+	Target string `json:"target,omitempty"`
 }
 
 // Policy answers GET PathPolicy.
 type Policy struct {
 	Name        string    `json:"name"`
 	Kind        string    `json:"kind"` // weekly, every, cron
+	Task        string    `json:"task"` // snapshot, backup
+	Target      string    `json:"target,omitempty"`
 	Schedule    string    `json:"schedule"`
 	Timezone    string    `json:"timezone"`
 	Keep        int       `json:"keep,omitempty"`

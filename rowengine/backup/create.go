@@ -33,8 +33,8 @@ type CreateOptions struct {
 	// Parent: unknown, every chunk is read (and only new ones uploaded).
 	Parent  *Manifest
 	Changed []Extent
-	// Group and Consistency are recorded in the manifest.
-	Group, Consistency string
+	// Group, Consistency and Policy are recorded in the manifest.
+	Group, Consistency, Policy string
 	// Now is the point's time. Default time.Now().
 	Now time.Time
 	// Progress, if set, is told the bytes processed so far and in all.
@@ -63,7 +63,7 @@ func (r *Repo) Create(ctx context.Context, o CreateOptions) (Manifest, error) {
 		return Manifest{}, err
 	}
 	m := Manifest{Format: FormatVersion, ID: newPointID(o.Now), Volume: o.Volume, Size: o.Size, Created: o.Now.UTC(),
-		Kind: "full", Snapshot: o.Snapshot, Group: o.Group, Consistency: o.Consistency, ChunkSize: ChunkSize, Encrypted: r.keys != nil}
+		Kind: "full", Snapshot: o.Snapshot, Group: o.Group, Consistency: o.Consistency, Policy: o.Policy, ChunkSize: ChunkSize, Encrypted: r.keys != nil}
 	m.Chain = m.ID
 	var parent Index
 	if o.Parent != nil {

@@ -253,7 +253,10 @@ type Manifest struct {
 	// snapshot was cut (crash or frozen).
 	Group       string `json:"group,omitempty"`
 	Consistency string `json:"consistency,omitempty"`
-	ChunkSize   int    `json:"chunk_size"`
+	// Policy names the backup policy that made the point: it prunes only
+	// its own.
+	Policy    string `json:"policy,omitempty"`
+	ChunkSize int    `json:"chunk_size"`
 	Chunks      int    `json:"chunks"`
 	IndexSHA256 string `json:"index_sha256"`
 	Encrypted   bool   `json:"encrypted,omitempty"`
