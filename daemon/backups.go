@@ -35,6 +35,13 @@ type backups struct {
 
 	mu    sync.Mutex
 	repos map[string]*backup.Repo
+	// points are each target's points as last listed (refreshed after
+	// every change and at start), for user.rowfs.backups.json.
+	points map[string][]api.BackupPoint
+	// done, if set, is told of each backup point made, and seen of the
+	// newest point of each volume a listing finds (the metrics).
+	done func(target string, m backup.Manifest)
+	seen func(target, volume string, created time.Time)
 }
 
 // backupSettings are the config file's backup keys, validated.
@@ -45,7 +52,63 @@ type backupSettings struct {
 }
 
 func newBackups(pool *rowengine.Pool, cfg backupSettings, log *slog.Logger) *backups {
-	return &backups{pool: pool, log: log, cfg: cfg, repos: map[string]*backup.Repo{}}
+	return &backups{pool: pool, log: log, cfg: cfg, repos: map[string]*backup.Repo{}, points: map[string][]api.BackupPoint{}}
+}
+
+// refresh lists target's points into the cache (in the background: a
+// target may be slow or down, and nothing waits for this).
+func (b *backups) refresh(target string) {
+	go func() {
+		repo, t, err := b.repo(context.Background(), target)
+		if err != nil {
+			b.log.Warn("list backup points", "target", target, "err", err)
+			return
+		}
+		points, err := repo.Points(context.Background())
+		if err != nil {
+			b.log.Warn("list backup points", "target", t.Name, "err", err)
+			return
+		}
+		docs := make([]api.BackupPoint, 0, len(points))
+		for _, m := range points {
+			docs = append(docs, pointDoc(t.Name, m))
+		}
+		b.mu.Lock()
+		b.points[t.Name] = docs
+		b.mu.Unlock()
+		if b.seen != nil {
+			for _, p := range docs { // oldest first: the newest is set last
+				b.seen(t.Name, p.Volume, p.Created)
+			}
+		}
+	}()
+}
+
+// refreshAll lists every target's points into the cache.
+func (b *backups) refreshAll() {
+	all, _, err := b.targets()
+	if err != nil {
+		return
+	}
+	for _, t := range all {
+		b.refresh(t.Name)
+	}
+}
+
+// known are volume's points as last listed, oldest first.
+func (b *backups) known(volume string) []api.BackupPoint {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []api.BackupPoint
+	for _, points := range b.points {
+		for _, p := range points {
+			if p.Volume == volume {
+				out = append(out, p)
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(a, b api.BackupPoint) int { return a.Created.Compare(b.Created) })
+	return out
 }
 
 // targets lists every target: the config file's, then the pool's.
@@ -122,6 +185,7 @@ func (b *backups) repo(ctx context.Context, name string) (*backup.Repo, rowengin
 func (b *backups) forget(name string) {
 	b.mu.Lock()
 	delete(b.repos, name)
+	delete(b.points, name)
 	b.mu.Unlock()
 }
 
@@ -245,6 +309,10 @@ func (b *backups) runBackup(job rowengine.ExternalJob) error {
 	if err != nil {
 		return err
 	}
+	if b.done != nil {
+		b.done(t.Name, m)
+	}
+	b.refresh(t.Name)
 	b.log.Info("backup point made", "volume", volume, "target", t.Name, "point", m.ID, "kind", m.Kind,
 		"read_bytes", m.Stats.ReadBytes, "uploaded_bytes", m.Stats.UploadedBytes, "reused_bytes", m.Stats.ReusedBytes)
 	b.dropOldBases(volume, t.Name, snap)
@@ -489,5 +557,6 @@ func (b *backups) runPolicy(rec rowengine.Policy, now time.Time) rowengine.Polic
 			run.Pruned = append(run.Pruned, m.Volume+"@"+t.Name+"/"+m.ID)
 		}
 	}
+	b.refresh(t.Name)
 	return run
 }

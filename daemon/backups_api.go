@@ -55,6 +55,7 @@ func (s *server) addBackupTarget(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.backups.refresh(rec.Name) // it may hold points already (a pool rebuilt)
 	writeJSON(w, http.StatusCreated, req)
 }
 
@@ -161,6 +162,7 @@ func (s *server) backupAction(w http.ResponseWriter, r *http.Request) {
 		plan, err := repo.PlanDelete(ctx, point, req.Only)
 		if err == nil && !req.DryRun {
 			err = repo.ExecuteDelete(ctx, plan)
+			s.backups.refresh(req.Target)
 		}
 		if err != nil {
 			s.fail(w, r, err)

@@ -98,7 +98,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	backupCfg, _ := cfg.backupSettings() // validated by engineOptions
 	srv := &server{pool: pool, dir: mountDir, log: log, sched: sched, historyInterval: historyInterval, historyOpts: historyOpts,
 		backups: newBackups(pool, backupCfg, log)}
-	srv.backups.resumeInterrupted()
 	sched.backups = srv.backups
 	fsOpts := rowfs.Options{
 		Engine: pool, Describer: srv, AllowOther: *cfg.AllowOther, Logger: log, Debug: cfg.DebugFUSE,
@@ -108,6 +107,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		met.collect(pool)
 		sched.ran = met.policyRan
 		fsOpts.Meter = met
+		srv.backups.done, srv.backups.seen = met.backupDone, met.backupSeen
 	}
 	mount, err := rowfs.MountPool(mountDir, fsOpts)
 	if err != nil {
@@ -117,6 +117,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if met != nil {
 		srv.mount = notifiers{mount, met}
 	}
+	srv.backups.resumeInterrupted()
+	srv.backups.refreshAll()
 	defer func() {
 		logOpenVolumes(pool.Volumes(), mountDir, log)
 		if err := mount.Unmount(); err != nil {

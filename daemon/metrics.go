@@ -14,6 +14,7 @@ import (
 
 	rowfs "github.com/rowfs/rowfs/fs"
 	"github.com/rowfs/rowfs/rowengine"
+	"github.com/rowfs/rowfs/rowengine/backup"
 )
 
 // metrics is rowfsd's Prometheus registry. Counters on hot paths (guest
@@ -33,6 +34,10 @@ type metrics struct {
 	commits       *prometheus.CounterVec
 	commitSeconds prometheus.Histogram
 	policyRuns    *prometheus.CounterVec
+
+	backupSuccess  *prometheus.GaugeVec
+	backupUploaded *prometheus.CounterVec
+	backupReused   *prometheus.CounterVec
 }
 
 // ioBuckets span a cached 4 KiB read (tens of µs) to a stalled request.
@@ -52,7 +57,14 @@ func newMetrics() *metrics {
 		Help: "Time a metadata commit took.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)})
 	m.policyRuns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rowfs_policy_runs_total",
 		Help: "Runs of a snapshot policy since the daemon started, by result (ok, failed)."}, []string{"policy", "result"})
+	m.backupSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rowfs_backup_last_success_timestamp_seconds",
+		Help: "When the newest backup point of a volume on a target was made."}, []string{"volume", "target"})
+	m.backupUploaded = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rowfs_backup_uploaded_bytes_total",
+		Help: "Bytes backups sent to a target (compressed chunks)."}, []string{"target"})
+	m.backupReused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rowfs_backup_reused_bytes_total",
+		Help: "Bytes backups did not send because the target had them (unchanged or duplicate chunks)."}, []string{"target"})
 	m.reg.MustRegister(m.ioBytes, m.ioRequests, m.ioSeconds, m.commits, m.commitSeconds, m.policyRuns,
+		m.backupSuccess, m.backupUploaded, m.backupReused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -81,6 +93,18 @@ func (m *metrics) policyRan(policy string, run rowengine.PolicyRun) {
 	m.policyRuns.WithLabelValues(policy, result).Inc()
 }
 
+// backupSeen records a volume's newest point on a target.
+func (m *metrics) backupSeen(target, volume string, created time.Time) {
+	m.backupSuccess.WithLabelValues(volume, target).Set(float64(created.Unix()))
+}
+
+// backupDone counts a backup point made.
+func (m *metrics) backupDone(target string, p backup.Manifest) {
+	m.backupSeen(target, p.Volume, p.Created)
+	m.backupUploaded.WithLabelValues(target).Add(float64(p.Stats.UploadedBytes))
+	m.backupReused.WithLabelValues(target).Add(float64(p.Stats.ReusedBytes))
+}
+
 // Volume implements fs.IOMeter: the volume's counters, looked up once per open.
 func (m *metrics) Volume(name string) rowfs.VolumeMeter {
 	return volumeMeter{
@@ -94,7 +118,7 @@ func (m *metrics) Volume(name string) rowfs.VolumeMeter {
 func (m *metrics) VolumeRemoved(name string) {
 	for _, vec := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.ioBytes, m.ioRequests, m.ioSeconds} {
+	}{m.ioBytes, m.ioRequests, m.ioSeconds, m.backupSuccess} {
 		vec.DeletePartialMatch(prometheus.Labels{"volume": name})
 	}
 }

@@ -1,9 +1,9 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"cmp"
 	"log/slog"
 	"slices"
 	"strings"

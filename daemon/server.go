@@ -586,11 +586,25 @@ func (s *server) SnapshotsJSON(volume string, limit int) ([]byte, error) {
 // counted by a test): re-encoding the list per dropped entry took seconds
 // with thousands of snapshots.
 func snapshotsDoc(volume string, snaps []api.Snapshot, limit int, marshal func(any) ([]byte, error)) ([]byte, error) {
+	return newestDoc(volume, "snapshots", snaps, limit, marshal)
+}
+
+// BackupsJSON serves user.rowfs.backups.json: the volume's backup points
+// on every target, as the daemon last listed them, newest kept.
+func (s *server) BackupsJSON(volume string, limit int) ([]byte, error) {
+	if _, err := s.pool.Volume(volume); err != nil {
+		return nil, err
+	}
+	return newestDoc(volume, "points", s.backups.known(volume), limit, json.Marshal)
+}
+
+// newestDoc is snapshotsDoc for any list: {"volume":…,"FIELD":[…],"truncated":…}.
+func newestDoc[T any](volume, field string, snaps []T, limit int, marshal func(any) ([]byte, error)) ([]byte, error) {
 	name, err := marshal(volume)
 	if err != nil {
 		return nil, err
 	}
-	const head, tail = `{"volume":`, `,"snapshots":[],"truncated":false}`
+	head, tail := `{"volume":`, `,"`+field+`":[],"truncated":false}`
 	size := len(head) + len(name) + len(tail) // with no snapshot kept
 	var kept [][]byte                         // newest first
 	first := len(snaps)                       // the oldest kept
@@ -621,7 +635,7 @@ func snapshotsDoc(volume string, snaps []api.Snapshot, limit int, marshal func(a
 	b.Grow(size)
 	b.WriteString(head)
 	b.Write(name)
-	b.WriteString(`,"snapshots":[`)
+	b.WriteString(`,"` + field + `":[`)
 	for i := len(kept) - 1; i >= 0; i-- {
 		b.Write(kept[i])
 		if i > 0 {

@@ -45,6 +45,9 @@ type Describer interface {
 	SnapshotJSON(volume, snap string) ([]byte, error)
 	// SnapshotsJSON lists a volume's snapshots in under limit bytes.
 	SnapshotsJSON(volume string, limit int) ([]byte, error)
+	// BackupsJSON lists a volume's backup points as the daemon last saw
+	// them (never asking a target: no FUSE request waits on the network).
+	BackupsJSON(volume string, limit int) ([]byte, error)
 }
 
 // Options configure a mount. Zero values take the documented defaults.

@@ -26,13 +26,14 @@ const (
 	xattrSnapshotBytes = xattrPrefix + "snapshot_bytes"
 	xattrPolicies      = xattrPrefix + "policies"
 	xattrGroup         = xattrPrefix + "group"
+	xattrBackupsJSON   = xattrPrefix + "backups.json"
 	// On RBD volume files.
 	xattrRBDPool  = xattrPrefix + "rbd.pool"
 	xattrRBDImage = xattrPrefix + "rbd.image"
 )
 
 var volumeXattrs = []string{xattrKeys, xattrKind, xattrSize, xattrUsed, xattrBlockSize, xattrInfoJSON,
-	xattrSnapshots, xattrSnapshotsJSON, xattrParent, xattrSnapshotBytes, xattrPolicies, xattrGroup}
+	xattrSnapshots, xattrSnapshotsJSON, xattrParent, xattrSnapshotBytes, xattrPolicies, xattrGroup, xattrBackupsJSON}
 
 var rbdVolumeXattrs = append(volumeXattrs[:len(volumeXattrs):len(volumeXattrs)], xattrRBDPool, xattrRBDImage)
 
@@ -99,6 +100,9 @@ func (v *volumeNode) Getxattr(ctx context.Context, attr string, dest []byte) (ui
 		return xattrValue(dest, value, err)
 	case xattrSnapshots:
 		return xattrValue(dest, strconv.AppendInt(nil, int64(info.Snapshots), 10), nil)
+	case xattrBackupsJSON:
+		value, err := v.root.opts.Describer.BackupsJSON(v.name, maxSnapshotsJSON)
+		return xattrValue(dest, value, err)
 	case xattrSnapshotsJSON:
 		value, err := v.root.opts.Describer.SnapshotsJSON(v.name, maxSnapshotsJSON)
 		return xattrValue(dest, value, err)

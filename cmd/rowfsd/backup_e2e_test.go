@@ -384,11 +384,13 @@ func TestBackupTargetFull(t *testing.T) {
 
 // TestBackupPolicy: a backup policy run (policy run) makes a point of
 // each volume on its target, and prunes its own points beyond --keep,
-// never another's or the newest; a run that fails prunes nothing.
+// never another's or the newest. The points show in
+// user.rowfs.backups.json and in the metrics.
 func TestBackupPolicy(t *testing.T) {
 	requireE2E(t, "qemu-io")
 	e := newEnv(t)
-	e.start()
+	addr := freeLoopbackAddr(t)
+	e.start("--metrics", addr)
 	mustRowctl(t, e.sock, "backup", "target", "add", "nas", "dir://"+filepath.Join(t.TempDir(), "backups"))
 	for _, v := range []string{"a", "b"} {
 		qemuIO(t, createVolume(t, e.sock, v, "16M"), "none", "write -P 0x31 0 1M")
@@ -417,5 +419,18 @@ func TestBackupPolicy(t *testing.T) {
 	}
 	if r := rowctl(t, e.sock, "policy", "create", "bad", "--task", "backup", "--target", "nope", "--every", "1d", "a"); r.code == 0 {
 		t.Error("a backup policy to an unknown target was accepted")
+	}
+	// The xattr lists them (from the daemon's listing, refreshed after each change).
+	waitFor(t, 10*time.Second, "3 points in user.rowfs.backups.json", func() bool {
+		var doc struct {
+			Points []api.BackupPoint `json:"points"`
+		}
+		return json.Unmarshal([]byte(getxattr(t, filepath.Join(e.mnt, "a"), "user.rowfs.backups.json")), &doc) == nil && len(doc.Points) == 3
+	})
+	_, body := httpGet(t, "http://"+addr+"/metrics")
+	for _, series := range []string{`rowfs_backup_uploaded_bytes_total{target="nas"}`, `rowfs_backup_last_success_timestamp_seconds{target="nas",volume="b"}`} {
+		if metricValue(t, body, series) <= 0 {
+			t.Errorf("%s missing or zero", series)
+		}
 	}
 }

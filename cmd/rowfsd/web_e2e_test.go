@@ -214,7 +214,7 @@ func TestWebPageInChromium(t *testing.T) {
 
 // TestAlertRules: docs/alerts.yml is valid, its unit tests
 // (docs/alerts_test.yml) pass, and every rowfs metric a rule uses is one
-// the daemon exports (or, for backups, will).
+// the daemon exports.
 func TestAlertRules(t *testing.T) {
 	requireE2E(t, "promtool")
 	runCmd(t, "promtool", "check", "rules", "../../docs/alerts.yml")
@@ -228,7 +228,7 @@ func TestAlertRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range regexp.MustCompile(`rowfs_[a-z_]+`).FindAllString(string(rules), -1) {
-		if !strings.Contains(string(source), `"`+name+`"`) && !strings.HasPrefix(name, "rowfs_backup_") {
+		if !strings.Contains(string(source), `"`+name+`"`) {
 			t.Errorf("docs/alerts.yml uses %s, which rowfsd does not export", name)
 		}
 	}

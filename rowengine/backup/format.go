@@ -255,8 +255,8 @@ type Manifest struct {
 	Consistency string `json:"consistency,omitempty"`
 	// Policy names the backup policy that made the point: it prunes only
 	// its own.
-	Policy    string `json:"policy,omitempty"`
-	ChunkSize int    `json:"chunk_size"`
+	Policy      string `json:"policy,omitempty"`
+	ChunkSize   int    `json:"chunk_size"`
 	Chunks      int    `json:"chunks"`
 	IndexSHA256 string `json:"index_sha256"`
 	Encrypted   bool   `json:"encrypted,omitempty"`
