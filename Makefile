@@ -99,7 +99,7 @@ test: deps-test vet
 	ROWFS_REQUIRE_CEPH=1 ROWFS_REPORT=$(CURDIR)/.test-report.txt \
 		CGO_ENABLED=1 $(GO) test -tags "$(GOTAGS)" -count=1 -timeout 25m -artifacts -outputdir $(CURDIR)/.test-output ./...
 	@echo "--- the engine, fs and daemon under the race detector (the model test at 5,000 steps)"
-	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 15m ./rowengine ./rowengine/conformance ./fs/... ./daemon
+	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 15m ./rowengine ./rowengine/conformance ./rowengine/backup ./fs/... ./daemon
 	@echo "--- the model and scenario tests with the invariants assertions compiled in"
 	$(GO) test -tags invariants -count=1 -timeout 15m -run 'TestModel|TestScenario|TestInvariants|TestGroupCommit' ./rowengine -model.steps=30000
 	@echo "--- figures"; cat .test-report.txt 2>/dev/null; rm -f .test-report.txt
