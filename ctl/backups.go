@@ -160,20 +160,32 @@ func backupCommand(a *app) *cobra.Command {
 	del.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be deleted")
 
 	var to, onto string
+	var wholeGroup bool
 	restore := &cobra.Command{
-		Use:   "restore POINT (--to NEWVOLUME | --volume VOLUME) [--target T] [--yes]",
-		Short: "Restore a point to a new volume, or onto its volume (with the VM stopped)",
+		Use:   "restore POINT (--to NEWVOLUME | --volume VOLUME | --group) [--target T] [--yes]",
+		Short: "Restore a point to a new volume, onto its volume, or a group backup onto the group's volumes (VMs stopped)",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			if (to == "") == (onto == "") {
-				return fmt.Errorf("%w: give --to NEWVOLUME or --volume VOLUME", ErrUsage)
+			if n := btoi(to != "") + btoi(onto != "") + btoi(wholeGroup); n != 1 {
+				return fmt.Errorf("%w: give one of --to NEWVOLUME, --volume VOLUME or --group", ErrUsage)
 			}
-			if onto != "" {
-				if err := a.confirmDiscard(cmd, "restoring onto "+onto, []string{onto}, settingSnapshotBeforeRollback); err != nil {
+			var inPlace []string
+			switch {
+			case onto != "":
+				inPlace = []string{onto}
+			case wholeGroup:
+				members, err := groupBackupMembers(cmd.Context(), a.client(), target, argv[0])
+				if err != nil {
+					return err
+				}
+				inPlace = members
+			}
+			if len(inPlace) > 0 {
+				if err := a.confirmDiscard(cmd, "restoring onto "+strings.Join(inPlace, ", "), inPlace, settingSnapshotBeforeRollback); err != nil {
 					return err
 				}
 			}
-			res, err := backupAction[api.BackupResult](cmd.Context(), a.client(), argv[0], "restore", api.BackupActionRequest{Target: target, To: to, Volume: onto})
+			res, err := backupAction[api.BackupResult](cmd.Context(), a.client(), argv[0], "restore", api.BackupActionRequest{Target: target, To: to, Volume: onto, Group: wholeGroup})
 			if err != nil {
 				return err
 			}
@@ -185,13 +197,16 @@ func backupCommand(a *app) *cobra.Command {
 				return err
 			}
 			return a.print(api.BackupResult{Jobs: jobs}, func(w io.Writer) {
-				fmt.Fprintf(w, "restored %s\n", jobs[0].Target)
+				for _, j := range jobs {
+					fmt.Fprintf(w, "restored %s\n", j.Target)
+				}
 			})
 		},
 	}
 	targetFlag(restore)
 	restore.Flags().StringVar(&to, "to", "", "a new volume to restore into")
 	restore.Flags().StringVar(&onto, "volume", "", "the point's volume, restored in place (refused while open)")
+	restore.Flags().BoolVar(&wholeGroup, "group", false, "POINT is one member of a group backup: restore every member onto its volume")
 	restore.Flags().BoolVar(&noWait, "no-wait", false, "start the job and return (rowctl job wait ID follows it)")
 
 	var all, verifyDry bool
@@ -373,4 +388,35 @@ func printBackups(w io.Writer, points []api.BackupPoint, tree bool) {
 	for _, r := range roots {
 		walk(r, "")
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// groupBackupMembers are the volumes of the group backup point belongs to.
+func groupBackupMembers(ctx context.Context, c *Client, target, point string) ([]string, error) {
+	l, err := c.Backups(ctx, target, "")
+	if err != nil {
+		return nil, err
+	}
+	var of *api.BackupPoint
+	for i := range l.Points {
+		if l.Points[i].ID == point {
+			of = &l.Points[i]
+		}
+	}
+	if of == nil || of.Group == "" {
+		return nil, nil // the daemon says why
+	}
+	var out []string
+	for _, p := range l.Points {
+		if p.Group == of.Group && p.Snapshot == of.Snapshot {
+			out = append(out, p.Volume)
+		}
+	}
+	return out, nil
 }

@@ -401,6 +401,52 @@ func (b *backups) startRestore(ctx context.Context, point, target, to, volume st
 	return b.pool.StartExternalJob(rowengine.JobRestore, point+" to "+args[argVolume], args, b.runRestore)
 }
 
+// startGroupRestore restores a group backup in place: every member point
+// made from the same group snapshot as point, each onto its volume. All
+// members are checked (the volume exists, is closed, the point is its)
+// before any restore starts.
+func (b *backups) startGroupRestore(ctx context.Context, point, target string) ([]rowengine.JobInfo, error) {
+	repo, _, err := b.repo(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	m, err := repo.Point(ctx, point)
+	if err != nil {
+		return nil, err
+	}
+	if m.Group == "" {
+		return nil, fmt.Errorf("%w: point %s is not of a group backup", rowengine.ErrInvalidArgument, point)
+	}
+	points, err := repo.Points(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var members []backup.Manifest
+	for _, p := range points {
+		if p.Group == m.Group && p.Snapshot == m.Snapshot {
+			members = append(members, p)
+		}
+	}
+	for _, p := range members {
+		v, err := b.pool.Volume(p.Volume)
+		if err != nil {
+			return nil, fmt.Errorf("group restore: member %s: %w", p.Volume, err)
+		}
+		if v.OpenHandles > 0 {
+			return nil, fmt.Errorf("%w: group restore: %s is open (%d handles): stop the VM first", rowengine.ErrBusy, p.Volume, v.OpenHandles)
+		}
+	}
+	var jobs []rowengine.JobInfo
+	for _, p := range members {
+		j, err := b.startRestore(ctx, p.ID, target, "", p.Volume)
+		if err != nil {
+			return jobs, err
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, nil
+}
+
 // restoreCheckpoint is how often a restore makes its progress durable
 // (a sync of the volume, then the job's next chunk): a resumed restore
 // redoes at most this much.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/rowfs/rowfs/ctl/api"
 	"github.com/rowfs/rowfs/rowengine"
@@ -146,13 +147,30 @@ func (s *server) backupAction(w http.ResponseWriter, r *http.Request) {
 	point, ctx := r.PathValue("point"), r.Context()
 	switch r.PathValue("action") {
 	case "restore":
-		j, err := s.backups.startRestore(ctx, point, req.Target, req.To, req.Volume)
+		var jobs []rowengine.JobInfo
+		var err error
+		if req.Group {
+			if req.To != "" || req.Volume != "" {
+				err = fmt.Errorf("%w: a group restore goes onto the group's volumes: no --to or --volume", rowengine.ErrInvalidArgument)
+			} else {
+				jobs, err = s.backups.startGroupRestore(ctx, point, req.Target)
+			}
+		} else {
+			var j rowengine.JobInfo
+			j, err = s.backups.startRestore(ctx, point, req.Target, req.To, req.Volume)
+			jobs = append(jobs, j)
+		}
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		s.mount.VolumeChanged(req.Volume)
-		writeJSON(w, http.StatusAccepted, api.BackupResult{Jobs: []api.Job{jobDoc(j)}})
+		out := api.BackupResult{Jobs: []api.Job{}}
+		for _, j := range jobs {
+			_, volume, _ := strings.Cut(j.Target, " to ")
+			s.mount.VolumeChanged(volume)
+			out.Jobs = append(out.Jobs, jobDoc(j))
+		}
+		writeJSON(w, http.StatusAccepted, out)
 	case "delete":
 		repo, _, err := s.backups.repo(ctx, req.Target)
 		if err != nil {

@@ -434,3 +434,40 @@ func TestBackupPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupBackup: a group backup backs every member up from one group
+// snapshot; restore --group puts every member back, refused while one is
+// open.
+func TestGroupBackup(t *testing.T) {
+	requireE2E(t, "qemu-io", "qemu-img")
+	e := newEnv(t)
+	e.start()
+	mustRowctl(t, e.sock, "backup", "target", "add", "nas", "dir://"+filepath.Join(t.TempDir(), "backups"))
+	refs := t.TempDir()
+	for i, v := range []string{"d1", "d2"} {
+		qemuIO(t, createVolume(t, e.sock, v, "16M"), "none", fmt.Sprintf("write -P 0x%02x 0 2M", 0x21+i))
+		runCmd(t, "cp", "--sparse=always", filepath.Join(e.mnt, v), filepath.Join(refs, v))
+	}
+	mustRowctl(t, e.sock, "group", "create", "vm", "d1", "d2")
+	mustRowctl(t, e.sock, "backup", "create", "--group", "vm")
+	var l api.BackupList
+	rowctlJSON(t, e.sock, &l, "backup", "list")
+	if len(l.Points) != 2 || l.Points[0].Group != "vm" || l.Points[0].Snapshot != l.Points[1].Snapshot {
+		t.Fatalf("group backup points: %+v", l.Points)
+	}
+	for _, v := range []string{"d1", "d2"} {
+		qemuIO(t, filepath.Join(e.mnt, v), "none", "write -P 0xee 0 1M")
+	}
+	h, err := os.OpenFile(filepath.Join(e.mnt, "d2"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rowctl(t, e.sock, "backup", "restore", l.Points[0].ID, "--group", "--yes"); r.code == 0 || !strings.Contains(r.stderr, "d2 is open") {
+		t.Errorf("group restore with a member open: exit %d %s", r.code, r.stderr)
+	}
+	h.Close()
+	mustRowctl(t, e.sock, "backup", "restore", l.Points[0].ID, "--group", "--yes")
+	for _, v := range []string{"d1", "d2"} {
+		runCmd(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", filepath.Join(refs, v), filepath.Join(e.mnt, v))
+	}
+}

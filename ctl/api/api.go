@@ -595,6 +595,9 @@ type BackupActionRequest struct {
 	// restore: To a new volume, or onto Volume (refused while it is open).
 	To     string `json:"to,omitempty"`
 	Volume string `json:"volume,omitempty"`
+	// restore: Group restores every member point of point's group backup
+	// onto its volume.
+	Group bool `json:"group,omitempty"`
 	// delete: Only this point (the others stay restorable).
 	Only   bool `json:"only,omitempty"`
 	DryRun bool `json:"dry_run,omitempty"`
