@@ -156,12 +156,23 @@ func TestVerifyFindsAndRepairs(t *testing.T) {
 	b, _ := os.ReadFile(victim)
 	b[len(b)/2] ^= 0x40
 	os.WriteFile(victim, b, 0o644)
+	other := bytes.Repeat([]byte("another volume, other chunks "), ChunkSize/29+1)[:ChunkSize]
+	unaffected, err := r.Create(ctx, CreateOptions{Volume: "vm2", Size: ChunkSize, Source: bytes.NewReader(other)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	rep, err := r.Verify(ctx, "", false, nil)
 	if err != nil || rep.Clean() || len(rep.Damaged) != 1 || rep.Quarantined != 1 {
 		t.Fatalf("verify: %+v, %v", rep, err)
 	}
 	if br := rep.Damaged[0].Breaks; len(br) != 1 || !slices.Equal(br[0].Ranges, []Extent{{0, 2 * ChunkSize}, {3 * ChunkSize, ChunkSize}}) {
 		t.Fatalf("breaks %+v", br)
+	}
+	if got := restoreBytes(t, r, unaffected.ID, ChunkSize); !bytes.Equal(got, other) {
+		t.Fatal("a point the bad chunk does not touch does not restore")
+	}
+	if _, err := r.Restore(ctx, full.ID, &memSink{b: make([]byte, size)}, RestoreOptions{Fresh: true}); err == nil {
+		t.Fatal("a point missing a chunk restored without an error")
 	}
 	inc, err := r.Create(ctx, CreateOptions{Volume: "vm1", Size: size, Source: bytes.NewReader(vol), Parent: &full, Changed: []Extent{}})
 	if err != nil {
