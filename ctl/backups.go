@@ -86,21 +86,7 @@ func backupCommand(a *app) *cobra.Command {
 				return fmt.Errorf("%w: name a VOLUME or --group G", ErrUsage)
 			}
 			res, err := a.client().CreateBackup(cmd.Context(), req)
-			if err != nil {
-				return err
-			}
-			if noWait {
-				return a.print(res, func(w io.Writer) { printStarted(w, res.Jobs) })
-			}
-			jobs, err := a.waitJobs(cmd.Context(), res.Jobs)
-			if err != nil {
-				return err
-			}
-			return a.print(api.BackupResult{Jobs: jobs}, func(w io.Writer) {
-				for _, j := range jobs {
-					fmt.Fprintf(w, "backed up %s (job %d)\n", j.Target, j.ID)
-				}
-			})
+			return a.followJobs(cmd.Context(), res, err, noWait, "backed up")
 		},
 	}
 	targetFlag(create)
@@ -185,22 +171,8 @@ func backupCommand(a *app) *cobra.Command {
 					return err
 				}
 			}
-			res, err := backupAction[api.BackupResult](cmd.Context(), a.client(), argv[0], "restore", api.BackupActionRequest{Target: target, To: to, Volume: onto, Group: wholeGroup})
-			if err != nil {
-				return err
-			}
-			if noWait {
-				return a.print(res, func(w io.Writer) { printStarted(w, res.Jobs) })
-			}
-			jobs, err := a.waitJobs(cmd.Context(), res.Jobs)
-			if err != nil {
-				return err
-			}
-			return a.print(api.BackupResult{Jobs: jobs}, func(w io.Writer) {
-				for _, j := range jobs {
-					fmt.Fprintf(w, "restored %s\n", j.Target)
-				}
-			})
+			res, err := a.client().RestoreBackup(cmd.Context(), argv[0], api.BackupActionRequest{Target: target, To: to, Volume: onto, Group: wholeGroup})
+			return a.followJobs(cmd.Context(), res, err, noWait, "restored")
 		},
 	}
 	targetFlag(restore)
@@ -330,23 +302,32 @@ without the key nothing on the target can be read.`,
 	return cmd
 }
 
-func printStarted(w io.Writer, jobs []api.Job) {
-	for _, j := range jobs {
-		fmt.Fprintf(w, "started job %d: %s %s (rowctl job wait %d)\n", j.ID, j.Kind, j.Target, j.ID)
+// followJobs reports the jobs a backup or restore started: at once with
+// noWait, else once each has ended (a progress bar on a terminal).
+func (a *app) followJobs(ctx context.Context, res api.BackupResult, err error, noWait bool, verb string) error {
+	if err != nil {
+		return err
 	}
-}
-
-// waitJobs follows jobs to their ends, in turn.
-func (a *app) waitJobs(ctx context.Context, jobs []api.Job) ([]api.Job, error) {
-	out := make([]api.Job, 0, len(jobs))
-	for i := range jobs {
-		j, err := a.waitJob(ctx, &jobs[i])
+	if noWait {
+		return a.print(res, func(w io.Writer) {
+			for _, j := range res.Jobs {
+				fmt.Fprintf(w, "started job %d: %s %s (rowctl job wait %d)\n", j.ID, j.Kind, j.Target, j.ID)
+			}
+		})
+	}
+	jobs := make([]api.Job, 0, len(res.Jobs))
+	for i := range res.Jobs {
+		j, err := a.waitJob(ctx, &res.Jobs[i])
 		if err != nil {
-			return out, err
+			return err
 		}
-		out = append(out, *j)
+		jobs = append(jobs, *j)
 	}
-	return out, nil
+	return a.print(api.BackupResult{Jobs: jobs}, func(w io.Writer) {
+		for _, j := range jobs {
+			fmt.Fprintf(w, "%s %s (job %d)\n", verb, j.Target, j.ID)
+		}
+	})
 }
 
 // printBackups prints points as a table, or each chain as a tree.

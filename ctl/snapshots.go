@@ -535,11 +535,7 @@ func jobCommand(a *app) *cobra.Command {
 		Short: "Wait for a job to end (a progress bar on a terminal)",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			id, err := strconv.ParseUint(argv[0], 10, 64)
-			if err != nil {
-				return fmt.Errorf("%w: job id %q is not a number", ErrUsage, argv[0])
-			}
-			j, err := a.client().Job(cmd.Context(), id)
+			j, err := a.jobArg(cmd.Context(), argv[0])
 			if err != nil {
 				return err
 			}
@@ -555,11 +551,7 @@ func jobCommand(a *app) *cobra.Command {
 		Short: "Describe a job: kind, target, state, progress",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			id, err := strconv.ParseUint(argv[0], 10, 64)
-			if err != nil {
-				return fmt.Errorf("%w: job id %q is not a number", ErrUsage, argv[0])
-			}
-			j, err := a.client().Job(cmd.Context(), id)
+			j, err := a.jobArg(cmd.Context(), argv[0])
 			if err != nil {
 				return err
 			}
@@ -573,6 +565,15 @@ func jobCommand(a *app) *cobra.Command {
 	}
 	cmd.AddCommand(list, wait, info)
 	return cmd
+}
+
+// jobArg is the job a command line names by id.
+func (a *app) jobArg(ctx context.Context, arg string) (api.Job, error) {
+	id, err := strconv.ParseUint(arg, 10, 64)
+	if err != nil {
+		return api.Job{}, fmt.Errorf("%w: job id %q is not a number", ErrUsage, arg)
+	}
+	return a.client().Job(ctx, id)
 }
 
 // cloneCommands are volume clone, flatten and set.

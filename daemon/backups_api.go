@@ -145,8 +145,12 @@ func (s *server) backupAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	point, ctx := r.PathValue("point"), r.Context()
-	switch r.PathValue("action") {
-	case "restore":
+	action := r.PathValue("action")
+	if !slices.Contains([]string{"restore", "delete", "verify", "gc"}, action) {
+		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no backup action %q: restore, delete, verify or gc", action))
+		return
+	}
+	if action == "restore" {
 		var jobs []rowengine.JobInfo
 		var err error
 		if req.Group {
@@ -171,12 +175,15 @@ func (s *server) backupAction(w http.ResponseWriter, r *http.Request) {
 			out.Jobs = append(out.Jobs, jobDoc(j))
 		}
 		writeJSON(w, http.StatusAccepted, out)
+		return
+	}
+	repo, _, err := s.backups.repo(ctx, req.Target)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	switch action {
 	case "delete":
-		repo, _, err := s.backups.repo(ctx, req.Target)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
 		plan, err := repo.PlanDelete(ctx, point, req.Only)
 		if err == nil && !req.DryRun {
 			err = repo.ExecuteDelete(ctx, plan)
@@ -188,11 +195,6 @@ func (s *server) backupAction(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, api.BackupDeleteResult{DryRun: req.DryRun, Points: plan.Points, Why: plan.Why})
 	case "verify":
-		repo, _, err := s.backups.repo(ctx, req.Target)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
 		if point == "-" {
 			point = ""
 		}
@@ -215,18 +217,11 @@ func (s *server) backupAction(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, out)
 	case "gc":
-		repo, _, err := s.backups.repo(ctx, req.Target)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
 		plan, err := repo.Collect(ctx, req.DryRun)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, api.BackupGCResult{DryRun: req.DryRun, Chunks: len(plan.Chunks), Indexes: len(plan.Indexes), Referenced: plan.Referenced})
-	default:
-		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no backup action %q: restore, delete, verify or gc", r.PathValue("action")))
 	}
 }

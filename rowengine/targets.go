@@ -1,7 +1,9 @@
 package rowengine
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
 	"github.com/rowfs/rowfs/blockmap"
 )
@@ -20,14 +22,8 @@ func (p *Pool) SaveBackupTarget(rec BackupTarget) error {
 	}
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
-	all, err := p.store.BackupTargets()
-	if err != nil {
-		return err
-	}
-	for _, t := range all {
-		if t.Name == rec.Name {
-			return fmt.Errorf("%w: backup target %q", ErrExists, rec.Name)
-		}
+	if have, err := p.hasBackupTarget(rec.Name); err != nil || have {
+		return cmp.Or(err, fmt.Errorf("%w: backup target %q", ErrExists, rec.Name))
 	}
 	rec.Created = p.opts.Now().UTC()
 	return p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.PutBackupTarget(rec) })
@@ -37,14 +33,14 @@ func (p *Pool) SaveBackupTarget(rec BackupTarget) error {
 func (p *Pool) DeleteBackupTarget(name string) error {
 	p.adminMu.Lock()
 	defer p.adminMu.Unlock()
+	if have, err := p.hasBackupTarget(name); err != nil || !have {
+		return cmp.Or(err, fmt.Errorf("%w: backup target %q", ErrNotFound, name))
+	}
+	return p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.DeleteBackupTarget(name) })
+}
+
+// hasBackupTarget reports a target of that name. REQUIRES: adminMu.
+func (p *Pool) hasBackupTarget(name string) (bool, error) {
 	all, err := p.store.BackupTargets()
-	if err != nil {
-		return err
-	}
-	for _, t := range all {
-		if t.Name == name {
-			return p.syncedUpdate(func(tx *blockmap.Txn) error { return tx.DeleteBackupTarget(name) })
-		}
-	}
-	return fmt.Errorf("%w: backup target %q", ErrNotFound, name)
+	return slices.ContainsFunc(all, func(t BackupTarget) bool { return t.Name == name }), err
 }
