@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 
 	"github.com/rowfs/rowfs/ctl/api"
 )
@@ -85,6 +89,49 @@ func TestMainJSONErrors(t *testing.T) {
 		}
 		if !strings.HasPrefix(plainErr.String(), "rowctl: ") {
 			t.Errorf("%v: plain error %q", c.argv, plainErr.String())
+		}
+	}
+}
+
+// TestEveryCommandJSONErrors: every rowctl command, with no daemon and
+// with too few or made-up arguments, either succeeds (version, completion)
+// or prints one JSON error object on stderr whose code agrees with the
+// exit status.
+func TestEveryCommandJSONErrors(t *testing.T) {
+	noDaemon := filepath.Join(t.TempDir(), "none.sock")
+	want := map[string]int{CodeUsage: ExitUsage, CodeUnreachable: ExitUnreachable, CodeFailed: ExitFailed}
+	var leaves [][]string
+	var walk func(c *cobra.Command, path []string)
+	walk = func(c *cobra.Command, path []string) {
+		if len(c.Commands()) == 0 {
+			leaves = append(leaves, path)
+		}
+		for _, sub := range c.Commands() {
+			if !sub.Hidden && sub.Name() != "help" {
+				walk(sub, append(slices.Clone(path), sub.Name()))
+			}
+		}
+	}
+	walk(NewRootCommand(io.Discard), nil)
+	if len(leaves) < 40 {
+		t.Fatalf("only %d commands found", len(leaves))
+	}
+	for _, path := range leaves {
+		for _, extra := range [][]string{nil, {"vm1@s1", "x"}} {
+			argv := append(append([]string{"--socket", noDaemon}, path...), extra...)
+			var stdout, stderr bytes.Buffer
+			exit := Main(append(argv, "--json", "--yes"), &stdout, &stderr)
+			if exit == ExitOK {
+				continue
+			}
+			var got api.Error
+			if err := json.Unmarshal(stderr.Bytes(), &got); err != nil {
+				t.Errorf("%v --json: exit %d, stderr is not one JSON object (%v): %q", argv[2:], exit, err, stderr.String())
+				continue
+			}
+			if code, ok := want[got.Code]; !ok || code != exit || got.Message == "" {
+				t.Errorf("%v --json: %+v with exit %d", argv[2:], got, exit)
+			}
 		}
 	}
 }
