@@ -135,8 +135,7 @@ func (p *Pool) compactFrozen() {
 		}
 		edits, own := n.edits, n.own
 		if own == nil {
-			own = newOwnMap()
-			ownEachLocked(n, func(index, phys uint64) { own.set(index, phys) })
+			own = buildOwnMap(func(fn func(index, phys uint64)) { ownEachLocked(n, fn) })
 		}
 		p.mapMu.RUnlock()
 		p.mapMu.Lock()

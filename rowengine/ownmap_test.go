@@ -14,7 +14,13 @@ import (
 func TestOwnMapAgainstMap(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	m, want := newOwnMap(), map[uint64]uint64{}
-	for range 20000 {
+	m = buildOwnMap(func(fn func(index, phys uint64)) { // a compacted node's start
+		for i := uint64(0); i < 3000; i += 3 {
+			fn(i, i+7)
+			want[i] = i + 7
+		}
+	})
+	for range 200000 {
 		index := rng.Uint64N(5000)
 		switch rng.IntN(4) {
 		case 0:

@@ -322,9 +322,8 @@ func (p *Pool) load() error {
 	// tables keep the pages they share.
 	for _, n := range p.nodes {
 		if !isHeadLocked(n) {
-			own := newOwnMap()
-			ownEachLocked(n, func(index, phys uint64) { own.set(index, phys) })
-			n.own, n.table = own, nil
+			n.own = buildOwnMap(func(fn func(index, phys uint64)) { ownEachLocked(n, fn) })
+			n.table = nil
 		}
 	}
 	if len(orphans) > 0 {

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -20,6 +24,7 @@ import (
 type keepPoint struct {
 	rounds        int
 	rss, anon     uint64 // VmRSS, and RssAnon: what is not Badger's mapped files
+	heap          uint64 // the Go heap live after a forced GC (HeapAlloc)
 	mappedBlocks  uint64
 	snapshotBytes uint64 // what the snapshots own
 	blockSize     uint64
@@ -36,7 +41,7 @@ var keepSampled = []int{1, 16, 32, 64}
 // keepSnapshots fills a volume of gib GiB, then takes 64 rounds of a
 // snapshot and 20,000 random 4 KiB O_DIRECT writes through the mount,
 // sampling rowfsd's RSS after rounds 1, 16, 32 and 64 (issue 15).
-func (b *bench) keepSnapshots(gib uint64, blockSize string) []keepPoint {
+func (b *bench) keepSnapshots(gib uint64, blockSize, heapProfile string) []keepPoint {
 	ctx := context.Background()
 	bs, err := api.ParseSize(blockSize)
 	check(err)
@@ -48,7 +53,11 @@ func (b *bench) keepSnapshots(gib uint64, blockSize string) []keepPoint {
 		check(fmt.Errorf("keep: %s has %s free and the section needs %s (%d GiB filled + %d rounds × %d writes × %s blocks): use a smaller --keep-block-size or --keep-size, or --work elsewhere",
 			b.work, api.FormatSize(free), api.FormatSize(need), gib, keepRounds, keepWrites, blockSize))
 	}
-	d := b.startRowfsd("keep", "--max-snapshots", "256", "--block-size", blockSize)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	pprofAddr := ln.Addr().String()
+	ln.Close()
+	d := b.startRowfsd("keep", "--max-snapshots", "256", "--block-size", blockSize, "--pprof", pprofAddr)
 	defer os.RemoveAll(b.path("keep-pool"))
 	defer d.stop()
 	_, err = d.client.CreateVolume(ctx, api.CreateVolumeRequest{Name: "keep", Size: gib << 30})
@@ -82,12 +91,44 @@ func (b *bench) keepSnapshots(gib uint64, blockSize string) []keepPoint {
 		v, err := d.client.Volume(ctx, "keep")
 		check(err)
 		rss, _ := residentMemory(d.cmd.Process.Pid)
-		pt := keepPoint{rounds: round, rss: rss, anon: anonMemory(d.cmd.Process.Pid), mappedBlocks: p.UsedBytes / p.BlockSize, snapshotBytes: v.SnapshotBytes, blockSize: p.BlockSize}
-		log.Printf("keeping snapshots: round %d of %d after %s: RSS %s (anonymous %s), %d mapped blocks, snapshots own %s",
-			round, keepRounds, time.Since(start).Round(time.Second), api.FormatSize(rss), api.FormatSize(pt.anon), pt.mappedBlocks, api.FormatSize(pt.snapshotBytes))
+		pt := keepPoint{rounds: round, rss: rss, anon: anonMemory(d.cmd.Process.Pid), heap: liveHeap(pprofAddr), mappedBlocks: p.UsedBytes / p.BlockSize, snapshotBytes: v.SnapshotBytes, blockSize: p.BlockSize}
+		log.Printf("keeping snapshots: round %d of %d after %s: RSS %s (anonymous %s, live heap %s), %d mapped blocks, snapshots own %s",
+			round, keepRounds, time.Since(start).Round(time.Second), api.FormatSize(rss), api.FormatSize(pt.anon), api.FormatSize(pt.heap), pt.mappedBlocks, api.FormatSize(pt.snapshotBytes))
 		out = append(out, pt)
 	}
+	if heapProfile != "" { // what the memory is, after the last round
+		resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/heap?gc=1")
+		check(err)
+		defer resp.Body.Close()
+		f, err := os.Create(heapProfile)
+		check(err)
+		defer f.Close()
+		_, err = io.Copy(f, resp.Body)
+		check(err)
+		log.Printf("rowfsd's heap profile after round %d: %s (go tool pprof bin/rowfsd %s)", keepRounds, heapProfile, heapProfile)
+	}
 	return out
+}
+
+// liveHeap is the daemon's Go heap after a forced collection: its heap
+// profile with gc=1 (net/http/pprof collects first) ends with the
+// runtime's MemStats, HeapAlloc among them. RSS moves by tens of MiB with
+// when the collector last ran; this does not.
+func liveHeap(addr string) uint64 {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1&debug=1")
+	check(err)
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "# HeapAlloc = "); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			check(err)
+			return n
+		}
+	}
+	check(fmt.Errorf("no HeapAlloc in rowfsd's heap profile"))
+	return 0
 }
 
 // anonMemory reads RssAnon of pid: resident memory that is not file
@@ -116,10 +157,10 @@ func containsInt(s []int, v int) bool {
 func (r *report) keepTable(w func(string, ...any)) {
 	w("## Memory against snapshots kept\n\nA %d GiB volume (%s blocks) filled, then rounds of {snapshot, %d random 4 KiB O_DIRECT writes through the mount}; rowfsd's VmRSS and RssAnon (VmRSS less the pages of Badger's mapped files) after the round, 2 s after an fsync, so the background compaction of the newest snapshot has run.\n\n",
 		r.keepGiB, r.keepBlockSize, keepWrites)
-	w("| rounds | RSS | anonymous | mapped blocks | snapshots own | goal: RSS ≤ 64 MiB + 16 B/mapped block |\n|---:|---:|---:|---:|---:|---|\n")
+	w("| rounds | RSS | anonymous | live heap | mapped blocks | snapshots own | goal: RSS ≤ 64 MiB + 16 B/mapped block |\n|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, p := range r.keep {
 		limit := uint64(goalRSSBase) + goalRSSPerBlock*p.mappedBlocks
-		w("| %d | %s | %s | %d | %s | %s of %s: %s |\n", p.rounds, api.FormatSize(p.rss), api.FormatSize(p.anon), p.mappedBlocks, api.FormatSize(p.snapshotBytes),
+		w("| %d | %s | %s | %s | %d | %s | %s of %s: %s |\n", p.rounds, api.FormatSize(p.rss), api.FormatSize(p.anon), api.FormatSize(p.heap), p.mappedBlocks, api.FormatSize(p.snapshotBytes),
 			api.FormatSize(p.rss), api.FormatSize(limit), verdict(p.rss <= limit))
 	}
 	if n := len(r.keep); n >= 2 {
@@ -128,7 +169,10 @@ func (r *report) keepTable(w func(string, ...any)) {
 		ownedBlocks := (last.snapshotBytes - first.snapshotBytes) / last.blockSize
 		limit := int64(16*ownedBlocks) + 4096*int64(last.rounds-first.rounds)
 		anon := int64(last.anon) - int64(first.anon)
+		heap := int64(last.heap) - int64(first.heap)
 		w("\nRSS(%d) − RSS(%d) = %s (anonymous: %s); goal ≤ 16 B per block the snapshots own (%d more) + 4 KiB per snapshot = %s: %s\n\n",
 			last.rounds, first.rounds, api.FormatSize(uint64(max(grown, 0))), api.FormatSize(uint64(max(anon, 0))), ownedBlocks, api.FormatSize(uint64(limit)), verdict(grown <= limit))
+		w("Live heap(%d) − live heap(%d) = %s, the same goal: %s (RSS moves by tens of MiB with when the collector last ran; the live heap after a forced collection does not).\n\n",
+			last.rounds, first.rounds, api.FormatSize(uint64(max(heap, 0))), verdict(heap <= limit))
 	}
 }

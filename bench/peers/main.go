@@ -48,6 +48,7 @@ func main() {
 	scaleVolumes := flag.Int("scale-volumes", 1000, "volumes of the scale section")
 	scaleSnapshots := flag.Int("scale-snapshots", 100, "snapshots of each volume in the scale section")
 	keepGiB := flag.Uint64("keep-size", 16, "GiB of the volume the keep section fills")
+	keepHeap := flag.String("keep-heap-profile", "", "write rowfsd's heap profile after the keep section's last round to this file")
 	keepBlockSize := flag.String("keep-block-size", "64K", "block size of the keep section's pool (64K needs ~95 GiB of scratch space; 4K ~21 GiB)")
 	out := flag.String("out", "bench/results", "results directory")
 	flag.Parse()
@@ -95,7 +96,7 @@ func main() {
 	}
 	if strings.Contains(*sections, "keep") {
 		rep.keepGiB, rep.keepBlockSize = *keepGiB, *keepBlockSize
-		rep.keep = b.keepSnapshots(*keepGiB, *keepBlockSize)
+		rep.keep = b.keepSnapshots(*keepGiB, *keepBlockSize, *keepHeap)
 		save()
 	}
 	if strings.Contains(*sections, "scale") {
