@@ -26,8 +26,6 @@ type ownMap struct {
 // and it is not blockmap.ZeroBlock (^0), which an entry may map.
 const ownDeleted = ^uint64(0) - 1
 
-func newOwnMap() *ownMap { return &ownMap{} }
-
 // buildOwnMap makes an ownMap from entries each gives in index order. It
 // walks them twice, to count and then to fill slices of exactly their
 // size: growing them by append would leave a quarter or more unused, and
