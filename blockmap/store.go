@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/ristretto/v2/z"
 )
 
 // Options configure a Store. The zero value of every field is a usable default.
@@ -64,6 +65,16 @@ func Open(opts Options) (*Store, error) {
 		bo.Dir, bo.ValueDir = "", ""
 	}
 	db, err := badger.Open(bo)
+	// Badger formats the cause with %+v, so errors.Is cannot see it.
+	if err != nil && strings.Contains(err.Error(), "while opening memtables") && strings.Contains(err.Error(), z.NewFile.Error()) {
+		// A crash right after Badger created a memtable file leaves it
+		// empty; the next Open sizes it and then fails with z.NewFile
+		// (dgraph-io/badger#2207: openMemTables takes openMemTable's
+		// "file was created" for an error). The file held nothing; the
+		// Open after that one finds it sized and empty and skips it.
+		opts.Logger.Warn("reopening metadata: an empty memtable file left by a crash (badger#2207)", "dir", opts.Dir)
+		db, err = badger.Open(bo)
+	}
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, opts.Dir)
