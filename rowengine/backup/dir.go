@@ -96,18 +96,15 @@ func (d *dirTarget) Get(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var data []byte
-	err = withDeadline(ctx, d.timeout, "reading "+key, d, func(context.Context) error {
-		var rerr error
-		data, rerr = os.ReadFile(p)
-		return d.fail("read "+key, rerr)
+	return withDeadlineValue(ctx, d.timeout, "reading "+key, d, func(context.Context) ([]byte, error) {
+		data, err := os.ReadFile(p)
+		return data, d.fail("read "+key, err)
 	})
-	return data, err
 }
 
 func (d *dirTarget) List(ctx context.Context, prefix string) ([]string, error) {
-	var out []string
-	err := withDeadline(ctx, d.timeout, "listing "+prefix, d, func(context.Context) error {
+	return withDeadlineValue(ctx, d.timeout, "listing "+prefix, d, func(context.Context) ([]string, error) {
+		var out []string
 		base := filepath.Join(d.root, filepath.FromSlash(prefix))
 		err := filepath.WalkDir(base, func(p string, e fs.DirEntry, err error) error {
 			if err != nil {
@@ -126,10 +123,9 @@ func (d *dirTarget) List(ctx context.Context, prefix string) ([]string, error) {
 			out = append(out, filepath.ToSlash(rel))
 			return nil
 		})
-		return d.fail("list "+prefix, err)
+		slices.Sort(out)
+		return out, d.fail("list "+prefix, err)
 	})
-	slices.Sort(out)
-	return out, err
 }
 
 func (d *dirTarget) Delete(ctx context.Context, key string) error {

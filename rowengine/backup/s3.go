@@ -100,36 +100,33 @@ func (s *s3Target) Put(ctx context.Context, key string, data []byte) error {
 }
 
 func (s *s3Target) Get(ctx context.Context, key string) ([]byte, error) {
-	var data []byte
-	err := withDeadline(ctx, s.timeout, "reading "+key, s, func(ctx context.Context) error {
+	return withDeadlineValue(ctx, s.timeout, "reading "+key, s, func(ctx context.Context) ([]byte, error) {
 		obj, err := s.client.GetObject(ctx, s.bucket, s.key(key), minio.GetObjectOptions{})
 		if err != nil {
-			return s.fail("read "+key, err)
+			return nil, s.fail("read "+key, err)
 		}
 		defer obj.Close()
-		data, err = io.ReadAll(obj)
-		return s.fail("read "+key, err)
+		data, err := io.ReadAll(obj)
+		return data, s.fail("read "+key, err)
 	})
-	return data, err
 }
 
 func (s *s3Target) List(ctx context.Context, prefix string) ([]string, error) {
-	var out []string
-	err := withDeadline(ctx, s.timeout, "listing "+prefix, s, func(ctx context.Context) error {
+	return withDeadlineValue(ctx, s.timeout, "listing "+prefix, s, func(ctx context.Context) ([]string, error) {
+		var out []string
 		strip := s.key("")
 		for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.key(prefix), Recursive: true}) {
 			if minio.ToErrorResponse(obj.Err).Code == "NoSuchBucket" {
-				return nil // made with the first point: nothing stored yet
+				return nil, nil // made with the first point: nothing stored yet
 			}
 			if obj.Err != nil {
-				return s.fail("list "+prefix, obj.Err)
+				return nil, s.fail("list "+prefix, obj.Err)
 			}
 			out = append(out, strings.TrimPrefix(obj.Key, strip))
 		}
-		return nil
+		slices.Sort(out)
+		return out, nil
 	})
-	slices.Sort(out)
-	return out, err
 }
 
 func (s *s3Target) Delete(ctx context.Context, key string) error {

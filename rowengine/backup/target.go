@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -65,14 +66,33 @@ func OpenTarget(rawURL string, opts TargetOptions) (Target, error) {
 // withDeadline runs op with the target's timeout; an op that does not
 // return in time fails with ErrTarget naming the target and the bound.
 func withDeadline(ctx context.Context, timeout time.Duration, what string, t fmt.Stringer, op func(ctx context.Context) error) error {
+	_, err := withDeadlineValue(ctx, timeout, what, t, func(ctx context.Context) (struct{}, error) { return struct{}{}, op(ctx) })
+	return err
+}
+
+// withDeadlineValue is withDeadline for an op with a result. The result
+// comes back on the channel only: an op abandoned at the deadline (a hung
+// NFS read goes on in its goroutine) writes nothing its caller reads.
+func withDeadlineValue[T any](ctx context.Context, timeout time.Duration, what string, t fmt.Stringer, op func(ctx context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- op(ctx) }()
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := op(ctx)
+		done <- result{v, err}
+	}()
 	select {
-	case err := <-done:
-		return err
+	case r := <-done:
+		return r.v, r.err
 	case <-ctx.Done():
-		return fmt.Errorf("%w %s: %s did not finish within %s (a hung mount or endpoint?)", ErrTarget, t, what, timeout)
+		var zero T
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return zero, ctx.Err() // the caller gave up (a job ending), not the target
+		}
+		return zero, fmt.Errorf("%w %s: %s did not finish within %s (a hung mount or endpoint?)", ErrTarget, t, what, timeout)
 	}
 }
