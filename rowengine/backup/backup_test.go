@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -237,6 +238,31 @@ func TestTargetDeadline(t *testing.T) {
 	_, err = target.List(context.Background(), "points/")
 	if err == nil || !errors.Is(err, ErrTarget) || time.Since(start) > 5*time.Second {
 		t.Fatalf("an endpoint nobody listens on: %v after %s", err, time.Since(start))
+	}
+	// An endpoint that accepts and never answers (a hung gateway): cut off
+	// at the deadline, saying so.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // read nothing, answer nothing
+		}
+	}()
+	hung, err := OpenTarget("s3://bucket/p", TargetOptions{Endpoint: ln.Addr().String(), AccessKey: "a", SecretKey: "b", Insecure: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	_, err = hung.Get(context.Background(), "rowfs-backup.json")
+	if !errors.Is(err, ErrTarget) || !strings.Contains(err.Error(), "did not finish within 1s") || time.Since(start) > 5*time.Second {
+		t.Fatalf("a hung endpoint: %v after %s", err, time.Since(start))
 	}
 	if _, err := OpenTarget("ftp://x", TargetOptions{}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("ftp URL: %v", err)
