@@ -75,7 +75,8 @@ type Options struct {
 	// shrink the volume, discarding its tail. Default false: EPERM, with a
 	// log line pointing at rowctl volume resize --shrink, which asks.
 	AllowFileShrink bool
-	// Meter counts reads and writes of volume files. Default: none.
+	// Meter counts reads and writes of volume files. Default nil: none,
+	// and a request reads no clock for it.
 	Meter IOMeter
 }
 
@@ -92,9 +93,6 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.Source == "" {
 		o.Source = "rowfs"
-	}
-	if o.Meter == nil {
-		o.Meter = noMeter{}
 	}
 }
 
@@ -303,7 +301,15 @@ var (
 // fileHandle is one open of a volume file.
 type fileHandle struct {
 	h     *rowengine.Handle
-	meter VolumeMeter
+	meter VolumeMeter // nil: not counted
+}
+
+// startMeter is the handle's meter and the request's start, if it has one.
+func startMeter(f gofs.FileHandle) (VolumeMeter, time.Time) {
+	if fh, ok := f.(*fileHandle); ok && fh.meter != nil {
+		return fh.meter, time.Now()
+	}
+	return nil, time.Time{}
 }
 
 func handleOf(f gofs.FileHandle) (*rowengine.Handle, syscall.Errno) {
@@ -398,14 +404,18 @@ func (v *volumeNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
-	return &fileHandle{h: h, meter: v.root.opts.Meter.Volume(v.name)}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_PARALLEL_DIRECT_WRITES, 0
+	fh := &fileHandle{h: h}
+	if m := v.root.opts.Meter; m != nil {
+		fh.meter = m.Volume(v.name)
+	}
+	return fh, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_PARALLEL_DIRECT_WRITES, 0
 }
 
 func (v *volumeNode) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	started := time.Now()
+	meter, started := startMeter(f)
 	res, errno := readHandle(f, dest, off)
-	if errno == 0 {
-		f.(*fileHandle).meter.Observe(OpRead, res.Size(), time.Since(started))
+	if errno == 0 && meter != nil {
+		meter.Observe(OpRead, res.Size(), time.Since(started))
 	}
 	return res, v.root.guestErrors.failed(v.name, "read", errno, nil)
 }
@@ -427,12 +437,14 @@ func (v *volumeNode) Write(ctx context.Context, f gofs.FileHandle, data []byte, 
 	if errno != 0 {
 		return 0, errno
 	}
-	started := time.Now()
+	meter, started := startMeter(f)
 	n, err := h.WriteAt(data, off)
 	if err != nil && n == 0 {
 		return 0, v.root.guestErrors.failed(v.name, "write", toErrno(err), err)
 	}
-	f.(*fileHandle).meter.Observe(OpWrite, n, time.Since(started))
+	if meter != nil {
+		meter.Observe(OpWrite, n, time.Since(started))
+	}
 	return uint32(n), 0
 }
 

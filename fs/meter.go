@@ -22,8 +22,3 @@ type IOMeter interface {
 type VolumeMeter interface {
 	Observe(op IOOp, bytes int, took time.Duration)
 }
-
-type noMeter struct{}
-
-func (noMeter) Volume(string) VolumeMeter        { return noMeter{} }
-func (noMeter) Observe(IOOp, int, time.Duration) {}

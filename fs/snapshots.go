@@ -169,7 +169,7 @@ func (s *snapshotNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle,
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
-	return &fileHandle{h: h, meter: noMeter{}}, fuse.FOPEN_DIRECT_IO, 0
+	return &fileHandle{h: h}, fuse.FOPEN_DIRECT_IO, 0
 }
 
 func (s *snapshotNode) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {

@@ -2,7 +2,6 @@ package rowengine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 
@@ -89,8 +88,7 @@ func (p *Pool) launchExternal(rec blockmap.JobRecord, work func(ExternalJob) err
 }
 
 // InterruptedExternalJobs are the external jobs the last run left
-// running: the daemon resumes each (ResumeExternalJob) or ends it
-// (FailExternalJob).
+// running, for the daemon to resume (ResumeExternalJob).
 func (p *Pool) InterruptedExternalJobs() []JobInfo {
 	p.jobsMu.Lock()
 	defer p.jobsMu.Unlock()
@@ -103,17 +101,6 @@ func (p *Pool) InterruptedExternalJobs() []JobInfo {
 	return out
 }
 
-// ExternalJobArgs are an interrupted job's recorded args.
-func (p *Pool) ExternalJobArgs(id uint64) (map[string]string, error) {
-	p.jobsMu.Lock()
-	defer p.jobsMu.Unlock()
-	j := p.jobs[id]
-	if j == nil {
-		return nil, fmt.Errorf("%w: job %d", ErrNotFound, id)
-	}
-	return maps.Clone(j.rec.Args), nil
-}
-
 // ResumeExternalJob runs work for an interrupted external job.
 func (p *Pool) ResumeExternalJob(id uint64, work func(ExternalJob) error) error {
 	p.jobsMu.Lock()
@@ -124,23 +111,4 @@ func (p *Pool) ResumeExternalJob(id uint64, work func(ExternalJob) error) error 
 	}
 	p.launchExternal(j.rec, work)
 	return nil
-}
-
-// FailExternalJob ends an interrupted external job as failed with why.
-func (p *Pool) FailExternalJob(id uint64, why error) error {
-	p.jobsMu.Lock()
-	j := p.jobs[id]
-	p.jobsMu.Unlock()
-	if j == nil || j.running {
-		return fmt.Errorf("%w: job %d is not an interrupted job", ErrInvalidArgument, id)
-	}
-	p.finishJob(j, cmpErr(why))
-	return nil
-}
-
-func cmpErr(err error) error {
-	if err == nil {
-		return errors.New("ended")
-	}
-	return err
 }

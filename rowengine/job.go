@@ -168,7 +168,7 @@ func (p *Pool) resumeJobs() error {
 		p.log.Info("resuming job", "job", rec.ID, "kind", rec.Kind, "target", rec.Target)
 		switch rec.Kind {
 		case JobBackup, JobRestore:
-			// The daemon's: it resumes them (ResumeExternalJob) or ends them.
+			// The daemon's: it resumes them (ResumeExternalJob).
 			j := &job{rec: rec, finished: make(chan struct{})}
 			p.jobsMu.Lock()
 			p.jobs[rec.ID] = j

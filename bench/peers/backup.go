@@ -122,7 +122,7 @@ func (b *bench) backupBench(name, url string, size int64, extra []string, env []
 	check(err)
 	run.fullPoint, run.incrementalPoint = points.Points[0], points.Points[len(points.Points)-1]
 	run.restore = timed(func() {
-		res, err := backupActionBench(d.client, run.fullPoint.ID, api.BackupActionRequest{To: "restored"})
+		res, err := d.client.RestoreBackup(ctx, run.fullPoint.ID, api.BackupActionRequest{To: "restored"})
 		check(err)
 		waitJobs(d.client, res.Jobs)
 	})
@@ -142,10 +142,6 @@ func (b *bench) backupBench(name, url string, size int64, extra []string, env []
 	}
 	log.Printf("backup to %s: full %s, incremental %s, restore %s; zstd %s, zstd -d %s", url, run.full, run.incremental, run.restore, run.zstd, run.zstdRestore)
 	return run
-}
-
-func backupActionBench(c *ctl.Client, point string, req api.BackupActionRequest) (api.BackupResult, error) {
-	return c.RestoreBackup(context.Background(), point, req)
 }
 
 func runQuiet(name string, args ...string) error {
