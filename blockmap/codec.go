@@ -49,7 +49,9 @@ type PoolSettings struct {
 }
 
 // CurrentFormatVersion is written into new pools; Open refuses newer ones.
-const CurrentFormatVersion = 1
+// Format 2 added partly written blocks (12-byte map values); format 1
+// pools are upgraded when opened.
+const CurrentFormatVersion = 2
 
 // VolumeRecord is one volume. Head is the node that takes writes.
 type VolumeRecord struct {
@@ -191,10 +193,15 @@ type MapKey struct {
 	Index uint64
 }
 
-// MapChange sets (Phys) or removes (Delete) one map entry.
+// MapChange sets (Phys, Valid) or removes (Delete) one map entry.
 type MapChange struct {
-	Key    MapKey
-	Phys   uint64
+	Key  MapKey
+	Phys uint64
+	// Valid is which sectors of a partly written block hold the node's
+	// data (bit i: sector i); the others read from the parent. 0 means
+	// the whole block (and is what every entry of a pool whose blocks
+	// have one sector carries).
+	Valid  uint32
 	Delete bool
 	// WithNext makes this change and the next one durable together or not
 	// at all, as when a block's ownership moves from one node to another.
@@ -252,7 +259,34 @@ func mapPrefix(node uint64) []byte {
 	return b
 }
 
-// EncodeUint64 is the 8-byte big-endian value of map entries and the sequence.
+// EncodeMapValue is a map entry's value: the physical block, 8 bytes
+// big-endian, then for a partly written block its valid sectors, 4 bytes.
+func EncodeMapValue(phys uint64, valid uint32) []byte {
+	if valid == 0 {
+		return EncodeUint64(phys)
+	}
+	b := make([]byte, 12)
+	binary.BigEndian.PutUint64(b, phys)
+	binary.BigEndian.PutUint32(b[8:], valid)
+	return b
+}
+
+// DecodeMapValue is the inverse of EncodeMapValue.
+func DecodeMapValue(b []byte) (phys uint64, valid uint32, err error) {
+	switch len(b) {
+	case 8:
+		return binary.BigEndian.Uint64(b), 0, nil
+	case 12:
+		valid = binary.BigEndian.Uint32(b[8:])
+		if valid == 0 {
+			return 0, 0, fmt.Errorf("%w: partial map entry with no valid sector", ErrCorrupt)
+		}
+		return binary.BigEndian.Uint64(b), valid, nil
+	}
+	return 0, 0, fmt.Errorf("%w: %d-byte map entry, want 8 or 12", ErrCorrupt, len(b))
+}
+
+// EncodeUint64 is the 8-byte big-endian value of full map entries and the sequence.
 func EncodeUint64(v uint64) []byte {
 	b := make([]byte, 8)
 	binary.BigEndian.PutUint64(b, v)

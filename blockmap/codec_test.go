@@ -65,7 +65,7 @@ func TestStoreRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[MapKey]uint64{}
-	s.ScanMappings(func(k MapKey, phys uint64) error { got[k] = phys; return nil })
+	s.ScanMappings(func(k MapKey, phys uint64, _ uint32) error { got[k] = phys; return nil })
 	if len(got) != 2 || got[MapKey{2, 5}] != 11 || got[MapKey{2, 6}] != ZeroBlock {
 		t.Fatalf("mappings %v", got)
 	}
@@ -78,7 +78,7 @@ func TestStoreRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
-	s.ScanMappings(func(MapKey, uint64) error { n++; return nil })
+	s.ScanMappings(func(MapKey, uint64, uint32) error { n++; return nil })
 	if n != 0 {
 		t.Fatalf("%d mappings left after DeleteNodeMappings", n)
 	}

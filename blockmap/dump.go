@@ -9,7 +9,8 @@ import (
 
 // Dump is a pool's whole metadata as plain data, for test fixtures (the
 // broken pools under testdata/fsck) and for reading a pool by hand.
-// Mappings are [node, index, physical block] triples.
+// Mappings are [node, index, physical block] triples, and a fourth
+// element, the valid sectors, for a partly written block.
 type Dump struct {
 	Pool     PoolRecord        `json:"pool"`
 	NextID   uint64            `json:"next_id"`
@@ -17,7 +18,7 @@ type Dump struct {
 	Nodes    []NodeRecord      `json:"nodes"`
 	Jobs     []JobRecord       `json:"jobs,omitempty"`
 	RBD      []RBDVolumeRecord `json:"rbd_volumes,omitempty"`
-	Mappings [][3]uint64       `json:"mappings"`
+	Mappings [][]uint64        `json:"mappings"`
 }
 
 // Export reads the whole store.
@@ -56,8 +57,12 @@ func (s *Store) Export() (Dump, error) {
 	if err != nil {
 		return d, err
 	}
-	err = s.ScanMappings(func(k MapKey, phys uint64) error {
-		d.Mappings = append(d.Mappings, [3]uint64{k.Node, k.Index, phys})
+	err = s.ScanMappings(func(k MapKey, phys uint64, valid uint32) error {
+		m := []uint64{k.Node, k.Index, phys}
+		if valid != 0 {
+			m = append(m, uint64(valid))
+		}
+		d.Mappings = append(d.Mappings, m)
 		return nil
 	})
 	return d, err
@@ -103,7 +108,13 @@ func (s *Store) Import(d Dump) error {
 	}
 	changes := make([]MapChange, len(d.Mappings))
 	for i, m := range d.Mappings {
+		if len(m) != 3 && len(m) != 4 {
+			return fmt.Errorf("import: mapping %d has %d elements, want 3 or 4", i, len(m))
+		}
 		changes[i] = MapChange{Key: MapKey{Node: m[0], Index: m[1]}, Phys: m[2]}
+		if len(m) == 4 {
+			changes[i].Valid = uint32(m[3])
+		}
 	}
 	if err := s.ApplyMapChanges(changes); err != nil {
 		return err

@@ -189,8 +189,9 @@ func (s *Store) scanJSON(prefix byte, what string, next func() any) error {
 }
 
 // ScanMappings calls fn for every map entry of every node, in key order
-// (node, then block index).
-func (s *Store) ScanMappings(fn func(k MapKey, phys uint64) error) error {
+// (node, then block index), with its physical block and valid sectors (0:
+// all).
+func (s *Store) ScanMappings(fn func(k MapKey, phys uint64, valid uint32) error) error {
 	return s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixMapping}, PrefetchValues: true, PrefetchSize: 1000})
 		defer it.Close()
@@ -201,15 +202,16 @@ func (s *Store) ScanMappings(fn func(k MapKey, phys uint64) error) error {
 				return err
 			}
 			var phys uint64
+			var valid uint32
 			err = item.Value(func(v []byte) error {
 				var derr error
-				phys, derr = DecodeUint64(v)
+				phys, valid, derr = DecodeMapValue(v)
 				return derr
 			})
 			if err != nil {
 				return fmt.Errorf("map entry %d/%d: %w", k.Node, k.Index, err)
 			}
-			if err := fn(k, phys); err != nil {
+			if err := fn(k, phys, valid); err != nil {
 				return err
 			}
 		}
@@ -240,7 +242,7 @@ func (s *Store) ApplyMapChanges(changes []MapChange) error {
 				if c.Delete {
 					err = txn.Delete(EncodeMapKey(c.Key))
 				} else {
-					err = txn.Set(EncodeMapKey(c.Key), EncodeUint64(c.Phys))
+					err = txn.Set(EncodeMapKey(c.Key), EncodeMapValue(c.Phys, c.Valid))
 				}
 				if err != nil {
 					return err

@@ -1,10 +1,12 @@
 package rowengine
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"math/bits"
 	"os"
 	"slices"
 
@@ -80,7 +82,9 @@ type metaRepair struct {
 type durableMeta struct {
 	volumes []blockmap.VolumeRecord
 	nodes   []blockmap.NodeRecord
-	scan    func(fn func(k blockmap.MapKey, phys uint64) error) error
+	scan    func(fn func(k blockmap.MapKey, phys uint64, valid uint32) error) error
+	// allValid is the valid mask of a whole block of the pool.
+	allValid uint32
 }
 
 func readDurableMeta(store *blockmap.Store) (durableMeta, error) {
@@ -92,7 +96,12 @@ func readDurableMeta(store *blockmap.Store) (durableMeta, error) {
 	if err != nil {
 		return durableMeta{}, err
 	}
-	return durableMeta{volumes: vols, nodes: nodes, scan: store.ScanMappings}, nil
+	rec, err := store.Pool()
+	if err != nil {
+		return durableMeta{}, err
+	}
+	sectors, _ := sectorGeometry(uint64(rec.BlockSize))
+	return durableMeta{volumes: vols, nodes: nodes, scan: store.ScanMappings, allValid: uint32(uint64(1)<<sectors - 1)}, nil
 }
 
 // inspection is the result of checking durable metadata against DESIGN
@@ -101,6 +110,7 @@ type inspection struct {
 	findings []finding
 	owner    map[uint64]uint64            // phys → owning node
 	entries  map[uint64]map[uint64]uint64 // node → index → phys
+	valid    map[blockmap.MapKey]uint32   // partly written blocks' valid sectors
 	byID     map[uint64]blockmap.NodeRecord
 	children map[uint64]int
 	mapped   uint64
@@ -110,7 +120,7 @@ type inspection struct {
 // in blocks: entries past it point at data that was never written.
 func inspect(m durableMeta, fileBlocks uint64) (*inspection, error) {
 	in := &inspection{owner: map[uint64]uint64{}, entries: map[uint64]map[uint64]uint64{},
-		byID: map[uint64]blockmap.NodeRecord{}, children: map[uint64]int{}}
+		valid: map[blockmap.MapKey]uint32{}, byID: map[uint64]blockmap.NodeRecord{}, children: map[uint64]int{}}
 	add := func(f finding) { in.findings = append(in.findings, f) }
 	for _, n := range m.nodes {
 		in.byID[n.ID] = n
@@ -173,7 +183,7 @@ func inspect(m durableMeta, fileBlocks uint64) (*inspection, error) {
 		}
 	}
 	orphans := map[uint64][]blockmap.MapChange{}
-	err := m.scan(func(k blockmap.MapKey, phys uint64) error {
+	err := m.scan(func(k blockmap.MapKey, phys uint64, valid uint32) error {
 		key := k
 		if _, ok := in.byID[k.Node]; !ok {
 			orphans[k.Node] = append(orphans[k.Node], blockmap.MapChange{Key: key, Delete: true})
@@ -183,11 +193,19 @@ func inspect(m durableMeta, fileBlocks uint64) (*inspection, error) {
 			in.entries[k.Node] = map[uint64]uint64{}
 		}
 		in.entries[k.Node][k.Index] = phys
-		if phys == blockmap.ZeroBlock {
-			return nil
-		}
 		zero := func(r *metaRepair) {
 			r.maps = append(r.maps, blockmap.MapChange{Key: key, Phys: blockmap.ZeroBlock})
+		}
+		if valid != 0 {
+			in.valid[k] = valid
+			if valid&^m.allValid != 0 || phys == blockmap.ZeroBlock {
+				add(finding{corruption: true, msg: fmt.Sprintf("map entry %d/%d: valid sectors %#x on block %d do not fit a block of %d sectors", k.Node, k.Index, valid, int64(phys), bits.Len32(m.allValid)),
+					lost: fmt.Sprintf("%s block %d (reads as zeros)", in.nodeRef(k.Node), k.Index), fix: zero})
+				return nil
+			}
+		}
+		if phys == blockmap.ZeroBlock {
+			return nil
 		}
 		if phys >= fileBlocks {
 			add(finding{corruption: true, msg: fmt.Sprintf("map entry %d/%d points at block %d, past the data file (%d blocks)", k.Node, k.Index, phys, fileBlocks),
@@ -206,12 +224,39 @@ func inspect(m durableMeta, fileBlocks uint64) (*inspection, error) {
 	if err != nil {
 		return nil, err
 	}
+	in.checkPartialBases(add)
 	for _, id := range slices.Sorted(maps.Keys(orphans)) {
 		drop := orphans[id]
 		add(finding{msg: fmt.Sprintf("node %d does not exist but keeps %d map entries", id, len(drop)),
 			fix: func(r *metaRepair) { r.maps = append(r.maps, drop...) }})
 	}
 	return in, nil
+}
+
+// checkPartialBases checks the bound on partly written blocks: the block
+// their other sectors read from (the parent's view) is a whole one, so a
+// read never needs more than two.
+func (in *inspection) checkPartialBases(add func(finding)) {
+	for _, k := range slices.SortedFunc(maps.Keys(in.valid), func(a, b blockmap.MapKey) int {
+		return cmp.Or(cmpUint(a.Node, b.Node), cmpUint(a.Index, b.Index))
+	}) {
+		seen := map[uint64]bool{}
+		for id := in.byID[k.Node].Parent; id != 0 && !seen[id]; id = in.byID[id].Parent {
+			seen[id] = true
+			if _, ok := in.entries[id][k.Index]; !ok {
+				continue
+			}
+			if in.valid[blockmap.MapKey{Node: id, Index: k.Index}] != 0 {
+				key := k
+				add(finding{corruption: true, msg: fmt.Sprintf("map entry %d/%d: partly written over node %d's partly written block", k.Node, k.Index, id),
+					lost: fmt.Sprintf("%s block %d: the sectors it did not write", in.nodeRef(k.Node), k.Index),
+					fix: func(r *metaRepair) {
+						r.maps = append(r.maps, blockmap.MapChange{Key: key, Phys: in.entries[key.Node][key.Index]})
+					}})
+			}
+			break
+		}
+	}
 }
 
 // badParent records a node whose parent link is broken; the repair makes
@@ -462,12 +507,17 @@ func (p *Pool) compareMemory(meta durableMeta, in *inspection, busy bool) []stri
 			continue
 		}
 		if n.table != nil {
-			if msg := p.checkResolutionLocked(n, in.entries[id]); msg != "" {
+			if msg := p.checkResolutionLocked(n, in.entries[id], in.valid); msg != "" {
 				bad("node %d: %s", id, msg)
 			}
 		}
 		own := map[uint64]uint64{}
-		ownEachLocked(n, func(index, phys uint64) { own[index] = phys })
+		ownEachLocked(n, func(index, phys uint64) {
+			own[index] = phys
+			if mem, durable := ownValidLocked(n, index), in.valid[blockmap.MapKey{Node: id, Index: index}]; mem != durable {
+				bad("node %d block %d: valid sectors %#x in memory, %#x in metadata", id, index, mem, durable)
+			}
+		})
 		if !mapsEqual(own, in.entries[id]) {
 			bad("node %d: in-memory map (%d entries) differs from metadata (%d entries)", id, len(own), len(in.entries[id]))
 		}
@@ -515,7 +565,7 @@ func mapsEqual(a, b map[uint64]uint64) bool {
 // n's own entry where it has one and to its parent's view elsewhere (the
 // parent's table, or one built from the own entries above it).
 // REQUIRES: mapMu.
-func (p *Pool) checkResolutionLocked(n *node, own map[uint64]uint64) string {
+func (p *Pool) checkResolutionLocked(n *node, own map[uint64]uint64, valid map[blockmap.MapKey]uint32) string {
 	var parent *table
 	pages := len(n.table.pages)
 	if n.parent != nil {
@@ -535,14 +585,25 @@ func (p *Pool) checkResolutionLocked(n *node, own map[uint64]uint64) string {
 		}
 		for k := range entriesPerPage {
 			i := uint64(pi)<<pageShift + uint64(k)
-			want := entry{}
+			want, wantPI := entry{}, partialInfo{}
+			var below entry
+			if parent != nil {
+				below = parent.get(i)
+			}
 			if phys, ok := own[i]; ok {
 				want = entry{phys: phys, owner: n.rec.ID}
+				if v := valid[blockmap.MapKey{Node: n.rec.ID, Index: i}]; v != 0 {
+					wantPI = partialInfo{valid: v, base: visiblePhys(below)}
+				}
 			} else if parent != nil {
-				want = parent.get(i)
+				want = below
+				wantPI, _ = parent.partialAt(i)
 			}
 			if got := n.table.get(i); got != want {
 				return fmt.Sprintf("block %d resolves to %d (owner %d), want %d (owner %d)", i, int64(got.phys), got.owner, int64(want.phys), want.owner)
+			}
+			if got, _ := n.table.partialAt(i); got != wantPI {
+				return fmt.Sprintf("block %d has valid sectors %#x over block %d, want %#x over %d", i, got.valid, int64(got.base), wantPI.valid, int64(wantPI.base))
 			}
 		}
 	}

@@ -8,6 +8,8 @@ const (
 	CrashAlloc            = "alloc"              // a block allocated, nothing written to it
 	CrashRedirect         = "redirect"           // a redirected block written, its map entry not queued
 	CrashUnmap            = "unmap"              // a block unmapped in memory, its quarantine pending
+	CrashSectors          = "sectors"            // sectors of a partly written block written in place, its wider mask not queued
+	CrashSectorsFilled    = "sectors.filled"     // a partly written block's other sectors copied from its base, its whole entry not queued
 	CrashCommitDataSynced = "commit.data-synced" // data file synced, map changes not applied
 	CrashCommitMapApplied = "commit.map-applied" // map changes applied, not synced
 	CrashCommitSynced     = "commit.synced"      // map changes durable, freed blocks not yet reusable
@@ -27,7 +29,7 @@ const (
 
 // CrashPoints lists every crash point, for tests that visit them all.
 var CrashPoints = []string{
-	CrashAlloc, CrashRedirect, CrashUnmap,
+	CrashAlloc, CrashRedirect, CrashUnmap, CrashSectors, CrashSectorsFilled,
 	CrashCommitDataSynced, CrashCommitMapApplied, CrashCommitSynced, CrashFreePunched,
 	CrashSnapshot, CrashRollback, CrashDeleteHidden, CrashMergeStep, CrashMergeReparent, CrashPurge,
 	CrashVolumeCreate, CrashVolumeDelete, CrashFlattenStep, CrashFlattenCut, CrashJobFinished,

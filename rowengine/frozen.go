@@ -79,10 +79,41 @@ func (p *Pool) buildTableLocked(n *node) *table {
 		t = a.table.child(gen)
 	}
 	for i := len(path) - 1; i >= 0; i-- {
-		id := path[i].rec.ID
-		path[i].own.each(func(index, phys uint64) { t.set(index, entry{phys: phys, owner: id}) })
+		id, own := path[i].rec.ID, path[i].own
+		own.each(func(index, phys uint64) {
+			var pi partialInfo
+			if valid := own.validAt(index); valid != 0 {
+				// The base is what the table shows there so far: the parent's view.
+				pi = partialInfo{valid: valid, base: visiblePhys(t.get(index))}
+			}
+			t.setWith(index, entry{phys: phys, owner: id}, pi)
+		})
 	}
 	return t
+}
+
+// ownMapOfLocked builds n's own entries, with their valid sectors, from
+// its table. REQUIRES: mapMu.
+func ownMapOfLocked(n *node) *ownMap {
+	m := buildOwnMap(func(fn func(index, phys uint64)) { ownEachLocked(n, fn) })
+	if n.own == nil && n.table != nil {
+		n.table.eachPartial(func(index uint64, e entry, pi partialInfo) {
+			if e.owner == n.rec.ID {
+				m.setValid(index, pi.valid)
+			}
+		})
+	}
+	return m
+}
+
+// ownOnlyLocked drops n's table, keeping its own entries: a node being
+// merged away changes only those, so that what it shows stays its
+// parent's view wherever an entry has gone. REQUIRES: mapMu held exclusively.
+func ownOnlyLocked(n *node) {
+	if n.own == nil {
+		n.own = ownMapOfLocked(n)
+	}
+	n.table = nil
 }
 
 // pinViewLocked gives n a resolved table for as long as it is pinned.
@@ -135,7 +166,7 @@ func (p *Pool) compactFrozen() {
 		}
 		edits, own := n.edits, n.own
 		if own == nil {
-			own = buildOwnMap(func(fn func(index, phys uint64)) { ownEachLocked(n, fn) })
+			own = ownMapOfLocked(n)
 		}
 		p.mapMu.RUnlock()
 		p.mapMu.Lock()

@@ -138,7 +138,14 @@ func (h *localHandle) readAt(buf []byte, off int64) (int, error) {
 		inner := pos % bs
 		chunk := min(bs-inner, n-done)
 		e := tbl.get(pos / bs)
-		if !e.mapped() || e.phys == blockmap.ZeroBlock {
+		if pi, partial := tbl.partialAt(pos / bs); partial {
+			if err := flush(); err != nil {
+				return int(done), err
+			}
+			if err := p.readPartial(buf[done:done+chunk], e.phys, pi, inner); err != nil {
+				return int(done), err
+			}
+		} else if !e.mapped() || e.phys == blockmap.ZeroBlock {
 			if err := flush(); err != nil {
 				return int(done), err
 			}
@@ -240,6 +247,9 @@ func (p *Pool) writeOwned(v *volume, data []byte, off uint64) (bool, error) {
 		if e := head.table.get(index); e.owner != head.rec.ID || e.phys == blockmap.ZeroBlock {
 			return false, nil
 		}
+		if _, partial := head.table.partialAt(index); partial {
+			return false, nil
+		}
 	}
 	var runStart, runFile, runLen uint64 // offset in data, in the data file, length
 	for pos := off; pos < end; {
@@ -285,32 +295,57 @@ func (p *Pool) writeBlock(v *volume, index, inner uint64, data []byte) error {
 		}
 		head := v.head
 		e := head.table.get(index)
+		pi, partial := head.table.partialAt(index)
 		if e.owner == head.rec.ID && e.phys != blockmap.ZeroBlock {
+			if partial {
+				done, err := p.writePartialOwned(v, head, index, inner, data, e, pi)
+				if err != nil || done {
+					return err
+				}
+				continue
+			}
 			err := p.writeData(data, e.phys*bs+inner)
 			p.mapMu.RUnlock()
 			return err
 		}
-		// Redirect: the new block is written whole (merged with the old
-		// content or zeros) before any map points at it.
-		block := data
+		// Redirect: the new block is written before any map points at it.
+		// A write of part of a block over a whole one (or zeros) writes
+		// only the sectors it touches (sectors.go); otherwise the block is
+		// written whole, merged with the old content or zeros.
+		block, at, newPI := data, uint64(0), partialInfo{}
 		var bufp *[]byte
-		if uint64(len(data)) != bs {
+		touched := p.sectorMask(inner, uint64(len(data)))
+		var err error
+		switch {
+		case uint64(len(data)) == bs:
+		case !partial && touched != p.allValid && e.owner != head.rec.ID:
+			// (Over the head's own zero marker the block is written whole:
+			// the new entry replaces the marker, and a base is always the
+			// parent's view.)
+			newPI = partialInfo{valid: touched, base: visiblePhys(e)}
+			var span uint64
+			at, span = p.sectorSpan(inner, uint64(len(data)))
+			if at != inner || span != uint64(len(data)) {
+				bufp = p.getBlockBuffer()
+				block = (*bufp)[:span]
+				if err = p.readVisible(block, e, pi, false, at); err == nil {
+					copy(block[inner-at:], data)
+				}
+			}
+		default:
 			bufp = p.getBlockBuffer()
 			block = *bufp
-			if e.mapped() && e.phys != blockmap.ZeroBlock {
-				if err := p.readData(block, e.phys*bs); err != nil {
-					p.mapMu.RUnlock()
-					blockBuffers.Put(bufp)
-					return err
-				}
-			} else {
-				clear(block)
+			if err = p.readVisible(block, e, pi, partial, 0); err == nil {
+				copy(block[inner:], data)
 			}
-			copy(block[inner:], data)
 		}
 		p.mapMu.RUnlock()
+		if err != nil {
+			blockBuffers.Put(bufp)
+			return err
+		}
 
-		done, err := p.redirect(v, head, index, e, block, true)
+		done, err := p.redirect(v, head, index, e, block, at, newPI, true)
 		if bufp != nil {
 			blockBuffers.Put(bufp)
 		}
@@ -322,11 +357,12 @@ func (p *Pool) writeBlock(v *volume, index, inner uint64, data []byte) error {
 	}
 }
 
-// redirect writes block to a newly allocated physical block and maps it in
-// n (v's head if mustBeHead, else any live node: flatten copies into
-// snapshots). It reports false, having changed nothing, if n's entry is no
-// longer seen, so the caller resolves again.
-func (p *Pool) redirect(v *volume, n *node, index uint64, seen entry, block []byte, mustBeHead bool) (bool, error) {
+// redirect writes block at offset at of a newly allocated physical block
+// and maps it in n (v's head if mustBeHead, else any live node: flatten
+// copies into snapshots), partly written as pi says. It reports false,
+// having changed nothing, if n's entry is no longer seen, so the caller
+// resolves again.
+func (p *Pool) redirect(v *volume, n *node, index uint64, seen entry, block []byte, at uint64, pi partialInfo, mustBeHead bool) (bool, error) {
 	if err := p.space.take(p.blockSize); err != nil {
 		return false, err
 	}
@@ -336,7 +372,7 @@ func (p *Pool) redirect(v *volume, n *node, index uint64, seen entry, block []by
 		return false, err
 	}
 	p.crashPoint(CrashAlloc)
-	if err := p.writeData(block, phys*p.blockSize); err != nil {
+	if err := p.writeData(block, phys*p.blockSize+at); err != nil {
 		p.alloc.release([]uint64{phys})
 		return false, err
 	}
@@ -347,9 +383,9 @@ func (p *Pool) redirect(v *volume, n *node, index uint64, seen entry, block []by
 		p.reuse([]uint64{phys}) // never mapped: free at once
 		return false, err
 	}
-	p.rewriteSubtree(n, index, seen, entry{phys: phys, owner: n.rec.ID})
+	p.rewriteSubtree(n, index, seen, entry{phys: phys, owner: n.rec.ID}, pi)
 	p.addOwned(n, 1)
-	p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: n.rec.ID, Index: index}, Phys: phys})
+	p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: n.rec.ID, Index: index}, Phys: phys, Valid: pi.valid})
 	return true, nil
 }
 
@@ -442,7 +478,8 @@ func (p *Pool) unmapBlock(v *volume, index uint64) error {
 		// ancestor's zero marker. The table must resolve to exactly that,
 		// not to "unmapped", or a later merge of the ancestor would
 		// change what the head reads.
-		head.table.set(index, inherited)
+		ipi, _ := p.partialOfLocked(inherited, index)
+		head.table.setWith(index, inherited, ipi)
 		p.queueChangeLocked(blockmap.MapChange{Key: key, Delete: true})
 	}
 	p.crashPoint(CrashUnmap)

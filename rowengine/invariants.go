@@ -54,6 +54,8 @@ func (p *Pool) checkChangeLocked(c blockmap.MapChange) {
 	switch {
 	case !c.Delete && (!owned || phys != c.Phys):
 		p.violatef("node %s block %d: change maps physical %d, memory says %d (own: %v)", nodeRef(n), c.Key.Index, c.Phys, phys, owned)
+	case !c.Delete && ownValidLocked(n, c.Key.Index) != c.Valid:
+		p.violatef("node %s block %d: change marks valid sectors %#x, memory says %#x", nodeRef(n), c.Key.Index, c.Valid, ownValidLocked(n, c.Key.Index))
 	case c.Delete && isHeadLocked(n) && owned:
 		p.violatef("head %s block %d: change deletes it, its table still has it owned (physical %d)", nodeRef(n), c.Key.Index, phys)
 	}

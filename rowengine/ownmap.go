@@ -20,6 +20,9 @@ type ownMap struct {
 	// pending overrides the slices: a physical block, or ownDeleted.
 	pending map[uint32]uint64
 	count   int
+	// valid holds the valid sectors of the entries whose blocks are partly
+	// written (sectors.go); nil while there are none.
+	valid map[uint32]uint32
 }
 
 // ownDeleted marks a pending delete; no data file has that many blocks,
@@ -56,7 +59,28 @@ func (m *ownMap) get(index uint64) (uint64, bool) {
 	return 0, false
 }
 
+// validAt is index's valid sectors; 0 for a whole block.
+func (m *ownMap) validAt(index uint64) uint32 { return m.valid[uint32(index)] }
+
+// setValid records index's valid sectors (0: the whole block).
+func (m *ownMap) setValid(index uint64, valid uint32) {
+	switch {
+	case valid != 0:
+		if m.valid == nil {
+			m.valid = map[uint32]uint32{}
+		}
+		m.valid[uint32(index)] = valid
+	case m.valid != nil:
+		delete(m.valid, uint32(index))
+		if len(m.valid) == 0 {
+			m.valid = nil
+		}
+	}
+}
+
+// set maps index to a whole block; setValid then marks it partly written.
 func (m *ownMap) set(index, phys uint64) {
+	m.setValid(index, 0)
 	if _, ok := m.get(index); !ok {
 		m.count++
 	}
@@ -69,6 +93,7 @@ func (m *ownMap) set(index, phys uint64) {
 }
 
 func (m *ownMap) del(index uint64) {
+	m.setValid(index, 0)
 	if _, ok := m.get(index); !ok {
 		return
 	}

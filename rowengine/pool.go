@@ -31,13 +31,17 @@ type Pool struct {
 	// volume, so data written in order stays in order. 1 MiB is the
 	// largest FUSE request.
 	placementGroup uint64
-	log            *slog.Logger
-	store          *blockmap.Store
-	data           *os.File
-	lock           *os.File
-	alloc          *allocator
-	space          *hostSpace
-	created        time.Time
+	// sectors of sectorSize bytes make a block; allValid is the mask of
+	// all of them (sectors.go).
+	sectors, sectorSize uint64
+	allValid            uint32
+	log                 *slog.Logger
+	store               *blockmap.Store
+	data                *os.File
+	lock                *os.File
+	alloc               *allocator
+	space               *hostSpace
+	created             time.Time
 
 	// adminMu serialises operations that change volumes or nodes (create,
 	// delete, resize, and later snapshots). Lock order:
@@ -220,11 +224,26 @@ func (p *Pool) open() error {
 		return fmt.Errorf("read pool record: %w", err)
 	case rec.FormatVersion > blockmap.CurrentFormatVersion:
 		return fmt.Errorf("%w: pool format %d is newer than this rowfsd understands (%d)", ErrCorrupt, rec.FormatVersion, blockmap.CurrentFormatVersion)
+	case rec.FormatVersion < blockmap.CurrentFormatVersion:
+		// Format 2 adds partly written blocks (12-byte map values), which
+		// an older rowfsd would refuse as corrupt: say so in the record
+		// before writing any.
+		old := rec.FormatVersion
+		rec.FormatVersion = blockmap.CurrentFormatVersion
+		if err := store.Update(func(tx *blockmap.Txn) error { return tx.PutPool(rec) }); err != nil {
+			return fmt.Errorf("upgrade pool record: %w", err)
+		}
+		if err := store.Sync(); err != nil {
+			return err
+		}
+		p.log.Info("upgraded pool format", "dir", p.dir, "from", old, "to", rec.FormatVersion)
 	}
 	if err := ValidateBlockSize(rec.BlockSize); err != nil {
 		return fmt.Errorf("%w: pool record: %v", ErrCorrupt, err)
 	}
 	p.blockSize = uint64(rec.BlockSize)
+	p.sectors, p.sectorSize = sectorGeometry(p.blockSize)
+	p.allValid = uint32(uint64(1)<<p.sectors - 1)
 	p.placementGroup = min(64, max(1, (1<<20)/p.blockSize))
 	p.created = rec.Created
 	p.settings = settingsFrom(rec.Settings)
@@ -271,13 +290,19 @@ func (p *Pool) load() error {
 	}
 	var orphans []blockmap.MapChange
 	var twice []uint64
-	err = p.store.ScanMappings(func(k blockmap.MapKey, phys uint64) error {
+	err = p.store.ScanMappings(func(k blockmap.MapKey, phys uint64, valid uint32) error {
 		n := p.nodes[k.Node]
 		if n == nil {
 			orphans = append(orphans, blockmap.MapChange{Key: k, Delete: true})
 			return nil
 		}
-		p.ensureTable(n).set(k.Index, entry{phys: phys, owner: n.rec.ID})
+		t := p.ensureTable(n)
+		var pi partialInfo
+		if valid != 0 {
+			// Parents come first (smaller ids): t shows the parent's view here.
+			pi = partialInfo{valid: valid, base: visiblePhys(t.get(k.Index))}
+		}
+		t.setWith(k.Index, entry{phys: phys, owner: n.rec.ID}, pi)
 		if phys != blockmap.ZeroBlock {
 			n.owned++
 			if !p.alloc.markUsed(phys) {
@@ -322,7 +347,7 @@ func (p *Pool) load() error {
 	// tables keep the pages they share.
 	for _, n := range p.nodes {
 		if !isHeadLocked(n) {
-			n.own = buildOwnMap(func(fn func(index, phys uint64)) { ownEachLocked(n, fn) })
+			n.own = ownMapOfLocked(n)
 			n.table = nil
 		}
 	}

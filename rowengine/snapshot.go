@@ -805,8 +805,13 @@ func (p *Pool) flattenStep(name string) (finished bool, copied uint64, err error
 			p.unpinViewLocked(root)
 			p.mapMu.Unlock()
 		}()
+		// Its partly written blocks read from the origin too: they are
+		// made whole.
 		root.table.each(^uint64(0), func(i uint64, e entry) {
-			if len(todo) < flattenBatch && e.owner != root.rec.ID && e.phys != blockmap.ZeroBlock {
+			if len(todo) >= flattenBatch || e.phys == blockmap.ZeroBlock {
+				return
+			}
+			if _, partial := root.table.partialAt(i); e.owner != root.rec.ID || partial {
 				todo = append(todo, i)
 			}
 		})
@@ -833,24 +838,29 @@ func (p *Pool) flattenStep(name string) (finished bool, copied uint64, err error
 	return false, copied, nil
 }
 
-// copyUp gives root its own copy of block index, which it inherits.
+// copyUp gives root its own copy of block index, which it inherits, or
+// makes its own partly written block there whole.
 func (p *Pool) copyUp(v *volume, root *node, index uint64, buf []byte) error {
+	if p.ownsPartial(root, index) {
+		return p.fillPartial(root, index)
+	}
 	stripe := &p.stripes[index%uint64(len(p.stripes))]
 	stripe.Lock()
 	defer stripe.Unlock()
 	for {
 		p.mapMu.RLock()
 		e := root.table.get(index)
+		pi, partial := root.table.partialAt(index)
 		if e.owner == root.rec.ID || e.phys == blockmap.ZeroBlock || !e.mapped() {
 			p.mapMu.RUnlock()
 			return nil
 		}
-		err := p.readData(buf, e.phys*p.blockSize)
+		err := p.readVisible(buf, e, pi, partial, 0)
 		p.mapMu.RUnlock()
 		if err != nil {
 			return err
 		}
-		done, err := p.redirect(v, root, index, e, buf, false)
+		done, err := p.redirect(v, root, index, e, buf, 0, partialInfo{}, false)
 		if err != nil || done {
 			return err
 		}
@@ -879,7 +889,7 @@ func (p *Pool) cutLoose(root *node) error {
 	origin := root.parent
 	root.table.each(^uint64(0), func(i uint64, e entry) {
 		if e.owner != root.rec.ID {
-			p.rewriteSubtree(root, i, e, entry{})
+			p.rewriteSubtree(root, i, e, entry{}, partialInfo{})
 		}
 	})
 	origin.children = slices.DeleteFunc(origin.children, func(c *node) bool { return c == root })

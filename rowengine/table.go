@@ -1,5 +1,7 @@
 package rowengine
 
+import "maps"
+
 // entriesPerPage balances sparse volumes (a page is allocated per touched
 // range) against pointer overhead: 256 entries × 16 bytes = one 4 KiB page.
 const (
@@ -19,6 +21,10 @@ func (e entry) mapped() bool { return e.owner != 0 }
 type page struct {
 	gen     uint64
 	entries [entriesPerPage]entry
+	// partial describes the entries of the page whose blocks are partly
+	// written (sectors.go), by index in the page; nil while there are
+	// none, so a page of whole blocks costs nothing more.
+	partial map[uint8]partialInfo
 }
 
 // table is a node's fully resolved block map: its own entries over its
@@ -48,7 +54,22 @@ func (t *table) get(index uint64) entry {
 	return t.pages[p].entries[index&(entriesPerPage-1)]
 }
 
-func (t *table) set(index uint64, e entry) {
+// partialAt is the partial-block state of index's entry, if its block is
+// partly written.
+func (t *table) partialAt(index uint64) (partialInfo, bool) {
+	p := index >> pageShift
+	if p >= uint64(len(t.pages)) || t.pages[p] == nil || t.pages[p].partial == nil {
+		return partialInfo{}, false
+	}
+	pi, ok := t.pages[p].partial[uint8(index&(entriesPerPage-1))]
+	return pi, ok
+}
+
+// set sets index to a whole block (or unmapped).
+func (t *table) set(index uint64, e entry) { t.setWith(index, e, partialInfo{}) }
+
+// setWith sets index to e, partly written as pi says (pi.valid == 0: whole).
+func (t *table) setWith(index uint64, e entry, pi partialInfo) {
 	p := index >> pageShift
 	if p >= uint64(len(t.pages)) {
 		if !e.mapped() {
@@ -69,10 +90,24 @@ func (t *table) set(index uint64, e entry) {
 	case pg.gen != t.gen:
 		cp := *pg
 		cp.gen = t.gen
+		cp.partial = maps.Clone(pg.partial)
 		pg = &cp
 		t.pages[p] = pg
 	}
-	pg.entries[index&(entriesPerPage-1)] = e
+	k := index & (entriesPerPage - 1)
+	pg.entries[k] = e
+	switch {
+	case pi.valid != 0 && e.mapped():
+		if pg.partial == nil {
+			pg.partial = map[uint8]partialInfo{}
+		}
+		pg.partial[uint8(k)] = pi
+	case pg.partial != nil:
+		delete(pg.partial, uint8(k))
+		if len(pg.partial) == 0 {
+			pg.partial = nil
+		}
+	}
 }
 
 // next returns the first index ≥ from whose entry satisfies want, skipping
@@ -113,6 +148,18 @@ func (t *table) each(limit uint64, fn func(index uint64, e entry)) {
 			if idx := base + uint64(i); idx < limit && e.mapped() {
 				fn(idx, e)
 			}
+		}
+	}
+}
+
+// eachPartial calls fn for every partly written entry (in no order).
+func (t *table) eachPartial(fn func(index uint64, e entry, pi partialInfo)) {
+	for p, pg := range t.pages {
+		if pg == nil {
+			continue
+		}
+		for k, pi := range pg.partial {
+			fn(uint64(p)<<pageShift+uint64(k), pg.entries[k], pi)
 		}
 	}
 }

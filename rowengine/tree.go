@@ -13,41 +13,51 @@ const mergeBatch = 4096
 
 // rewriteSubtree replaces old with repl at index in root's view (its
 // table and, if compacted, its own entries) and in every descendant table
-// that still inherits old there. Descendants that shared root's page now
-// share its new one; those with their own page are set individually.
+// that still inherits old there; pi is repl's partial state (sectors.go;
+// zero for a whole block). Descendants that shared root's page now share
+// its new one; those with their own page are set individually. A
+// descendant's partly written block whose base was old's block (a copy-up
+// gives root a copy of it) reads its other sectors from repl's.
 // Caller holds mapMu exclusively.
-func (p *Pool) rewriteSubtree(root *node, index uint64, old, repl entry) {
+func (p *Pool) rewriteSubtree(root *node, index uint64, old, repl entry, pi partialInfo) {
 	root.edits++
 	if root.own != nil {
 		switch {
 		case repl.owner == root.rec.ID:
 			root.own.set(index, repl.phys)
+			root.own.setValid(index, pi.valid)
 		case old.owner == root.rec.ID:
 			root.own.del(index)
 		}
 	}
-	pi := index >> pageShift
+	pageIndex := index >> pageShift
 	var oldPage, newPage *page
 	if root.table != nil {
-		if pi < uint64(len(root.table.pages)) {
-			oldPage = root.table.pages[pi]
+		if pageIndex < uint64(len(root.table.pages)) {
+			oldPage = root.table.pages[pageIndex]
 		}
-		root.table.set(index, repl)
-		if pi < uint64(len(root.table.pages)) {
-			newPage = root.table.pages[pi]
+		root.table.setWith(index, repl, pi)
+		if pageIndex < uint64(len(root.table.pages)) {
+			newPage = root.table.pages[pageIndex]
 		}
 	}
+	oldBase, newBase := visiblePhys(old), visiblePhys(repl)
 	var walk func(n *node)
 	walk = func(n *node) {
 		for _, d := range n.children {
 			if t := d.table; t != nil {
 				switch {
-				case oldPage != nil && pi < uint64(len(t.pages)) && t.pages[pi] == oldPage:
-					t.pages[pi] = newPage
+				case oldPage != nil && pageIndex < uint64(len(t.pages)) && t.pages[pageIndex] == oldPage:
+					t.pages[pageIndex] = newPage
 					d.edits++
 				case t.get(index) == old:
-					t.set(index, repl)
+					t.setWith(index, repl, pi)
 					d.edits++
+				case oldBase != newBase:
+					if dpi, ok := t.partialAt(index); ok && dpi.base == oldBase {
+						t.setWith(index, t.get(index), partialInfo{valid: dpi.valid, base: newBase})
+						d.edits++
+					}
 				}
 			}
 			walk(d)
@@ -138,22 +148,39 @@ func (p *Pool) removeLeaf(n *node) error {
 // REQUIRES: adminMu.
 func (p *Pool) merge(s, c *node, progress func(blocks uint64)) error {
 	// s is deleted: nothing but this merge changes its entries, so they
-	// are collected once and moved in batches.
+	// are collected once and moved in batches. Each one moved or dropped
+	// leaves s's own entries at once, so that s shows its parent's view
+	// there: what c inherits if it discards that block, and the base of
+	// what c then writes partly.
 	type ownEntry struct{ index, phys uint64 }
 	var todo []ownEntry
-	p.mapMu.RLock()
+	p.mapMu.Lock()
+	ownOnlyLocked(s)
 	ownEachLocked(s, func(index, phys uint64) { todo = append(todo, ownEntry{index, phys}) })
-	p.mapMu.RUnlock()
+	p.mapMu.Unlock()
 	for len(todo) > 0 {
 		if err := p.ctx.Err(); err != nil {
 			return errInterrupted
 		}
 		batch := todo[:min(mergeBatch, len(todo))]
 		todo = todo[len(batch):]
+		// c's partly written blocks over s's read their other sectors
+		// from s's: they are made whole before s's go.
+		for _, o := range batch {
+			if p.ownsPartial(c, o.index) {
+				if err := p.fillPartial(c, o.index); err != nil {
+					return err
+				}
+			}
+		}
 		p.mapMu.Lock()
 		var moved uint64
 		for _, o := range batch {
 			i, e := o.index, entry{phys: o.phys, owner: s.rec.ID}
+			if _, owned := ownGetLocked(c, i); owned && ownValidLocked(c, i) != 0 {
+				todo = append(todo, o) // written partly since the fill: fill again
+				continue
+			}
 			drop := blockmap.MapChange{Key: blockmap.MapKey{Node: s.rec.ID, Index: i}, Delete: true}
 			if e.phys != blockmap.ZeroBlock {
 				p.addOwned(s, -1)
@@ -161,15 +188,20 @@ func (p *Pool) merge(s, c *node, progress func(blocks uint64)) error {
 			}
 			if resolveLocked(c, i) == e {
 				// The move is one atomic pair: a crash between its halves
-				// would leave the block with two owners or with none.
-				p.rewriteSubtree(c, i, e, entry{phys: e.phys, owner: c.rec.ID})
-				p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: c.rec.ID, Index: i}, Phys: e.phys, WithNext: true})
+				// would leave the block with two owners or with none. A
+				// partly written block keeps its mask, and its base: c
+				// takes s's parent.
+				pi, _ := p.partialOfLocked(e, i)
+				s.own.del(i)
+				p.rewriteSubtree(c, i, e, entry{phys: e.phys, owner: c.rec.ID}, pi)
+				p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: c.rec.ID, Index: i}, Phys: e.phys, Valid: pi.valid, WithNext: true})
 				p.queueChangeLocked(drop)
 				if e.phys != blockmap.ZeroBlock {
 					p.addOwned(c, 1)
 				}
 				continue
 			}
+			s.own.del(i)
 			p.queueChangeLocked(drop)
 			if e.phys != blockmap.ZeroBlock {
 				p.quarantine = append(p.quarantine, e.phys)
@@ -197,8 +229,7 @@ func (p *Pool) merge(s, c *node, progress func(blocks uint64)) error {
 	if err == nil {
 		parent := s.parent
 		c.rec = crec
-		// s owns nothing now; its in-memory entries are stale (merge never
-		// writes them), so what detachLocked reports as freed is not.
+		// s owns nothing now (its entries were moved or freed above).
 		p.detachLocked(s)
 		c.parent = parent
 		if parent != nil {
@@ -222,6 +253,14 @@ func cmpUint(a, b uint64) int {
 		return 1
 	}
 	return 0
+}
+
+// ownsPartial reports whether n's own entry at index is partly written.
+func (p *Pool) ownsPartial(n *node, index uint64) bool {
+	p.mapMu.RLock()
+	defer p.mapMu.RUnlock()
+	_, owned := ownGetLocked(n, index)
+	return owned && ownValidLocked(n, index) != 0
 }
 
 // subtree returns n and its descendants, parents before children.
