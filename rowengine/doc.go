@@ -11,7 +11,14 @@
 // its own entries over its parent's table, sharing the parent's pages until
 // it writes to them. Reads and writes consult only the table, so their cost
 // does not grow with the number of ancestors; Badger is the durable truth,
-// read once at Open.
+// read once at Open. Heads keep tables; frozen nodes keep only their own
+// entries (frozen.go, ownmap.go) unless something reads them whole.
+//
+// A block may be partly written (sectors.go): its entry's mask says which
+// sectors it holds; the others read from its base, the parent's view
+// there, which is always a whole block or zeros (one lookup, at most two
+// preads). Whatever changes a parent's view fills the child's partly
+// written blocks from it first.
 //
 // # Snapshot tree
 //

@@ -17,12 +17,19 @@ import (
 type ownMap struct {
 	index []uint32 // sorted
 	phys  []uint64 // phys[i] is index[i]'s
+	// valid[i] is index[i]'s valid sectors when its block is partly
+	// written (sectors.go), 0 when whole; nil while no entry is partial,
+	// so that only nodes with partly written blocks pay its 4 bytes an
+	// entry.
+	valid []uint32
 	// pending overrides the slices: a physical block, or ownDeleted.
-	pending map[uint32]uint64
+	pending map[uint32]pendingEntry
 	count   int
-	// valid holds the valid sectors of the entries whose blocks are partly
-	// written (sectors.go); nil while there are none.
-	valid map[uint32]uint32
+}
+
+type pendingEntry struct {
+	phys  uint64
+	valid uint32
 }
 
 // ownDeleted marks a pending delete; no data file has that many blocks,
@@ -50,8 +57,8 @@ func buildOwnMap(each func(fn func(index, phys uint64))) *ownMap {
 func (m *ownMap) base(index uint32) (int, bool) { return slices.BinarySearch(m.index, index) }
 
 func (m *ownMap) get(index uint64) (uint64, bool) {
-	if phys, ok := m.pending[uint32(index)]; ok {
-		return phys, phys != ownDeleted
+	if pe, ok := m.pending[uint32(index)]; ok {
+		return pe.phys, pe.phys != ownDeleted
 	}
 	if i, ok := m.base(uint32(index)); ok {
 		return m.phys[i], true
@@ -59,57 +66,71 @@ func (m *ownMap) get(index uint64) (uint64, bool) {
 	return 0, false
 }
 
-// validAt is index's valid sectors; 0 for a whole block.
-func (m *ownMap) validAt(index uint64) uint32 { return m.valid[uint32(index)] }
+// validAt is index's valid sectors; 0 for a whole block or none.
+func (m *ownMap) validAt(index uint64) uint32 {
+	if pe, ok := m.pending[uint32(index)]; ok {
+		return pe.valid
+	}
+	if i, ok := m.base(uint32(index)); ok && m.valid != nil {
+		return m.valid[i]
+	}
+	return 0
+}
 
-// setValid records index's valid sectors (0: the whole block).
+// setValid records the valid sectors (0: the whole block) of index's
+// entry, which must exist.
 func (m *ownMap) setValid(index uint64, valid uint32) {
+	if pe, ok := m.pending[uint32(index)]; ok {
+		if pe.phys != ownDeleted {
+			pe.valid = valid
+			m.pending[uint32(index)] = pe
+		}
+		return
+	}
+	i, ok := m.base(uint32(index))
 	switch {
-	case valid != 0:
-		if m.valid == nil {
-			m.valid = map[uint32]uint32{}
-		}
-		m.valid[uint32(index)] = valid
+	case !ok:
 	case m.valid != nil:
-		delete(m.valid, uint32(index))
-		if len(m.valid) == 0 {
-			m.valid = nil
-		}
+		m.valid[i] = valid
+	case valid != 0:
+		m.valid = make([]uint32, len(m.index))
+		m.valid[i] = valid
 	}
 }
 
 // set maps index to a whole block; setValid then marks it partly written.
 func (m *ownMap) set(index, phys uint64) {
-	m.setValid(index, 0)
 	if _, ok := m.get(index); !ok {
 		m.count++
 	}
 	if i, ok := m.base(uint32(index)); ok {
 		m.phys[i] = phys // in place: no pending entry needed
+		if m.valid != nil {
+			m.valid[i] = 0
+		}
 		delete(m.pending, uint32(index))
 		return
 	}
-	m.change(uint32(index), phys)
+	m.change(uint32(index), pendingEntry{phys: phys})
 }
 
 func (m *ownMap) del(index uint64) {
-	m.setValid(index, 0)
 	if _, ok := m.get(index); !ok {
 		return
 	}
 	m.count--
 	if _, ok := m.base(uint32(index)); ok {
-		m.change(uint32(index), ownDeleted)
+		m.change(uint32(index), pendingEntry{phys: ownDeleted})
 	} else {
 		delete(m.pending, uint32(index))
 	}
 }
 
-func (m *ownMap) change(index uint32, phys uint64) {
+func (m *ownMap) change(index uint32, pe pendingEntry) {
 	if m.pending == nil {
-		m.pending = map[uint32]uint64{}
+		m.pending = map[uint32]pendingEntry{}
 	}
-	m.pending[index] = phys
+	m.pending[index] = pe
 	if len(m.pending) > max(64, len(m.index)/16) {
 		m.fold()
 	}
@@ -118,27 +139,38 @@ func (m *ownMap) change(index uint32, phys uint64) {
 // fold writes the pending changes into new slices of exactly the size needed.
 func (m *ownMap) fold() {
 	index, phys := make([]uint32, 0, m.count), make([]uint64, 0, m.count)
-	m.merged(func(i uint32, p uint64) {
-		index, phys = append(index, i), append(phys, p)
+	var valid []uint32
+	m.merged(func(i uint32, pe pendingEntry) {
+		if pe.valid != 0 && valid == nil {
+			valid = make([]uint32, len(index), m.count)
+		}
+		index, phys = append(index, i), append(phys, pe.phys)
+		if valid != nil {
+			valid = append(valid, pe.valid)
+		}
 	})
-	m.index, m.phys, m.pending = index, phys, nil
+	m.index, m.phys, m.valid, m.pending = index, phys, valid, nil
 }
 
 // merged calls fn for every entry, slices and pending, in index order.
-func (m *ownMap) merged(fn func(index uint32, phys uint64)) {
+func (m *ownMap) merged(fn func(index uint32, pe pendingEntry)) {
 	keys := slices.Sorted(maps.Keys(m.pending))
 	i, k := 0, 0
 	for i < len(m.index) || k < len(keys) {
 		switch {
 		case k == len(keys) || i < len(m.index) && m.index[i] < keys[k]:
-			fn(m.index[i], m.phys[i])
+			pe := pendingEntry{phys: m.phys[i]}
+			if m.valid != nil {
+				pe.valid = m.valid[i]
+			}
+			fn(m.index[i], pe)
 			i++
 		default:
 			if i < len(m.index) && m.index[i] == keys[k] {
 				i++ // overridden
 			}
-			if p := m.pending[keys[k]]; p != ownDeleted {
-				fn(keys[k], p)
+			if pe := m.pending[keys[k]]; pe.phys != ownDeleted {
+				fn(keys[k], pe)
 			}
 			k++
 		}
@@ -149,5 +181,5 @@ func (m *ownMap) len() int { return m.count }
 
 // each calls fn for every entry in index order.
 func (m *ownMap) each(fn func(index, phys uint64)) {
-	m.merged(func(index uint32, phys uint64) { fn(uint64(index), phys) })
+	m.merged(func(index uint32, pe pendingEntry) { fn(uint64(index), pe.phys) })
 }

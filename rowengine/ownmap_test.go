@@ -9,9 +9,9 @@ import (
 	"github.com/rowfs/rowfs/blockmap"
 )
 
-// TestOwnMapAgainstMap: from a built map, random sets and deletes (enough
-// to fold many times) agree with a Go map, and each walks the entries in
-// index order.
+// TestOwnMapAgainstMap: from a built map, random sets, deletes and valid
+// masks (enough to fold many times) agree with Go maps, and each walks
+// the entries in index order.
 func TestOwnMapAgainstMap(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	want := map[uint64]uint64{}
@@ -21,12 +21,20 @@ func TestOwnMapAgainstMap(t *testing.T) {
 			want[i] = i + 7
 		}
 	})
+	wantValid := map[uint64]uint32{}
 	for range 200000 {
 		index := rng.Uint64N(5000)
-		switch rng.IntN(4) {
+		switch rng.IntN(5) {
 		case 0:
 			m.del(index)
 			delete(want, index)
+			delete(wantValid, index)
+		case 1: // a partly written block's mask widens, or it becomes whole
+			if _, ok := want[index]; ok {
+				v := uint32(rng.IntN(3)) * rng.Uint32()
+				m.setValid(index, v)
+				wantValid[index] = v
+			}
 		default:
 			phys := rng.Uint64N(1 << 40)
 			if rng.IntN(10) == 0 {
@@ -34,6 +42,17 @@ func TestOwnMapAgainstMap(t *testing.T) {
 			}
 			m.set(index, phys)
 			want[index] = phys
+			wantValid[index] = 0
+			if rng.IntN(3) == 0 {
+				v := rng.Uint32() | 1
+				m.setValid(index, v)
+				wantValid[index] = v
+			}
+		}
+	}
+	for index := range uint64(5000) {
+		if got := m.validAt(index); got != wantValid[index] {
+			t.Fatalf("validAt(%d) = %#x, want %#x", index, got, wantValid[index])
 		}
 	}
 	if m.len() != len(want) {

@@ -202,7 +202,12 @@ func (p *Pool) writePartialOwned(v *volume, head *node, index, inner uint64, dat
 	if err := p.checkVolumeLocked(v); err != nil {
 		return false, err
 	}
-	if now, _ := head.table.partialAt(index); v.head != head || head.table.get(index) != e || now != pi {
+	// A snapshot since the RUnlock froze head (it may have no table now):
+	// the sectors went to a block the new head does not own; resolve again.
+	if v.head != head || head.table.get(index) != e {
+		return false, nil
+	}
+	if now, _ := head.table.partialAt(index); now != pi {
 		return false, nil
 	}
 	p.setValidLocked(head, index, e, pi.base, pi.valid|touched)

@@ -821,7 +821,8 @@ func (p *Pool) flattenStep(name string) (finished bool, copied uint64, err error
 		return true, 0, nil
 	}
 	if len(todo) == 0 {
-		return true, 0, p.cutLoose(root)
+		cut, err := p.cutLoose(root)
+		return cut, 0, err
 	}
 	bufp := p.getBlockBuffer()
 	defer blockBuffers.Put(bufp)
@@ -870,11 +871,21 @@ func (p *Pool) copyUp(v *volume, root *node, index uint64, buf []byte) error {
 // cutLoose ends a flattened clone's tie to its origin: root reads only
 // its own blocks, its inherited zero markers are dropped, and the origin
 // loses a child (which may let a hidden origin merge).
-func (p *Pool) cutLoose(root *node) error {
+//
+// It reports false, having changed nothing, if root has a partly written
+// block again (a guest wrote to a head root since the step looked): its
+// base is the origin's, so it must be filled first.
+func (p *Pool) cutLoose(root *node) (bool, error) {
 	if err := p.commit(); err != nil {
-		return err
+		return false, err
 	}
 	p.mapMu.Lock()
+	partial := false
+	root.table.eachPartial(func(_ uint64, e entry, _ partialInfo) { partial = partial || e.owner == root.rec.ID })
+	if partial {
+		p.mapMu.Unlock()
+		return false, nil
+	}
 	rec := root.rec
 	rec.Parent = 0
 	err := p.store.Update(func(tx *blockmap.Txn) error { return tx.PutNode(rec) })
@@ -883,7 +894,7 @@ func (p *Pool) cutLoose(root *node) error {
 	}
 	if err != nil {
 		p.mapMu.Unlock()
-		return fmt.Errorf("flatten: detach node %d: %w", root.rec.ID, err)
+		return false, fmt.Errorf("flatten: detach node %d: %w", root.rec.ID, err)
 	}
 	p.crashPoint(CrashFlattenCut)
 	origin := root.parent
@@ -895,7 +906,7 @@ func (p *Pool) cutLoose(root *node) error {
 	origin.children = slices.DeleteFunc(origin.children, func(c *node) bool { return c == root })
 	root.parent, root.rec = nil, rec
 	p.mapMu.Unlock()
-	return p.reapAll(func(uint64) {})
+	return true, p.reapAll(func(uint64) {})
 }
 
 // Extent is a byte range.

@@ -80,7 +80,6 @@ func TestPartlyWrittenBlocksThroughMount(t *testing.T) {
 		compareAll(fmt.Sprintf("round %d", round))
 	}
 
-
 	mustRowctl(t, e.sock, "snapshot", "delete", "vm@s1")
 	mustRowctl(t, e.sock, "snapshot", "delete", "vm@s2")
 	delete(refs, "s1")
