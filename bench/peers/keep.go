@@ -45,13 +45,16 @@ func (b *bench) keepSnapshots(gib uint64, blockSize, heapProfile string) []keepP
 	ctx := context.Background()
 	bs, err := api.ParseSize(blockSize)
 	check(err)
-	// Each random write redirects a whole block after a snapshot.
-	need := gib<<30 + keepRounds*keepWrites*bs
+	// Each random write after a snapshot redirects a block but writes only
+	// its sector (at least 4 KiB, at most 32 a block): the data file is
+	// sparse, so that is what it takes of the disk.
+	sector := max(4<<10, bs/32)
+	need := gib<<30 + keepRounds*keepWrites*sector
 	var st unix.Statfs_t
 	check(unix.Statfs(b.work, &st))
 	if free := st.Bavail * uint64(st.Bsize); free < need {
-		check(fmt.Errorf("keep: %s has %s free and the section needs %s (%d GiB filled + %d rounds × %d writes × %s blocks): use a smaller --keep-block-size or --keep-size, or --work elsewhere",
-			b.work, api.FormatSize(free), api.FormatSize(need), gib, keepRounds, keepWrites, blockSize))
+		check(fmt.Errorf("keep: %s has %s free and the section needs %s (%d GiB filled + %d rounds × %d writes × %s sectors): use a smaller --keep-size, or --work elsewhere",
+			b.work, api.FormatSize(free), api.FormatSize(need), gib, keepRounds, keepWrites, api.FormatSize(sector)))
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	check(err)

@@ -49,7 +49,7 @@ func main() {
 	scaleSnapshots := flag.Int("scale-snapshots", 100, "snapshots of each volume in the scale section")
 	keepGiB := flag.Uint64("keep-size", 16, "GiB of the volume the keep section fills")
 	keepHeap := flag.String("keep-heap-profile", "", "write rowfsd's heap profile after the keep section's last round to this file")
-	keepBlockSize := flag.String("keep-block-size", "64K", "block size of the keep section's pool (64K needs ~95 GiB of scratch space; 4K ~21 GiB)")
+	keepBlockSize := flag.String("keep-block-size", "64K", "block size of the keep section's pool (the section needs ~21 GiB of scratch space)")
 	out := flag.String("out", "bench/results", "results directory")
 	flag.Parse()
 
