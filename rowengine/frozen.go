@@ -92,17 +92,18 @@ func (p *Pool) buildTableLocked(n *node) *table {
 	return t
 }
 
-// ownMapOfLocked builds n's own entries, with their valid sectors, from
-// its table. REQUIRES: mapMu.
+// ownMapOfLocked is n's own map, or one built from its table with the
+// valid sectors of its partly written blocks. REQUIRES: mapMu.
 func ownMapOfLocked(n *node) *ownMap {
-	m := buildOwnMap(func(fn func(index, phys uint64)) { ownEachLocked(n, fn) })
-	if n.own == nil && n.table != nil {
-		n.table.eachPartial(func(index uint64, e entry, pi partialInfo) {
-			if e.owner == n.rec.ID {
-				m.setValid(index, pi.valid)
-			}
-		})
+	if n.own != nil {
+		return n.own
 	}
+	m := buildOwnMap(func(fn func(index, phys uint64)) { ownEachLocked(n, fn) })
+	n.table.eachPartial(func(index uint64, e entry, pi partialInfo) {
+		if e.owner == n.rec.ID {
+			m.setValid(index, pi.valid)
+		}
+	})
 	return m
 }
 
