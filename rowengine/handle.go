@@ -341,7 +341,9 @@ func (p *Pool) writeBlock(v *volume, index, inner uint64, data []byte) error {
 		}
 		p.mapMu.RUnlock()
 		if err != nil {
-			blockBuffers.Put(bufp)
+			if bufp != nil {
+				blockBuffers.Put(bufp)
+			}
 			return err
 		}
 
