@@ -101,7 +101,7 @@ func readDurableMeta(store *blockmap.Store) (durableMeta, error) {
 		return durableMeta{}, err
 	}
 	sectors, _ := sectorGeometry(uint64(rec.BlockSize))
-	return durableMeta{volumes: vols, nodes: nodes, scan: store.ScanMappings, allValid: uint32(uint64(1)<<sectors - 1)}, nil
+	return durableMeta{volumes: vols, nodes: nodes, scan: store.ScanMappings, allValid: wholeMask(sectors)}, nil
 }
 
 // inspection is the result of checking durable metadata against DESIGN

@@ -137,8 +137,7 @@ func (h *localHandle) readAt(buf []byte, off int64) (int, error) {
 		pos := uint64(off) + done
 		inner := pos % bs
 		chunk := min(bs-inner, n-done)
-		e := tbl.get(pos / bs)
-		if pi, partial := tbl.partialAt(pos / bs); partial {
+		if e, pi, partial := tbl.lookup(pos / bs); partial {
 			if err := flush(); err != nil {
 				return int(done), err
 			}
@@ -244,10 +243,7 @@ func (p *Pool) writeOwned(v *volume, data []byte, off uint64) (bool, error) {
 	head := v.head
 	end := off + uint64(len(data))
 	for index := off / bs; index*bs < end; index++ {
-		if e := head.table.get(index); e.owner != head.rec.ID || e.phys == blockmap.ZeroBlock {
-			return false, nil
-		}
-		if _, partial := head.table.partialAt(index); partial {
+		if e, _, partial := head.table.lookup(index); e.owner != head.rec.ID || e.phys == blockmap.ZeroBlock || partial {
 			return false, nil
 		}
 	}
@@ -294,8 +290,7 @@ func (p *Pool) writeBlock(v *volume, index, inner uint64, data []byte) error {
 			return err
 		}
 		head := v.head
-		e := head.table.get(index)
-		pi, partial := head.table.partialAt(index)
+		e, pi, partial := head.table.lookup(index)
 		if e.owner == head.rec.ID && e.phys != blockmap.ZeroBlock {
 			if partial {
 				done, err := p.writePartialOwned(v, head, index, inner, data, e, pi)
@@ -328,14 +323,14 @@ func (p *Pool) writeBlock(v *volume, index, inner uint64, data []byte) error {
 			if at != inner || span != uint64(len(data)) {
 				bufp = p.getBlockBuffer()
 				block = (*bufp)[:span]
-				if err = p.readVisible(block, e, pi, false, at); err == nil {
+				if err = p.readVisible(block, e, pi, at); err == nil {
 					copy(block[inner-at:], data)
 				}
 			}
 		default:
 			bufp = p.getBlockBuffer()
 			block = *bufp
-			if err = p.readVisible(block, e, pi, partial, 0); err == nil {
+			if err = p.readVisible(block, e, pi, 0); err == nil {
 				copy(block[inner:], data)
 			}
 		}
@@ -480,8 +475,7 @@ func (p *Pool) unmapBlock(v *volume, index uint64) error {
 		// ancestor's zero marker. The table must resolve to exactly that,
 		// not to "unmapped", or a later merge of the ancestor would
 		// change what the head reads.
-		ipi, _ := p.partialOfLocked(inherited, index)
-		head.table.setWith(index, inherited, ipi)
+		head.table.setWith(index, inherited, p.partialOfLocked(inherited, index))
 		p.queueChangeLocked(blockmap.MapChange{Key: key, Delete: true})
 	}
 	p.crashPoint(CrashUnmap)

@@ -31,17 +31,17 @@ type Pool struct {
 	// volume, so data written in order stays in order. 1 MiB is the
 	// largest FUSE request.
 	placementGroup uint64
-	// sectors of sectorSize bytes make a block; allValid is the mask of
-	// all of them (sectors.go).
-	sectors, sectorSize uint64
-	allValid            uint32
-	log                 *slog.Logger
-	store               *blockmap.Store
-	data                *os.File
-	lock                *os.File
-	alloc               *allocator
-	space               *hostSpace
-	created             time.Time
+	// sectorSize is the unit of partly written blocks; allValid is the
+	// mask of all of a block's sectors (sectors.go).
+	sectorSize uint64
+	allValid   uint32
+	log        *slog.Logger
+	store      *blockmap.Store
+	data       *os.File
+	lock       *os.File
+	alloc      *allocator
+	space      *hostSpace
+	created    time.Time
 
 	// adminMu serialises operations that change volumes or nodes (create,
 	// delete, resize, and later snapshots). Lock order:
@@ -242,8 +242,9 @@ func (p *Pool) open() error {
 		return fmt.Errorf("%w: pool record: %v", ErrCorrupt, err)
 	}
 	p.blockSize = uint64(rec.BlockSize)
-	p.sectors, p.sectorSize = sectorGeometry(p.blockSize)
-	p.allValid = uint32(uint64(1)<<p.sectors - 1)
+	var sectors uint64
+	sectors, p.sectorSize = sectorGeometry(p.blockSize)
+	p.allValid = wholeMask(sectors)
 	p.placementGroup = min(64, max(1, (1<<20)/p.blockSize))
 	p.created = rec.Created
 	p.settings = settingsFrom(rec.Settings)

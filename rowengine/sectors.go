@@ -52,6 +52,9 @@ func sectorGeometry(bs uint64) (count, size uint64) {
 	return count, bs / count
 }
 
+// wholeMask is the valid mask of a block of count sectors, all of them.
+func wholeMask(count uint64) uint32 { return uint32(uint64(1)<<count - 1) }
+
 // partialInfo is a partly written block's state in a table: which sectors
 // its block holds, and the whole block (or blockmap.ZeroBlock for zeros)
 // the others read from.
@@ -92,7 +95,7 @@ func (p *Pool) sectorRuns(mask uint32, fn func(off, length uint64) error) error 
 // readPartial reads [inner, inner+len(buf)) of a partly written block:
 // valid sectors from phys, the others from the base or zeros.
 func (p *Pool) readPartial(buf []byte, phys uint64, pi partialInfo, inner uint64) error {
-	bs, ss := p.blockSize, p.sectorSize
+	ss := p.sectorSize
 	end := inner + uint64(len(buf))
 	for pos := inner; pos < end; {
 		s := pos / ss
@@ -103,18 +106,12 @@ func (p *Pool) readPartial(buf []byte, phys uint64, pi partialInfo, inner uint64
 			runEnd += ss
 		}
 		runEnd = min(runEnd, end)
-		dst := buf[pos-inner : runEnd-inner]
-		switch {
-		case valid:
-			if err := p.readData(dst, phys*bs+pos); err != nil {
-				return err
-			}
-		case pi.base == blockmap.ZeroBlock:
-			clear(dst)
-		default:
-			if err := p.readData(dst, pi.base*bs+pos); err != nil {
-				return err
-			}
+		src := pi.base
+		if valid {
+			src = phys
+		}
+		if err := p.readBlockAt(buf[pos-inner:runEnd-inner], src, pos); err != nil {
+			return err
 		}
 		pos = runEnd
 	}
@@ -122,16 +119,23 @@ func (p *Pool) readPartial(buf []byte, phys uint64, pi partialInfo, inner uint64
 }
 
 // readVisible reads [inner, inner+len(buf)) of what entry e (partly
-// written as pi says, if partial) shows. REQUIRES: mapMu, shared at least.
-func (p *Pool) readVisible(buf []byte, e entry, pi partialInfo, partial bool, inner uint64) error {
-	switch {
-	case partial:
+// written as pi says, if pi.valid is not 0) shows. REQUIRES: mapMu,
+// shared at least.
+func (p *Pool) readVisible(buf []byte, e entry, pi partialInfo, inner uint64) error {
+	if pi.valid != 0 {
 		return p.readPartial(buf, e.phys, pi, inner)
-	case visiblePhys(e) == blockmap.ZeroBlock:
+	}
+	return p.readBlockAt(buf, visiblePhys(e), inner)
+}
+
+// readBlockAt reads buf at offset inner of physical block phys; zeros for
+// blockmap.ZeroBlock.
+func (p *Pool) readBlockAt(buf []byte, phys, inner uint64) error {
+	if phys == blockmap.ZeroBlock {
 		clear(buf)
 		return nil
 	}
-	return p.readData(buf, e.phys*p.blockSize+inner)
+	return p.readData(buf, phys*p.blockSize+inner)
 }
 
 // ownValidLocked is n's own entry's valid sectors at index: 0 for a whole
@@ -150,20 +154,20 @@ func ownValidLocked(n *node, index uint64) uint32 {
 // partialOfLocked is the partial state of entry e at index, whatever table
 // it is in (its owner's mask, its base from the owner's parent). Off the
 // I/O path: it resolves the base up the chain. REQUIRES: mapMu.
-func (p *Pool) partialOfLocked(e entry, index uint64) (partialInfo, bool) {
+func (p *Pool) partialOfLocked(e entry, index uint64) partialInfo {
 	o := p.nodes[e.owner]
 	if o == nil || !e.mapped() {
-		return partialInfo{}, false
+		return partialInfo{}
 	}
 	valid := ownValidLocked(o, index)
 	if valid == 0 {
-		return partialInfo{}, false
+		return partialInfo{}
 	}
 	base := uint64(blockmap.ZeroBlock)
 	if o.parent != nil {
 		base = visiblePhys(resolveLocked(o.parent, index))
 	}
-	return partialInfo{valid: valid, base: base}, true
+	return partialInfo{valid: valid, base: base}
 }
 
 // writePartialOwned writes data at inner into block index of the head,
@@ -255,14 +259,12 @@ func (p *Pool) fillPartial(n *node, index uint64) error {
 		return nil
 	}
 	e := entry{phys: phys, owner: n.rec.ID}
-	pi, _ := p.partialOfLocked(e, index)
+	pi := p.partialOfLocked(e, index)
 	bufp := p.getBlockBuffer()
 	defer blockBuffers.Put(bufp)
 	err := p.sectorRuns(p.allValid&^valid, func(off, length uint64) error {
 		buf := (*bufp)[:length]
-		if pi.base == blockmap.ZeroBlock {
-			clear(buf)
-		} else if err := p.readData(buf, pi.base*bs+off); err != nil {
+		if err := p.readBlockAt(buf, pi.base, off); err != nil {
 			return err
 		}
 		return p.writeData(buf, phys*bs+off)

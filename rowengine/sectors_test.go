@@ -72,43 +72,34 @@ func TestPartlyWrittenBlocks(t *testing.T) {
 		defer p.mapMu.RUnlock()
 		return ownValidLocked(p.volumes["vm"].head, index)
 	}
-	written := func(fn func()) uint64 {
+	// write writes data at off to the volume and to want, and returns the
+	// bytes that went to the data file.
+	write := func(off int, data []byte) uint64 {
+		t.Helper()
+		copy(want[off:], data)
 		before := p.dataWritten.Load()
-		fn()
+		if _, err := h.WriteAt(data, int64(off)); err != nil {
+			t.Fatal(err)
+		}
 		return p.dataWritten.Load() - before
 	}
 
 	// 4 KiB at sector 3 of block 1: 4 KiB written, one sector valid.
-	n := written(func() {
-		copy(want[bs+3*4096:], pattern(100, 4096))
-		if _, err := h.WriteAt(want[bs+3*4096:bs+4*4096], bs+3*4096); err != nil {
-			t.Fatal(err)
-		}
-	})
+	n := write(bs+3*4096, pattern(100, 4096))
 	if n != 4096 || valid(1) != 0x8 {
 		t.Fatalf("4 KiB redirect wrote %d bytes, valid %#x; want 4096 and 0x8", n, valid(1))
 	}
 	check("after a 4 KiB redirect")
 
 	// 512 bytes inside sector 5: that sector, merged with the snapshot's.
-	n = written(func() {
-		copy(want[bs+5*4096+512:], pattern(200, 512))
-		if _, err := h.WriteAt(want[bs+5*4096+512:bs+5*4096+1024], bs+5*4096+512); err != nil {
-			t.Fatal(err)
-		}
-	})
+	n = write(bs+5*4096+512, pattern(200, 512))
 	if n != 4096 || valid(1) != 0x28 {
 		t.Fatalf("512-byte write wrote %d bytes, valid %#x; want 4096 and 0x28", n, valid(1))
 	}
 	check("after a 512-byte write")
 
 	// A valid sector is overwritten in place, the mask unchanged.
-	n = written(func() {
-		copy(want[bs+3*4096+100:], pattern(7, 100))
-		if _, err := h.WriteAt(want[bs+3*4096+100:bs+3*4096+200], bs+3*4096+100); err != nil {
-			t.Fatal(err)
-		}
-	})
+	n = write(bs+3*4096+100, pattern(7, 100))
 	if n != 100 || valid(1) != 0x28 {
 		t.Fatalf("in-place write wrote %d bytes, valid %#x; want 100 and 0x28", n, valid(1))
 	}
@@ -117,22 +108,14 @@ func TestPartlyWrittenBlocks(t *testing.T) {
 	// block: a write into it from the next head writes the whole merged
 	// block (a base is always whole: reads stay at two sources).
 	mustSnapshot(t, p, "vm", "s2")
-	n = written(func() {
-		copy(want[bs+9*4096:], pattern(50, 4096))
-		if _, err := h.WriteAt(want[bs+9*4096:bs+10*4096], bs+9*4096); err != nil {
-			t.Fatal(err)
-		}
-	})
+	n = write(bs+9*4096, pattern(50, 4096))
 	if n != bs || valid(1) != 0 {
 		t.Fatalf("write over a partly written snapshot block wrote %d bytes, valid %#x; want a whole block", n, valid(1))
 	}
 	check("after a write over a partly written snapshot block")
 
 	// Block 3 partly written by the head over s2, then reopen.
-	copy(want[3*bs:], pattern(90, 4096))
-	if _, err := h.WriteAt(want[3*bs:3*bs+4096], 3*bs); err != nil {
-		t.Fatal(err)
-	}
+	write(3*bs, pattern(90, 4096))
 	h.Close()
 	if err := p.Close(); err != nil {
 		t.Fatal(err)

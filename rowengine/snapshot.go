@@ -850,13 +850,12 @@ func (p *Pool) copyUp(v *volume, root *node, index uint64, buf []byte) error {
 	defer stripe.Unlock()
 	for {
 		p.mapMu.RLock()
-		e := root.table.get(index)
-		pi, partial := root.table.partialAt(index)
+		e, pi, _ := root.table.lookup(index)
 		if e.owner == root.rec.ID || e.phys == blockmap.ZeroBlock || !e.mapped() {
 			p.mapMu.RUnlock()
 			return nil
 		}
-		err := p.readVisible(buf, e, pi, partial, 0)
+		err := p.readVisible(buf, e, pi, 0)
 		p.mapMu.RUnlock()
 		if err != nil {
 			return err

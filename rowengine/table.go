@@ -54,14 +54,25 @@ func (t *table) get(index uint64) entry {
 	return t.pages[p].entries[index&(entriesPerPage-1)]
 }
 
+// lookup is index's entry and, if its block is partly written, its
+// partial state: get and partialAt in one page lookup, for the I/O path.
+func (t *table) lookup(index uint64) (entry, partialInfo, bool) {
+	p := index >> pageShift
+	if p >= uint64(len(t.pages)) || t.pages[p] == nil {
+		return entry{}, partialInfo{}, false
+	}
+	pg, k := t.pages[p], index&(entriesPerPage-1)
+	if pg.partial == nil {
+		return pg.entries[k], partialInfo{}, false
+	}
+	pi, ok := pg.partial[uint8(k)]
+	return pg.entries[k], pi, ok
+}
+
 // partialAt is the partial-block state of index's entry, if its block is
 // partly written.
 func (t *table) partialAt(index uint64) (partialInfo, bool) {
-	p := index >> pageShift
-	if p >= uint64(len(t.pages)) || t.pages[p] == nil || t.pages[p].partial == nil {
-		return partialInfo{}, false
-	}
-	pi, ok := t.pages[p].partial[uint8(index&(entriesPerPage-1))]
+	_, pi, ok := t.lookup(index)
 	return pi, ok
 }
 

@@ -191,7 +191,7 @@ func (p *Pool) merge(s, c *node, progress func(blocks uint64)) error {
 				// would leave the block with two owners or with none. A
 				// partly written block keeps its mask, and its base: c
 				// takes s's parent.
-				pi, _ := p.partialOfLocked(e, i)
+				pi := p.partialOfLocked(e, i)
 				s.own.del(i)
 				p.rewriteSubtree(c, i, e, entry{phys: e.phys, owner: c.rec.ID}, pi)
 				p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: c.rec.ID, Index: i}, Phys: e.phys, Valid: pi.valid, WithNext: true})
