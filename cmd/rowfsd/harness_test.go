@@ -7,11 +7,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,6 +42,10 @@ func TestMain(m *testing.M) {
 		}
 	}
 	binDir = dir
+	flag.Parse()
+	if timeout := flag.Lookup("test.timeout").Value.(flag.Getter).Get().(time.Duration); timeout > 0 {
+		time.AfterFunc(timeout-min(timeout/10, 90*time.Second), dumpHung)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -88,6 +94,39 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// live are the daemons started and not yet exited, for dumpHung.
+var live struct {
+	sync.Mutex
+	daemons map[*rowfsd]bool
+}
+
+// dumpHung runs shortly before go test's own timeout. A daemon that stops
+// answering FUSE requests leaves this test process in requests it cannot
+// interrupt, so go test's kill at the timeout would hang instead of
+// reporting. Each live daemon is made to dump its goroutines (SIGQUIT,
+// GOTRACEBACK=all) and so exits, which aborts its mount's requests; then
+// this process's goroutines are dumped and it exits.
+func dumpHung() {
+	live.Lock()
+	var daemons []*rowfsd
+	for d := range live.daemons {
+		daemons = append(daemons, d)
+	}
+	live.Unlock()
+	fmt.Fprintf(os.Stderr, "!!! test deadline near: %d rowfsd still running; dumping their goroutines, then ours\n", len(daemons))
+	for _, d := range daemons {
+		d.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-d.exited:
+		case <-time.After(10 * time.Second):
+			d.cmd.Process.Kill()
+		}
+		fmt.Fprintf(os.Stderr, "!!! rowfsd of %s (pool %s):\n%s\n", d.t.Name(), d.pool, d.log)
+	}
+	pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+	os.Exit(2)
 }
 
 type rowfsd struct {
@@ -139,12 +178,24 @@ func (e env) tryStart(environ []string, extra ...string) (*rowfsd, error) {
 	args := append([]string{"--pool", e.pool, "--mount", e.mnt, "--socket", e.sock, "--block-size", "64K"}, extra...)
 	d := &rowfsd{t: t, pool: e.pool, mnt: e.mnt, sock: e.sock, log: &lockedBuffer{}, exited: make(chan struct{}), notices: make(chan string, 16)}
 	d.cmd = exec.Command(filepath.Join(binDir, "rowfsd"), args...)
-	d.cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="+notifyPath), environ...)
+	d.cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="+notifyPath, "GOTRACEBACK=all"), environ...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { d.cmd.Wait(); close(d.exited) }()
+	live.Lock()
+	if live.daemons == nil {
+		live.daemons = map[*rowfsd]bool{}
+	}
+	live.daemons[d] = true
+	live.Unlock()
+	go func() {
+		d.cmd.Wait()
+		live.Lock()
+		delete(live.daemons, d)
+		live.Unlock()
+		close(d.exited)
+	}()
 	t.Cleanup(d.stop)
 	ready := make(chan error, 1)
 	go func() {
