@@ -18,9 +18,9 @@ type Options struct {
 	Dir string
 	// Logger receives Badger's warnings and errors. Default: slog.Default().
 	Logger *slog.Logger
-	// MemTableSize bounds each Badger memtable. Default 16 MiB: map entries
-	// are 25 bytes, so this holds ~500k changes before a flush, and keeps the
-	// daemon's resident memory small.
+	// MemTableSize bounds each Badger memtable (two are kept). Default
+	// 8 MiB, small so the daemon's resident memory stays small: a full one
+	// is flushed to a level-0 table.
 	MemTableSize int64
 	// InMemory runs Badger without files, for tests of this package only.
 	InMemory bool

@@ -381,8 +381,12 @@ func printDeletePlan(w io.Writer, r api.DeleteSnapshotResult) {
 	if r.DryRun {
 		verb = "would delete"
 	}
-	fmt.Fprintf(w, "%s %s: frees %s (%d bytes), moves %s to a child without copying\n", verb, strings.Join(r.Plan.Deleted, ", "),
+	fmt.Fprintf(w, "%s %s: frees %s (%d bytes), moves %s to a child without copying", verb, strings.Join(r.Plan.Deleted, ", "),
 		api.FormatSize(r.Plan.FreedBytes), r.Plan.FreedBytes, api.FormatSize(r.Plan.MovedBytes))
+	if r.Plan.FilledBytes > 0 {
+		fmt.Fprintf(w, ", first filling %s of partly written blocks that read from it", api.FormatSize(r.Plan.FilledBytes))
+	}
+	fmt.Fprintln(w)
 	for _, k := range r.Plan.KeptHidden {
 		fmt.Fprintf(w, "kept hidden until it can merge: %s\n", k)
 	}
@@ -392,7 +396,11 @@ func printDeletePlan(w io.Writer, r api.DeleteSnapshotResult) {
 			case "remove":
 				fmt.Fprintf(w, "  %d. remove %s, freeing %s\n", i+1, s.Node, api.FormatSize(s.FreedBytes))
 			case "merge":
-				fmt.Fprintf(w, "  %d. merge %s into %s: %s move to it, %s freed\n", i+1, s.Node, s.Into, api.FormatSize(s.MovedBytes), api.FormatSize(s.FreedBytes))
+				fmt.Fprintf(w, "  %d. merge %s into %s: %s move to it, %s freed", i+1, s.Node, s.Into, api.FormatSize(s.MovedBytes), api.FormatSize(s.FreedBytes))
+				if s.FilledBytes > 0 {
+					fmt.Fprintf(w, ", %s filled first", api.FormatSize(s.FilledBytes))
+				}
+				fmt.Fprintln(w)
 			default:
 				fmt.Fprintf(w, "  %d. keep %s hidden: still read by %s\n", i+1, s.Node, strings.Join(s.Readers, ", "))
 			}

@@ -197,7 +197,7 @@ func (s *server) poolDoc() api.Pool {
 		settings[k] = current.Value(k)
 	}
 	return api.Pool{Dir: i.Dir, Mount: s.dir, BlockSize: i.BlockSize, Created: i.Created.UTC(), UsedBytes: i.UsedBytes,
-		FreeBytes: i.FreeBytes, CapacityBytes: i.CapacityBytes, ProvisionedBytes: i.ProvisionedBytes,
+		StoredBytes: i.StoredBytes, FreeBytes: i.FreeBytes, CapacityBytes: i.CapacityBytes, ProvisionedBytes: i.ProvisionedBytes,
 		Overcommit: i.Overcommit(), Volumes: i.Volumes, DataBytesWritten: i.DataBytesWritten, Settings: settings}
 }
 
@@ -426,16 +426,15 @@ func (s *server) deleteSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	p := res.Plan
 	writeJSON(w, http.StatusOK, api.DeleteSnapshotResult{DryRun: opts.DryRun, Job: jobDocPtr(res.Job), Plan: api.DeletePlan{
-		Deleted: orEmpty(p.Deleted), FreedBytes: p.FreedBytes, MovedBytes: p.MovedBytes, KeptHidden: orEmpty(p.KeptHidden),
+		Deleted: orEmpty(p.Deleted), FreedBytes: p.FreedBytes, MovedBytes: p.MovedBytes, FilledBytes: p.FilledBytes, KeptHidden: orEmpty(p.KeptHidden),
 		Steps: s.stepDocs(p.Steps)}})
 }
 
 func (s *server) stepDocs(steps []rowengine.DeleteStep) []api.DeleteStep {
-	bs := s.pool.BlockSize()
 	out := make([]api.DeleteStep, len(steps))
 	for i, st := range steps {
 		out[i] = api.DeleteStep{Kind: string(st.Kind), Node: st.Ref, Into: st.IntoRef, Readers: st.Readers,
-			FreedBytes: st.FreedBlocks * bs, MovedBytes: st.MovedBlocks * bs}
+			FreedBytes: st.FreedBytes, MovedBytes: st.MovedBytes, FilledBytes: st.FilledBytes}
 	}
 	return out
 }

@@ -477,18 +477,24 @@ func (p *Pool) compareMemory(meta durableMeta, in *inspection, busy bool) []stri
 			bad("node %d: in-memory record or parent differs from metadata", n.ID)
 		}
 	}
-	recount := map[uint64]uint64{}
+	recount, unwritten := map[uint64]uint64{}, map[uint64]uint64{}
 	for phys, id := range in.owner {
 		recount[id]++
 		if !p.alloc.isUsed(phys) {
 			bad("physical block %d is mapped but the allocator has it free", phys)
 		}
 	}
-	volOwned := map[*volume]uint64{}
+	for k, valid := range in.valid {
+		if in.entries[k.Node][k.Index] != blockmap.ZeroBlock {
+			unwritten[k.Node] += p.unwrittenSectors(valid)
+		}
+	}
+	volOwned, volUnwritten := map[*volume]uint64{}, map[*volume]uint64{}
 	volNodes := map[*volume]int{}
 	for id, n := range p.nodes {
 		if n.vol != nil {
 			volOwned[n.vol] += recount[id]
+			volUnwritten[n.vol] += unwritten[id]
 			volNodes[n.vol]++
 			if n.vol.nodes[id] != n {
 				bad("node %d: missing from the node index of volume %q", id, n.vol.rec.Name)
@@ -501,6 +507,9 @@ func (p *Pool) compareMemory(meta durableMeta, in *inspection, busy bool) []stri
 		}
 		if n.owned != recount[id] {
 			bad("node %d: counter says %d owned blocks, recount %d", id, n.owned, recount[id])
+		}
+		if n.unwritten != unwritten[id] {
+			bad("node %d: counter says %d unwritten sectors in its partly written blocks, recount %d", id, n.unwritten, unwritten[id])
 		}
 		if n.table == nil && n.own == nil || isHeadLocked(n) && n.table == nil {
 			bad("node %d: neither a resolved table nor its own entries in memory", id)
@@ -539,6 +548,9 @@ func (p *Pool) compareMemory(meta durableMeta, in *inspection, busy bool) []stri
 		}
 		if v.owned != volOwned[v] {
 			bad("volume %q: counter says %d owned blocks, recount %d", v.rec.Name, v.owned, volOwned[v])
+		}
+		if v.unwritten != volUnwritten[v] {
+			bad("volume %q: counter says %d unwritten sectors, recount %d", v.rec.Name, v.unwritten, volUnwritten[v])
 		}
 	}
 	if used, _ := p.alloc.stats(); used != uint64(len(in.owner)) && !busy {

@@ -18,9 +18,16 @@ import (
 // planTree is what the planner reads of the snapshot forest.
 type planTree struct {
 	nodes map[uint64]*planNode
-	// freeable(s, c) is how many of s's blocks c does not read: what a
-	// merge of s into c frees. c is a descendant of s.
-	freeable func(s, c uint64) uint64
+	// freeable(s, c) is what of s c does not read: what a merge of s into
+	// c frees. c is a descendant of s.
+	freeable func(s, c uint64) mergeFrees
+}
+
+// mergeFrees is what merging a node into its child frees: blocks, the
+// bytes they take on disk, and the bytes of the child's partly written
+// blocks over them that the merge fills first (written, not freed).
+type mergeFrees struct {
+	blocks, bytes, filled uint64
 }
 
 // planNode is one node of a planTree.
@@ -29,6 +36,7 @@ type planNode struct {
 	ref        string // VOL@SNAP, for messages
 	hidden     bool   // deleted, or to be deleted by the plan being made
 	owned      uint64 // blocks
+	ownedBytes uint64 // what they take on disk (partly written blocks less)
 	children   []uint64
 }
 
@@ -57,6 +65,10 @@ type DeleteStep struct {
 	Readers      []string
 	// FreedBlocks go back to the pool; MovedBlocks change owner.
 	FreedBlocks, MovedBlocks uint64
+	// FreedBytes and MovedBytes are what those take on disk (a partly
+	// written block only its sectors); FilledBytes, what a merge writes
+	// first into the child's partly written blocks that read from them.
+	FreedBytes, MovedBytes, FilledBytes uint64
 }
 
 func (s DeleteStep) String() string {
@@ -90,9 +102,9 @@ func planReap(t planTree) []DeleteStep {
 	// Children have larger ids than their parents (merges keep it so).
 	slices.SortFunc(hidden, func(a, b uint64) int { return cmpUint(b, a) })
 	ref := func(id uint64) string { return t.nodes[id].ref }
-	owned := map[uint64]uint64{}
+	owned, ownedBytes := map[uint64]uint64{}, map[uint64]uint64{}
 	for id, n := range t.nodes {
-		owned[id] = n.owned
+		owned[id], ownedBytes[id] = n.owned, n.ownedBytes
 	}
 	gone := map[uint64]bool{}
 	var steps []DeleteStep
@@ -105,7 +117,7 @@ func planReap(t planTree) []DeleteStep {
 			gone[n], changed = true, true
 			up := parent[n]
 			if len(children[n]) == 0 {
-				steps = append(steps, DeleteStep{Kind: StepRemove, Node: n, Ref: ref(n), FreedBlocks: owned[n]})
+				steps = append(steps, DeleteStep{Kind: StepRemove, Node: n, Ref: ref(n), FreedBlocks: owned[n], FreedBytes: ownedBytes[n]})
 				children[up] = slices.DeleteFunc(children[up], func(c uint64) bool { return c == n })
 				continue
 			}
@@ -114,10 +126,13 @@ func planReap(t planTree) []DeleteStep {
 			// visible, or kept (it had all its children when its turn
 			// came, children going first), and a kept node's children do
 			// not change later in the plan.
-			freed := min(t.freeable(n, c), owned[n])
+			f := t.freeable(n, c)
+			freed, freedBytes := min(f.blocks, owned[n]), min(f.bytes, ownedBytes[n])
 			steps = append(steps, DeleteStep{Kind: StepMerge, Node: n, Into: c, Ref: ref(n), IntoRef: ref(c),
-				FreedBlocks: freed, MovedBlocks: owned[n] - freed})
+				FreedBlocks: freed, MovedBlocks: owned[n] - freed,
+				FreedBytes: freedBytes, MovedBytes: ownedBytes[n] - freedBytes, FilledBytes: f.filled})
 			owned[c] += owned[n] - freed
+			ownedBytes[c] += ownedBytes[n] - freedBytes + f.filled
 			parent[c] = up
 			if i := slices.Index(children[up], n); i >= 0 {
 				children[up][i] = c
@@ -145,7 +160,7 @@ func planReap(t planTree) []DeleteStep {
 func (p *Pool) planTreeLocked(extra []*node) planTree {
 	t := planTree{nodes: make(map[uint64]*planNode, len(p.nodes))}
 	for id, n := range p.nodes {
-		pn := &planNode{id: id, ref: p.describeNodeLocked(n), hidden: n.rec.Hidden, owned: n.owned}
+		pn := &planNode{id: id, ref: p.describeNodeLocked(n), hidden: n.rec.Hidden, owned: n.owned, ownedBytes: p.ownedBytes(n.owned, n.unwritten)}
 		if n.parent != nil {
 			pn.parent = n.parent.rec.ID
 		}
@@ -157,7 +172,7 @@ func (p *Pool) planTreeLocked(extra []*node) planTree {
 	for _, n := range extra {
 		t.nodes[n.rec.ID].hidden = true
 	}
-	t.freeable = func(s, c uint64) uint64 { return freeableOnMerge(p.nodes[s], p.nodes[c]) }
+	t.freeable = func(s, c uint64) mergeFrees { return p.freeableOnMerge(p.nodes[s], p.nodes[c]) }
 	return t
 }
 
@@ -173,7 +188,7 @@ func (p *Pool) describeNodeLocked(n *node) string {
 // summarize turns the steps into what a delete reports: the bytes freed
 // and moved, and the targets kept hidden (a kept node elsewhere in the
 // forest is not this delete's news).
-func summarize(steps []DeleteStep, targets []*node, blockSize uint64) DeletePlan {
+func summarize(steps []DeleteStep, targets []*node) DeletePlan {
 	plan := DeletePlan{Steps: steps}
 	isTarget := map[uint64]bool{}
 	for _, n := range targets {
@@ -183,8 +198,9 @@ func summarize(steps []DeleteStep, targets []*node, blockSize uint64) DeletePlan
 		}
 	}
 	for _, s := range steps {
-		plan.FreedBytes += s.FreedBlocks * blockSize
-		plan.MovedBytes += s.MovedBlocks * blockSize
+		plan.FreedBytes += s.FreedBytes
+		plan.MovedBytes += s.MovedBytes
+		plan.FilledBytes += s.FilledBytes
 		if s.Kind == StepKeep && isTarget[s.Node] {
 			plan.KeptHidden = append(plan.KeptHidden, fmt.Sprintf("%s: still read by %s", s.Ref, strings.Join(s.Readers, ", ")))
 		}
@@ -195,7 +211,7 @@ func summarize(steps []DeleteStep, targets []*node, blockSize uint64) DeletePlan
 // planDeleteLocked is the plan of deleting targets: hiding them and
 // finishing what that allows. REQUIRES: mapMu.
 func (p *Pool) planDeleteLocked(targets []*node) DeletePlan {
-	return summarize(planReap(p.planTreeLocked(targets)), targets, p.blockSize)
+	return summarize(planReap(p.planTreeLocked(targets)), targets)
 }
 
 // reapPlan is the plan of finishing what is deleted now: what a delete or

@@ -1,16 +1,20 @@
 package rowengine
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // planCase is a snapshot forest for the planner, written out: each node's
 // parent and the blocks it wrote, and which nodes are deleted. What a merge
 // frees follows from the writes alone (a naive model, not the engine's
 // tables): s's block b is freed by merging s into c if c, or a node between
-// c and s, wrote b too.
+// c and s, wrote b too. Blocks take 4 bytes on disk; an upper-case letter
+// is a partly written block holding 1 of its 4 sectors, which a merge of
+// the node it reads the rest from first fills (3 bytes written).
 type planCase struct {
 	name    string
 	nodes   []planCaseNode // parents before children, ids 1, 2, …
@@ -20,7 +24,15 @@ type planCase struct {
 
 type planCaseNode struct {
 	name, parent string
-	writes       string // one letter a block
+	writes       string // one letter a block; upper case: partly written
+}
+
+// planCaseBytes is what a block written as letter b takes on disk.
+func planCaseBytes(b rune) uint64 {
+	if unicode.IsUpper(b) {
+		return 1
+	}
+	return 4
 }
 
 func (c planCase) tree() planTree {
@@ -30,7 +42,11 @@ func (c planCase) tree() planTree {
 	for i, n := range c.nodes {
 		id := uint64(i + 1)
 		ids[n.name], byID[id] = id, n
-		t.nodes[id] = &planNode{id: id, ref: n.name, owned: uint64(len(n.writes)), parent: ids[n.parent]}
+		var bytes uint64
+		for _, b := range n.writes {
+			bytes += planCaseBytes(b)
+		}
+		t.nodes[id] = &planNode{id: id, ref: n.name, owned: uint64(len(n.writes)), ownedBytes: bytes, parent: ids[n.parent]}
 		if p := ids[n.parent]; p != 0 {
 			t.nodes[p].children = append(t.nodes[p].children, id)
 		}
@@ -38,17 +54,21 @@ func (c planCase) tree() planTree {
 	for _, d := range c.deleted {
 		t.nodes[ids[d]].hidden = true
 	}
-	t.freeable = func(s, d uint64) uint64 {
-		var freed uint64
+	t.freeable = func(s, d uint64) mergeFrees {
+		var f mergeFrees
 		for _, b := range byID[s].writes {
 			for x := d; x != s && x != 0; x = t.nodes[x].parent {
-				if strings.ContainsRune(byID[x].writes, b) {
-					freed++
+				if i := strings.IndexFunc(byID[x].writes, func(r rune) bool { return unicode.ToLower(r) == unicode.ToLower(b) }); i >= 0 {
+					f.blocks++
+					f.bytes += planCaseBytes(b)
+					if unicode.IsUpper(rune(byID[x].writes[i])) {
+						f.filled += 3
+					}
 					break
 				}
 			}
 		}
-		return freed
+		return f
 	}
 	return t
 }
@@ -177,6 +197,36 @@ func TestPlanReap(t *testing.T) {
 				t.Errorf("plan:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(c.want, "\n  "))
 			}
 		})
+	}
+}
+
+// TestPlanReapBytes: a plan's bytes count partly written blocks by their
+// sectors, and a merge frees its node's block less what it fills in the
+// child's partly written block over it.
+func TestPlanReapBytes(t *testing.T) {
+	c := planCase{
+		nodes: []planCaseNode{
+			{"s1", "", "abcd"}, {"s2", "s1", "AB"}, {"s3", "s2", "a"}, {"head", "s3", "C"}, {"branch", "s1", "d"},
+		},
+		deleted: []string{"s1", "s2", "s3", "branch"},
+	}
+	var got []string
+	for _, s := range planReap(c.tree()) {
+		got = append(got, fmt.Sprintf("%s %s into %s: frees %d bytes, moves %d, fills %d", s.Kind, s.Ref, s.IntoRef, s.FreedBytes, s.MovedBytes, s.FilledBytes))
+	}
+	want := []string{
+		"remove branch into : frees 4 bytes, moves 0, fills 0",
+		// s3's a moves (4 bytes).
+		"merge s3 into head: frees 0 bytes, moves 4, fills 0",
+		// s2's A is under the a that moved: freed (1 byte); its B moves.
+		"merge s2 into head: frees 1 bytes, moves 1, fills 0",
+		// s1's a is hidden: freed (4). Its b and c are under the partly
+		// written B and C: freed (8), after 3 + 3 filled into them. Its
+		// d moves.
+		"merge s1 into head: frees 12 bytes, moves 4, fills 6",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("plan:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
 

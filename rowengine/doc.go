@@ -75,7 +75,8 @@
 // memory against it); Fsck checks and repairs a closed pool from its
 // metadata alone, so it works on pools Open refuses. Both report leaks
 // (space only) apart from corruptions, as qemu-img check does.
-//   - Counters (blocks owned per node) live in memory, are updated with
+//   - Counters (blocks owned per node, and the sectors of its partly
+//     written ones that hold nothing) live in memory, are updated with
 //     every map change and rebuilt by Open's scan; the checker compares
 //     them with a recount.
 //

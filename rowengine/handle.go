@@ -381,7 +381,7 @@ func (p *Pool) redirect(v *volume, n *node, index uint64, seen entry, block []by
 		return false, err
 	}
 	p.rewriteSubtree(n, index, seen, entry{phys: phys, owner: n.rec.ID}, pi)
-	p.addOwned(n, 1)
+	p.addOwned(n, 1, pi.valid)
 	p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: n.rec.ID, Index: index}, Phys: phys, Valid: pi.valid})
 	return true, nil
 }
@@ -453,9 +453,9 @@ func (p *Pool) unmapBlock(v *volume, index uint64) error {
 		return err
 	}
 	head := v.head
-	e := head.table.get(index)
+	e, pi, _ := head.table.lookup(index)
 	if e.owner == head.rec.ID && e.phys != blockmap.ZeroBlock {
-		p.addOwned(head, -1)
+		p.addOwned(head, -1, pi.valid)
 		p.quarantine = append(p.quarantine, e.phys)
 	}
 	key := blockmap.MapKey{Node: head.rec.ID, Index: index}

@@ -39,6 +39,20 @@ func (p *Pool) checkOwnedLocked(n *node, delta int64) {
 	}
 }
 
+// checkUnwrittenLocked is checkOwnedLocked for the unwritten sectors.
+// REQUIRES: mapMu (exclusive).
+func (p *Pool) checkUnwrittenLocked(n *node, delta int64) {
+	if delta >= 0 {
+		return
+	}
+	if n.unwritten < uint64(-delta) {
+		p.violatef("node %s has %d unwritten sectors and would drop by %d", nodeRef(n), n.unwritten, -delta)
+	}
+	if n.vol != nil && n.vol.unwritten < uint64(-delta) {
+		p.violatef("volume %q has %d unwritten sectors and would drop by %d", n.vol.rec.Name, n.vol.unwritten, -delta)
+	}
+}
+
 // checkChangeLocked: a queued map change says what the node's table does.
 // A mapping must be in the table, owned by the node; a delete from a head
 // must leave the head owning nothing there. (A node being merged away

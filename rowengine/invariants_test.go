@@ -15,8 +15,8 @@ func TestInvariantsCatch(t *testing.T) {
 	h.Close()
 	p.mapMu.Lock()
 	head := p.volumes["vm"].head
-	p.addOwned(head, -1)
-	p.addOwned(head, 1)
+	p.addOwned(head, -1, 0)
+	p.addOwned(head, 1, 0)
 	p.mapMu.Unlock()
 	if v := p.Violations(); len(v) != 2 {
 		t.Fatalf("an owned counter taken below zero recorded %q, want a violation for the node and its volume", v)

@@ -397,7 +397,7 @@ func modelRun(t *testing.T, seed uint64, steps int, blockSize uint32) {
 			if err := p.Sync(); err != nil {
 				t.Fatal(err)
 			}
-			usedBefore := p.Info().UsedBytes
+			storedBefore := p.Info().StoredBytes
 			res, err := p.DeleteSnapshot(name, s.name, opt)
 			if headInside {
 				if !errors.Is(err, ErrBusy) {
@@ -416,8 +416,8 @@ func modelRun(t *testing.T, seed uint64, steps int, blockSize uint32) {
 				if err := p.Sync(); err != nil {
 					t.Fatal(err)
 				}
-				if freed := usedBefore - p.Info().UsedBytes; freed != plan.FreedBytes {
-					t.Fatalf("step %d: delete %s@%s freed %d bytes, dry run said %d", step, name, s.name, freed, plan.FreedBytes)
+				if freed := int64(storedBefore) - int64(p.Info().StoredBytes); freed != int64(plan.FreedBytes)-int64(plan.FilledBytes) {
+					t.Fatalf("step %d: delete %s@%s freed %d bytes net, dry run said %d less %d filled", step, name, s.name, freed, plan.FreedBytes, plan.FilledBytes)
 				}
 			}
 			slices.Reverse(doomed)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"slices"
@@ -105,12 +106,15 @@ type node struct {
 	vol      *volume // nil once the volume is deleted (a hidden node kept for clones)
 	// table is the resolved view (heads, and pinned frozen nodes); own is
 	// a compacted frozen node's own entries (frozen.go).
-	table   *table
-	own     *ownMap
-	views   int    // pins of table by open snapshot files and flattens
-	edits   uint64 // changes to table, so compaction sees it raced one
-	owned   uint64 // blocks this node owns (zero markers excluded)
-	removed bool   // detached from the tree; open snapshot handles fail
+	table *table
+	own   *ownMap
+	views int    // pins of table by open snapshot files and flattens
+	edits uint64 // changes to table, so compaction sees it raced one
+	owned uint64 // blocks this node owns (zero markers excluded)
+	// unwritten counts the sectors of its own partly written blocks that
+	// hold nothing: what it takes on disk is owned blocks less those.
+	unwritten uint64
+	removed   bool // detached from the tree; open snapshot handles fail
 }
 
 type volume struct {
@@ -119,15 +123,18 @@ type volume struct {
 	// nodes are the volume's nodes (n.vol == this volume), head and
 	// hidden ones included: per-volume questions cost this volume's nodes,
 	// not the pool's.
-	nodes   map[uint64]*node
-	owned   uint64 // blocks owned by all of the volume's nodes
-	opens   int
-	writers int
-	deleted bool
+	nodes map[uint64]*node
+	owned uint64 // blocks owned by all of the volume's nodes
+	// unwritten is its nodes' unwritten sectors (node.unwritten).
+	unwritten uint64
+	opens     int
+	writers   int
+	deleted   bool
 }
 
-// addOwned keeps the node's and its volume's counters in step.
-func (p *Pool) addOwned(n *node, delta int64) {
+// addOwned keeps the node's and its volume's counters in step: delta
+// blocks, each one partly written as valid says (0: whole).
+func (p *Pool) addOwned(n *node, delta int64, valid uint32) {
 	if invariantsOn {
 		p.checkOwnedLocked(n, delta)
 	}
@@ -135,6 +142,37 @@ func (p *Pool) addOwned(n *node, delta int64) {
 	if n.vol != nil {
 		n.vol.owned = uint64(int64(n.vol.owned) + delta)
 	}
+	p.addUnwritten(n, delta*int64(p.unwrittenSectors(valid)))
+}
+
+// revalue accounts for n's own block changing from partly written as
+// before says to as after says (0: whole).
+func (p *Pool) revalue(n *node, before, after uint32) {
+	p.addUnwritten(n, int64(p.unwrittenSectors(after))-int64(p.unwrittenSectors(before)))
+}
+
+func (p *Pool) addUnwritten(n *node, delta int64) {
+	if invariantsOn {
+		p.checkUnwrittenLocked(n, delta)
+	}
+	n.unwritten = uint64(int64(n.unwritten) + delta)
+	if n.vol != nil {
+		n.vol.unwritten = uint64(int64(n.vol.unwritten) + delta)
+	}
+}
+
+// unwrittenSectors is how many sectors of a block partly written as valid
+// says hold nothing (0 for a whole block).
+func (p *Pool) unwrittenSectors(valid uint32) uint64 {
+	if valid == 0 {
+		return 0
+	}
+	return uint64(bits.OnesCount32(p.allValid &^ valid))
+}
+
+// ownedBytes is what blocks owned and sectors unwritten take on disk.
+func (p *Pool) ownedBytes(blocks, unwritten uint64) uint64 {
+	return blocks*p.blockSize - unwritten*p.sectorSize
 }
 
 // Open opens the pool in dir, creating it (and dir) if it does not exist.
@@ -306,6 +344,7 @@ func (p *Pool) load() error {
 		t.setWith(k.Index, entry{phys: phys, owner: n.rec.ID}, pi)
 		if phys != blockmap.ZeroBlock {
 			n.owned++
+			n.unwritten += p.unwrittenSectors(valid)
 			if !p.alloc.markUsed(phys) {
 				twice = append(twice, phys)
 			}
@@ -342,6 +381,7 @@ func (p *Pool) load() error {
 		if n.vol = byID[n.rec.Volume]; n.vol != nil {
 			n.vol.nodes[n.rec.ID] = n
 			n.vol.owned += n.owned
+			n.vol.unwritten += n.unwritten
 		}
 	}
 	// Frozen nodes keep their own entries only (frozen.go); the heads'

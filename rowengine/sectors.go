@@ -229,6 +229,7 @@ func (p *Pool) setValidLocked(n *node, index uint64, e entry, base uint64, valid
 	if valid != 0 {
 		pi = partialInfo{valid: valid, base: base}
 	}
+	p.revalue(n, ownValidLocked(n, index), valid)
 	p.rewriteSubtree(n, index, e, e, pi)
 	p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: n.rec.ID, Index: index}, Phys: e.phys, Valid: valid})
 }

@@ -84,12 +84,27 @@ func TestPartlyWrittenBlocks(t *testing.T) {
 		return p.dataWritten.Load() - before
 	}
 
+	// capacity: what the head takes (its sectors, not whole blocks), and
+	// the pool's blocks in use against what they store.
+	capacity := func(what string, head, stored uint64) {
+		t.Helper()
+		v, err := p.Volume("vm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info := p.Info(); v.UsedBytes != head || info.StoredBytes != stored || v.TotalBytes != stored {
+			t.Fatalf("%s: head %d bytes, pool stores %d, volume total %d; want %d, %d, %d", what, v.UsedBytes, info.StoredBytes, v.TotalBytes, head, stored, stored)
+		}
+	}
+	capacity("after the snapshot", 0, 4*bs)
+
 	// 4 KiB at sector 3 of block 1: 4 KiB written, one sector valid.
 	n := write(bs+3*4096, pattern(100, 4096))
 	if n != 4096 || valid(1) != 0x8 {
 		t.Fatalf("4 KiB redirect wrote %d bytes, valid %#x; want 4096 and 0x8", n, valid(1))
 	}
 	check("after a 4 KiB redirect")
+	capacity("after a 4 KiB redirect", 4096, 4*bs+4096)
 
 	// 512 bytes inside sector 5: that sector, merged with the snapshot's.
 	n = write(bs+5*4096+512, pattern(200, 512))
@@ -97,6 +112,7 @@ func TestPartlyWrittenBlocks(t *testing.T) {
 		t.Fatalf("512-byte write wrote %d bytes, valid %#x; want 4096 and 0x28", n, valid(1))
 	}
 	check("after a 512-byte write")
+	capacity("after a 512-byte write", 8192, 4*bs+8192)
 
 	// A valid sector is overwritten in place, the mask unchanged.
 	n = write(bs+3*4096+100, pattern(7, 100))
@@ -140,8 +156,14 @@ func TestPartlyWrittenBlocks(t *testing.T) {
 	}
 	WaitJobs(t, p)
 	check("after deleting s2")
-	if _, err := p.DeleteSnapshot("vm", "s1", DeleteOptions{}); err != nil {
+	// s1 under the head's partly written block 3 (one sector of 16): the
+	// plan frees s1's four blocks and fills the head's fifteen sectors.
+	res, err := p.DeleteSnapshot("vm", "s1", DeleteOptions{})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if res.Plan.FilledBytes != 15*4096 {
+		t.Errorf("deleting s1 plans to fill %d bytes, want %d", res.Plan.FilledBytes, 15*4096)
 	}
 	WaitJobs(t, p)
 	if valid(3) != 0 {
@@ -151,6 +173,7 @@ func TestPartlyWrittenBlocks(t *testing.T) {
 	if used, _ := p.alloc.stats(); used != 4 {
 		t.Fatalf("%d blocks in use after both deletes, want 4", used)
 	}
+	capacity("after both deletes", 4*bs, 4*bs)
 }
 
 func TestMapValueEncoding(t *testing.T) {

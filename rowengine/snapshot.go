@@ -66,13 +66,17 @@ type DeleteOptions struct {
 	DryRun    bool // plan only
 }
 
-// DeletePlan says what a delete does. FreedBytes is exact for what the
+// DeletePlan says what a delete does, in bytes stored on the host (a
+// partly written block counts its sectors). It is exact for what the
 // delete itself finishes (merges of other hidden nodes it unblocks
-// included).
+// included): the pool's StoredBytes drop by FreedBytes − FilledBytes.
 type DeletePlan struct {
 	Deleted    []string // snapshot names removed from view
 	FreedBytes uint64   // space returned to the pool
 	MovedBytes uint64   // space handed to a child (no data copied)
+	// FilledBytes is what merges write first into children's partly
+	// written blocks that read their other sectors from what is freed.
+	FilledBytes uint64
 	// KeptHidden lists nodes that stay, hidden, because more than one
 	// child still reads them, with the reason.
 	KeptHidden []string
@@ -130,7 +134,7 @@ func nodeRef(n *node) string {
 
 func (p *Pool) snapshotInfoLocked(n *node) SnapshotInfo {
 	info := SnapshotInfo{ID: n.rec.ID, Name: n.rec.Name, Parent: n.rec.Parent, Created: n.rec.Created,
-		Kind: n.rec.Kind, Description: n.rec.Description, Size: n.rec.Size, OwnBytes: n.owned * p.blockSize,
+		Kind: n.rec.Kind, Description: n.rec.Description, Size: n.rec.Size, OwnBytes: p.ownedBytes(n.owned, n.unwritten),
 		Hidden: n.rec.Hidden, Children: len(n.children), Policy: n.rec.Policy, Group: n.rec.Group, Consistency: n.rec.Consistency}
 	if n.vol != nil {
 		info.Volume = n.vol.rec.Name

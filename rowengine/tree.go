@@ -88,7 +88,8 @@ func (p *Pool) detachLocked(victims ...*node) (freed []uint64) {
 				freed = append(freed, phys)
 			}
 		})
-		p.addOwned(n, -int64(n.owned))
+		p.addOwned(n, -int64(n.owned), 0)
+		p.addUnwritten(n, -int64(n.unwritten))
 	}
 	kept := p.pending[:0]
 	for _, c := range p.pending {
@@ -182,8 +183,9 @@ func (p *Pool) merge(s, c *node, progress func(blocks uint64)) error {
 				continue
 			}
 			drop := blockmap.MapChange{Key: blockmap.MapKey{Node: s.rec.ID, Index: i}, Delete: true}
+			valid := ownValidLocked(s, i)
 			if e.phys != blockmap.ZeroBlock {
-				p.addOwned(s, -1)
+				p.addOwned(s, -1, valid)
 				moved++
 			}
 			if resolveLocked(c, i) == e {
@@ -197,7 +199,7 @@ func (p *Pool) merge(s, c *node, progress func(blocks uint64)) error {
 				p.queueChangeLocked(blockmap.MapChange{Key: blockmap.MapKey{Node: c.rec.ID, Index: i}, Phys: e.phys, Valid: pi.valid, WithNext: true})
 				p.queueChangeLocked(drop)
 				if e.phys != blockmap.ZeroBlock {
-					p.addOwned(c, 1)
+					p.addOwned(c, 1, valid)
 				}
 				continue
 			}
@@ -272,14 +274,24 @@ func subtree(n *node) []*node {
 	return out
 }
 
-// freeableOnMerge counts the blocks merging s into its child c would free:
-// those c no longer sees.
-func freeableOnMerge(s, c *node) uint64 {
-	var n uint64
+// freeableOnMerge is what merging s into its descendant c would free: the
+// blocks c no longer sees, and the sectors the merge fills first in c's
+// partly written blocks that read the rest from s's blocks or zero
+// markers. REQUIRES: mapMu.
+func (p *Pool) freeableOnMerge(s, c *node) mergeFrees {
+	var f mergeFrees
 	ownEachLocked(s, func(i, phys uint64) {
-		if phys != blockmap.ZeroBlock && resolveLocked(c, i) != (entry{phys: phys, owner: s.rec.ID}) {
-			n++
+		sees := resolveLocked(c, i)
+		if sees == (entry{phys: phys, owner: s.rec.ID}) {
+			return
+		}
+		if pi := p.partialOfLocked(sees, i); pi.valid != 0 && pi.base == phys {
+			f.filled += p.unwrittenSectors(pi.valid) * p.sectorSize
+		}
+		if phys != blockmap.ZeroBlock {
+			f.blocks++
+			f.bytes += p.ownedBytes(1, p.unwrittenSectors(ownValidLocked(s, i)))
 		}
 	})
-	return n
+	return f
 }

@@ -47,8 +47,13 @@ type PoolInfo struct {
 	BlockSize uint64
 	Created   time.Time
 	// UsedBytes is the space held by blocks in use (owned, or freed and
-	// awaiting the commit that makes the free durable).
+	// awaiting the commit that makes the free durable): what the capacity
+	// limits, since a partly written block may fill without a new one.
 	UsedBytes uint64
+	// StoredBytes is what the owned blocks hold on the host: a partly
+	// written block counts only its sectors. Volume and snapshot sizes
+	// and what deletes free are in these terms.
+	StoredBytes uint64
 	// CapacityBytes is the configured capacity, or used plus what the host
 	// filesystem has free.
 	CapacityBytes uint64
@@ -364,10 +369,10 @@ func (p *Pool) Volumes() []VolumeInfo {
 }
 
 func (p *Pool) volumeInfoLocked(v *volume) VolumeInfo {
-	bs := p.blockSize
+	used, total := p.ownedBytes(v.head.owned, v.head.unwritten), p.ownedBytes(v.owned, v.unwritten)
 	info := VolumeInfo{
 		Name: v.rec.Name, ID: v.rec.ID, Size: v.rec.Size, Backend: v.rec.Backend, Created: v.rec.Created,
-		BlockSize: bs, UsedBytes: v.head.owned * bs, SnapshotBytes: (v.owned - v.head.owned) * bs, TotalBytes: v.owned * bs,
+		BlockSize: p.blockSize, UsedBytes: used, SnapshotBytes: total - used, TotalBytes: total,
 		ChainLength: len(chainLocked(v)), MaxSnapshots: p.maxSnapshotsLocked(v),
 		OpenHandles: v.opens, Writers: v.writers,
 	}
@@ -391,6 +396,11 @@ func (p *Pool) Info() PoolInfo {
 	for _, v := range p.volumes {
 		info.ProvisionedBytes += v.rec.Size
 	}
+	var owned, unwritten uint64
+	for _, n := range p.nodes {
+		owned, unwritten = owned+n.owned, unwritten+n.unwritten
+	}
+	info.StoredBytes = p.ownedBytes(owned, unwritten)
 	// RBD volumes count as volumes, but their bytes are Ceph's, not the pool's.
 	info.Volumes = len(p.volumes) + len(p.rbd)
 	p.mapMu.RUnlock()

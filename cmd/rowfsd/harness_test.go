@@ -122,11 +122,34 @@ func dumpHung() {
 		case <-d.exited:
 		case <-time.After(10 * time.Second):
 			d.cmd.Process.Kill()
+			select {
+			case <-d.exited:
+			case <-time.After(10 * time.Second):
+				// Unkillable: a thread waits in the kernel (on a FUSE
+				// request to itself, say). Say where.
+				fmt.Fprintf(os.Stderr, "!!! rowfsd %d does not die; its threads wait in:\n%s\n", d.cmd.Process.Pid, kernelWaits(d.cmd.Process.Pid))
+			}
 		}
 		fmt.Fprintf(os.Stderr, "!!! rowfsd of %s (pool %s):\n%s\n", d.t.Name(), d.pool, d.log)
 	}
 	pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
 	os.Exit(2)
+}
+
+// kernelWaits is each thread's state and kernel wait channel.
+func kernelWaits(pid int) string {
+	var b strings.Builder
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	for _, task := range tasks {
+		state := "?"
+		if stat, _ := os.ReadFile(task + "/stat"); len(bytes.Fields(stat)) > 2 {
+			state = string(bytes.Fields(stat)[2])
+		}
+		wchan, _ := os.ReadFile(task + "/wchan")
+		stack, _ := os.ReadFile(task + "/stack")
+		fmt.Fprintf(&b, "%s: state %s, wchan %s\n%s", filepath.Base(task), state, wchan, stack)
+	}
+	return b.String()
 }
 
 type rowfsd struct {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/rowfs/rowfs/ctl/api"
 )
 
 // TestPartlyWrittenBlocksThroughMount: on a pool of 64 KiB blocks, qemu-io
@@ -76,6 +78,12 @@ func TestPartlyWrittenBlocksThroughMount(t *testing.T) {
 			t.Errorf("40 small writes after the first snapshot grew the data file by %d bytes, want under 1 MiB", grown)
 		} else {
 			t.Logf("round %d: the data file grew by %d KiB", round, grown>>10)
+		}
+		// The head's size counts the sectors it holds, as the data file does.
+		var v api.Volume
+		rowctlJSON(t, e.sock, &v, "volume", "info", "vm")
+		if round == 0 && (v.UsedBytes == 0 || v.UsedBytes > 1<<20) {
+			t.Errorf("after 40 small writes the head is said to hold %d bytes, want the sectors written (under 1 MiB)", v.UsedBytes)
 		}
 		compareAll(fmt.Sprintf("round %d", round))
 	}

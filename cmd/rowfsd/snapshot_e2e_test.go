@@ -261,6 +261,9 @@ func TestSnapshotsWhileWriting(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Closed before the daemon stops, even when a check fails: an open
+		// file keeps the mount busy.
+		t.Cleanup(func() { f.Close() })
 		for w := range writers {
 			n := bounds[i][w] + 1 // records that can be in the snapshot, and one past
 			buf := make([]byte, min(n*recSize, region))
@@ -281,8 +284,11 @@ func TestSnapshotsWhileWriting(t *testing.T) {
 					t.Fatalf("snapshot p%03d, writer %d: record %d is %v after a prefix of %d: not a point-in-time prefix", i, w, k, rec[:8], prefix)
 				}
 			}
-			if prefix < 0 {
+			if prefix < 0 && int64(len(buf)) < region {
 				t.Fatalf("snapshot p%03d, writer %d: holds more records than were sent when it returned", i, w)
+			}
+			if prefix < 0 { // the writer had filled its region
+				prefix = region / recSize
 			}
 			prefixes = append(prefixes, prefix)
 		}

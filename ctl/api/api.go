@@ -152,14 +152,18 @@ type Volume struct {
 
 // Pool describes the pool.
 type Pool struct {
-	Dir              string    `json:"dir"`
-	Mount            string    `json:"mount"`
-	BlockSize        uint64    `json:"block_size"`
-	Created          time.Time `json:"created"`
-	UsedBytes        uint64    `json:"used_bytes"`
-	FreeBytes        uint64    `json:"free_bytes"`
-	CapacityBytes    uint64    `json:"capacity_bytes"`
-	ProvisionedBytes uint64    `json:"provisioned_bytes"`
+	Dir       string    `json:"dir"`
+	Mount     string    `json:"mount"`
+	BlockSize uint64    `json:"block_size"`
+	Created   time.Time `json:"created"`
+	// UsedBytes is the space of the blocks in use, which the capacity
+	// limits; StoredBytes what they hold (a partly written block only the
+	// sectors written), which deletes free on the host.
+	UsedBytes        uint64 `json:"used_bytes"`
+	StoredBytes      uint64 `json:"stored_bytes"`
+	FreeBytes        uint64 `json:"free_bytes"`
+	CapacityBytes    uint64 `json:"capacity_bytes"`
+	ProvisionedBytes uint64 `json:"provisioned_bytes"`
 	// Overcommit is provisioned over capacity.
 	Overcommit float64 `json:"overcommit"`
 	Volumes    int     `json:"volumes"`
@@ -394,7 +398,10 @@ type DeletePlan struct {
 	Deleted    []string `json:"deleted"`
 	FreedBytes uint64   `json:"freed_bytes"`
 	MovedBytes uint64   `json:"moved_bytes"`
-	KeptHidden []string `json:"kept_hidden"`
+	// FilledBytes is what merges write first into the partly written
+	// blocks of children that read the rest from what they free.
+	FilledBytes uint64   `json:"filled_bytes,omitempty"`
+	KeptHidden  []string `json:"kept_hidden"`
 	// Steps are what the delete's job does, in order: the plan the dry
 	// run shows is the one it executes.
 	Steps []DeleteStep `json:"steps"`
@@ -404,12 +411,13 @@ type DeletePlan struct {
 // without children, "merge" one into its only child (Into), or "keep" one
 // that several children (Readers) still read.
 type DeleteStep struct {
-	Kind       string   `json:"kind"`
-	Node       string   `json:"node"`
-	Into       string   `json:"into,omitempty"`
-	Readers    []string `json:"readers,omitempty"`
-	FreedBytes uint64   `json:"freed_bytes"`
-	MovedBytes uint64   `json:"moved_bytes"`
+	Kind        string   `json:"kind"`
+	Node        string   `json:"node"`
+	Into        string   `json:"into,omitempty"`
+	Readers     []string `json:"readers,omitempty"`
+	FreedBytes  uint64   `json:"freed_bytes"`
+	MovedBytes  uint64   `json:"moved_bytes"`
+	FilledBytes uint64   `json:"filled_bytes,omitempty"`
 }
 
 // DeleteSnapshotResult answers DELETE PathSnapshot.
