@@ -25,32 +25,23 @@ func (p *Pool) Violations() []string {
 	return append([]string(nil), p.violations...)
 }
 
-// checkOwnedLocked: a counter about to drop by -delta holds at least that.
-// REQUIRES: mapMu (exclusive).
-func (p *Pool) checkOwnedLocked(n *node, delta int64) {
-	if delta >= 0 {
-		return
+// checkCountersLocked: counters about to drop (owned blocks by -blocks,
+// unwritten sectors by -unwritten) hold at least that, in the node and in
+// its volume. REQUIRES: mapMu (exclusive).
+func (p *Pool) checkCountersLocked(n *node, blocks, unwritten int64) {
+	check := func(what string, nodeValue uint64, volumeValue func(*volume) uint64, delta int64) {
+		if delta >= 0 {
+			return
+		}
+		if nodeValue < uint64(-delta) {
+			p.violatef("node %s has %d %s and would drop by %d", nodeRef(n), nodeValue, what, -delta)
+		}
+		if n.vol != nil && volumeValue(n.vol) < uint64(-delta) {
+			p.violatef("volume %q has %d %s and would drop by %d", n.vol.rec.Name, volumeValue(n.vol), what, -delta)
+		}
 	}
-	if n.owned < uint64(-delta) {
-		p.violatef("node %s owns %d blocks and would drop by %d", nodeRef(n), n.owned, -delta)
-	}
-	if n.vol != nil && n.vol.owned < uint64(-delta) {
-		p.violatef("volume %q owns %d blocks and would drop by %d", n.vol.rec.Name, n.vol.owned, -delta)
-	}
-}
-
-// checkUnwrittenLocked is checkOwnedLocked for the unwritten sectors.
-// REQUIRES: mapMu (exclusive).
-func (p *Pool) checkUnwrittenLocked(n *node, delta int64) {
-	if delta >= 0 {
-		return
-	}
-	if n.unwritten < uint64(-delta) {
-		p.violatef("node %s has %d unwritten sectors and would drop by %d", nodeRef(n), n.unwritten, -delta)
-	}
-	if n.vol != nil && n.vol.unwritten < uint64(-delta) {
-		p.violatef("volume %q has %d unwritten sectors and would drop by %d", n.vol.rec.Name, n.vol.unwritten, -delta)
-	}
+	check("owned blocks", n.owned, func(v *volume) uint64 { return v.owned }, blocks)
+	check("unwritten sectors", n.unwritten, func(v *volume) uint64 { return v.unwritten }, unwritten)
 }
 
 // checkChangeLocked: a queued map change says what the node's table does.

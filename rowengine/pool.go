@@ -136,7 +136,7 @@ type volume struct {
 // blocks, each one partly written as valid says (0: whole).
 func (p *Pool) addOwned(n *node, delta int64, valid uint32) {
 	if invariantsOn {
-		p.checkOwnedLocked(n, delta)
+		p.checkCountersLocked(n, delta, 0)
 	}
 	n.owned = uint64(int64(n.owned) + delta)
 	if n.vol != nil {
@@ -153,7 +153,7 @@ func (p *Pool) revalue(n *node, before, after uint32) {
 
 func (p *Pool) addUnwritten(n *node, delta int64) {
 	if invariantsOn {
-		p.checkUnwrittenLocked(n, delta)
+		p.checkCountersLocked(n, 0, delta)
 	}
 	n.unwritten = uint64(int64(n.unwritten) + delta)
 	if n.vol != nil {
