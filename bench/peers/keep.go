@@ -26,8 +26,7 @@ type keepPoint struct {
 	rss, anon     uint64 // VmRSS, and RssAnon: what is not Badger's mapped files
 	heap          uint64 // the Go heap live after a forced GC (HeapAlloc)
 	mappedBlocks  uint64
-	snapshotBytes uint64 // what the snapshots own
-	blockSize     uint64
+	snapshotBytes uint64 // what the snapshots own (stored bytes)
 }
 
 const (
@@ -94,7 +93,7 @@ func (b *bench) keepSnapshots(gib uint64, blockSize, heapProfile string) []keepP
 		v, err := d.client.Volume(ctx, "keep")
 		check(err)
 		rss, _ := residentMemory(d.cmd.Process.Pid)
-		pt := keepPoint{rounds: round, rss: rss, anon: anonMemory(d.cmd.Process.Pid), heap: liveHeap(pprofAddr), mappedBlocks: p.UsedBytes / p.BlockSize, snapshotBytes: v.SnapshotBytes, blockSize: p.BlockSize}
+		pt := keepPoint{rounds: round, rss: rss, anon: anonMemory(d.cmd.Process.Pid), heap: liveHeap(pprofAddr), mappedBlocks: p.UsedBytes / p.BlockSize, snapshotBytes: v.SnapshotBytes}
 		log.Printf("keeping snapshots: round %d of %d after %s: RSS %s (anonymous %s, live heap %s), %d mapped blocks, snapshots own %s",
 			round, keepRounds, time.Since(start).Round(time.Second), api.FormatSize(rss), api.FormatSize(pt.anon), api.FormatSize(pt.heap), pt.mappedBlocks, api.FormatSize(pt.snapshotBytes))
 		out = append(out, pt)
@@ -169,7 +168,10 @@ func (r *report) keepTable(w func(string, ...any)) {
 	if n := len(r.keep); n >= 2 {
 		first, last := r.keep[0], r.keep[n-1]
 		grown := int64(last.rss) - int64(first.rss)
-		ownedBlocks := (last.snapshotBytes - first.snapshotBytes) / last.blockSize
+		// The new blocks are the mapped ones: what the snapshots own is
+		// counted in stored bytes (partly written blocks by their
+		// sectors), and the head owns one round's blocks at both points.
+		ownedBlocks := last.mappedBlocks - first.mappedBlocks
 		limit := int64(16*ownedBlocks) + 4096*int64(last.rounds-first.rounds)
 		anon := int64(last.anon) - int64(first.anon)
 		heap := int64(last.heap) - int64(first.heap)
