@@ -51,6 +51,10 @@ type Pool struct {
 	// commitMu serialises commits, so that a batch is durable before the
 	// blocks it frees are reused and no admin operation interleaves with one.
 	commitMu sync.Mutex
+	// ring runs background commits' ranged data syncs (datasync.go), set
+	// up on first use. REQUIRES: commitMu. ringBroken: none to be had.
+	ring       *fsyncRing
+	ringBroken atomic.Bool
 	// stripes serialise writes to one virtual block (partial-block merges,
 	// redirects and discards of the same block), keyed by block index.
 	stripes [1024]sync.Mutex
@@ -477,6 +481,10 @@ func (p *Pool) closeFiles() error {
 	if p.data != nil {
 		errs = append(errs, p.data.Close())
 	}
+	if p.ring != nil {
+		errs = append(errs, p.ring.close())
+		p.ring = nil
+	}
 	if p.lock != nil {
 		errs = append(errs, p.lock.Close())
 	}
@@ -501,7 +509,7 @@ func (p *Pool) committer(ctx context.Context) {
 		dirty := len(p.pending) > 0 || len(p.quarantine) > 0
 		p.mapMu.RUnlock()
 		if dirty {
-			if err := p.commit(); err != nil {
+			if err := p.backgroundCommit(); err != nil {
 				p.log.Error("background metadata commit failed; will retry", "err", err)
 			}
 		}
@@ -541,8 +549,21 @@ func (p *Pool) commit() error {
 	return p.commitHoldingMu()
 }
 
+// backgroundCommit is the committer's commit: it makes durable only the
+// data blocks its map changes point at (datasync.go), not every dirty
+// page of the data file; guest flushes and admin operations commit whole.
+func (p *Pool) backgroundCommit() error {
+	p.commitMu.Lock()
+	defer p.commitMu.Unlock()
+	return p.commitWith(true)
+}
+
 // commitHoldingMu is commit. REQUIRES: commitMu.
-func (p *Pool) commitHoldingMu() error {
+func (p *Pool) commitHoldingMu() error { return p.commitWith(false) }
+
+// commitWith is a commit; ranged, it syncs only the blocks the batch maps.
+// REQUIRES: commitMu.
+func (p *Pool) commitWith(ranged bool) error {
 	p.mapMu.Lock()
 	if p.closed {
 		p.mapMu.Unlock()
@@ -555,7 +576,7 @@ func (p *Pool) commitHoldingMu() error {
 	p.mapMu.Unlock()
 
 	started := time.Now()
-	err := p.syncDataAndMap(changes)
+	err := p.syncDataAndMap(changes, ranged)
 	if observe := p.opts.CommitObserver; observe != nil {
 		observe(time.Since(started), err)
 	}
@@ -572,13 +593,19 @@ func (p *Pool) commitHoldingMu() error {
 	return nil
 }
 
-// syncDataAndMap is a commit's durable part: the data file, then the map
-// changes, then Badger's log.
-func (p *Pool) syncDataAndMap(changes []blockmap.MapChange) error {
-	err := unix.Fdatasync(int(p.data.Fd()))
-	if err != nil {
-		err = fmt.Errorf("%w: sync pool data file: %v", ErrIO, err)
-	} else {
+// syncDataAndMap is a commit's durable part: the data file (ranged: the
+// blocks the changes map), then the map changes, then Badger's log.
+func (p *Pool) syncDataAndMap(changes []blockmap.MapChange, ranged bool) error {
+	done, err := false, error(nil)
+	if ranged {
+		done, err = p.syncDataRuns(changedRuns(changes))
+	}
+	if !done && err == nil {
+		if err = unix.Fdatasync(int(p.data.Fd())); err != nil {
+			err = fmt.Errorf("%w: sync pool data file: %v", ErrIO, err)
+		}
+	}
+	if err == nil {
 		p.crashPoint(CrashCommitDataSynced)
 		if err = p.store.ApplyMapChanges(changes); err == nil {
 			p.crashPoint(CrashCommitMapApplied)
