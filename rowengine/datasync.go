@@ -127,6 +127,7 @@ func (p *Pool) rangeSyncRing() *fsyncRing {
 			return nil
 		}
 		p.ring = ring
+		p.log.Info("background commits sync only the blocks they map (ranged data sync)", "filesystem", rangedSyncFilesystems[int64(st.Type)])
 	}
 	return p.ring
 }

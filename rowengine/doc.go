@@ -48,8 +48,11 @@
 //
 //   - Commit order: fdatasync the data file, write the batch to Badger,
 //     Badger Sync. A durable map entry therefore never points at data that
-//     was not written. Changes that must land together (an ownership move
-//     in a merge) are one group (MapChange.WithNext), never split.
+//     was not written. The background committer syncs only the blocks its
+//     batch maps (datasync.go, on ext4 and XFS); guest fsyncs and admin
+//     operations sync the whole file, and a barrier counts only such
+//     commits. Changes that must land together (an ownership move in a
+//     merge) are one group (MapChange.WithNext), never split.
 //   - The allocator is not persisted: Open marks every mapped block used
 //     and everything else free, so no crash can leak or double-allocate.
 //   - A freed block is quarantined until the commit that unmaps it is

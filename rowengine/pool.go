@@ -71,9 +71,11 @@ type Pool struct {
 	// commitsTaken counts commits that have taken the pending changes.
 	commitsTaken uint64
 
-	// commitsDone is the number (in commitsTaken's count) of the last
-	// commit that succeeded. REQUIRES: commitMu.
-	commitsDone uint64
+	// wholeCommitsDone is the number (in commitsTaken's count) of the
+	// last commit that succeeded and synced the whole data file: the
+	// only kind a barrier may count on, since a background commit syncs
+	// only the blocks it maps. REQUIRES: commitMu.
+	wholeCommitsDone uint64
 
 	// violations are the invariants found broken (invariants build tag).
 	violationsMu sync.Mutex
@@ -522,19 +524,27 @@ func (p *Pool) committer(ctx context.Context) {
 // crash, on local and on RBD volumes.
 func (p *Pool) Sync() error { return errors.Join(p.barrier(), p.flushRBDHeads()) }
 
-// barrier is a group commit: it returns once a commit that started after
-// the call has succeeded. Concurrent callers (O_DSYNC writers, fsyncs of
-// several handles) queue on commitMu behind one commit; when their turn
-// comes, a commit that took the pending changes after they arrived has
-// already made their writes durable, so most return without one of their
-// own, and the cost stays near one commit per batch.
+// barrier is a group commit: it returns once a commit of the whole data
+// file that started after the call has succeeded. Concurrent callers
+// (O_DSYNC writers, fsyncs of several handles) queue on commitMu behind
+// one commit; when their turn comes, a whole commit that took the pending
+// changes after they arrived has already made their writes durable, so
+// most return without one of their own, and the cost stays near one
+// commit per batch. A background commit in between does not count: it
+// synced only the blocks it mapped.
 func (p *Pool) barrier() error {
 	p.mapMu.RLock()
 	arrived := p.commitsTaken
 	p.mapMu.RUnlock()
+	return p.barrierSince(arrived)
+}
+
+// barrierSince is barrier for a caller that arrived when commitsTaken was
+// arrived.
+func (p *Pool) barrierSince(arrived uint64) error {
 	p.commitMu.Lock()
 	defer p.commitMu.Unlock()
-	if p.commitsDone > arrived {
+	if p.wholeCommitsDone > arrived {
 		return nil
 	}
 	return p.commitHoldingMu()
@@ -576,7 +586,7 @@ func (p *Pool) commitWith(ranged bool) error {
 	p.mapMu.Unlock()
 
 	started := time.Now()
-	err := p.syncDataAndMap(changes, ranged)
+	whole, err := p.syncDataAndMap(changes, ranged)
 	if observe := p.opts.CommitObserver; observe != nil {
 		observe(time.Since(started), err)
 	}
@@ -588,19 +598,23 @@ func (p *Pool) commitWith(ranged bool) error {
 		return err
 	}
 	p.crashPoint(CrashCommitSynced)
-	p.commitsDone = taken
+	if whole {
+		p.wholeCommitsDone = taken
+	}
 	p.reuse(freed)
 	return nil
 }
 
 // syncDataAndMap is a commit's durable part: the data file (ranged: the
-// blocks the changes map), then the map changes, then Badger's log.
-func (p *Pool) syncDataAndMap(changes []blockmap.MapChange, ranged bool) error {
-	done, err := false, error(nil)
+// blocks the changes map, where that can be done), then the map changes,
+// then Badger's log. It reports whether it synced the whole data file.
+func (p *Pool) syncDataAndMap(changes []blockmap.MapChange, ranged bool) (whole bool, err error) {
+	done := false
 	if ranged {
 		done, err = p.syncDataRuns(changedRuns(changes))
 	}
 	if !done && err == nil {
+		whole = true
 		if err = unix.Fdatasync(int(p.data.Fd())); err != nil {
 			err = fmt.Errorf("%w: sync pool data file: %v", ErrIO, err)
 		}
@@ -612,7 +626,7 @@ func (p *Pool) syncDataAndMap(changes []blockmap.MapChange, ranged bool) error {
 			err = p.store.Sync()
 		}
 	}
-	return err
+	return whole, err
 }
 
 // reuse hands blocks whose unmapping is durable back to the allocator,
