@@ -379,11 +379,6 @@ func (t *Txn) PutJob(rec JobRecord) error { return putJSON(t.txn, jobKey(rec.ID)
 // DeleteJob removes a job record.
 func (t *Txn) DeleteJob(id uint64) error { return t.txn.Delete(jobKey(id)) }
 
-// SetMapping sets one map entry inside the transaction.
-func (t *Txn) SetMapping(k MapKey, phys uint64) error {
-	return t.txn.Set(EncodeMapKey(k), EncodeUint64(phys))
-}
-
 func putJSON(txn *badger.Txn, key []byte, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
