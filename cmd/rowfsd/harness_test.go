@@ -252,10 +252,15 @@ func (e env) tryStart(environ []string, extra ...string) (*rowfsd, error) {
 	return d, nil
 }
 
-// stop sends SIGTERM and waits; the mount must be gone afterwards.
+// stop sends SIGTERM and waits; the mount must be gone afterwards. A
+// daemon that had already exited in a failed test shows how it ended
+// (a crash in librbd prints only to its stderr).
 func (d *rowfsd) stop() {
 	select {
 	case <-d.exited:
+		if d.t.Failed() {
+			d.t.Logf("rowfsd had exited (%v):\n%s", d.cmd.ProcessState, d.log)
+		}
 		return
 	default:
 	}
