@@ -317,12 +317,8 @@ func poolCommand(a *app) *cobra.Command {
 			return a.print(p, func(w io.Writer) {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 				fmt.Fprintf(tw, "pool:\t%s\nmount:\t%s\nblock size:\t%s\n", p.Dir, p.Mount, api.FormatSize(p.BlockSize))
-				fmt.Fprintf(tw, "capacity:\t%s\nused:\t%s (%d bytes) in blocks, %s stored\nfree:\t%s", api.FormatSize(p.CapacityBytes),
+				fmt.Fprintf(tw, "capacity:\t%s\nused:\t%s (%d bytes) in blocks, %s stored\nfree:\t%s\n", api.FormatSize(p.CapacityBytes),
 					api.FormatSize(p.UsedBytes), p.UsedBytes, api.FormatSize(p.StoredBytes), api.FormatSize(p.FreeBytes))
-				if p.WarmFreeBytes > 0 {
-					fmt.Fprintf(tw, ", %s of it freed and kept for reuse a while", api.FormatSize(p.WarmFreeBytes))
-				}
-				fmt.Fprintln(tw)
 				fmt.Fprintf(tw, "provisioned:\t%s in %d volumes\novercommit:\t%.2fx\n", api.FormatSize(p.ProvisionedBytes), p.Volumes, p.Overcommit)
 				for _, k := range slices.Sorted(maps.Keys(p.Settings)) {
 					fmt.Fprintf(tw, "%s:\t%s\n", k, p.Settings[k])

@@ -36,13 +36,6 @@ type Config struct {
 	// MetadataReserve is host filesystem space data never takes, so
 	// deletes can run when it fills, e.g. "64M" (the default).
 	MetadataReserve string `toml:"metadata_reserve"`
-	// KeepFreed is how much freed space stays allocated in the pool's data
-	// file for the next writes to reuse at overwrite speed, e.g. "1G" (the
-	// default), or "0" to give every freed block back to the host at once.
-	KeepFreed string `toml:"keep_freed"`
-	// KeepFreedFor is how long freed space is kept before it goes back to
-	// the host filesystem, e.g. "30s" (the default).
-	KeepFreedFor string `toml:"keep_freed_for"`
 	// BlockSize applies when the pool is created: "64K" by default, 4K–1M.
 	BlockSize string `toml:"block_size"`
 	// Capacity caps the pool's data, e.g. "100G". Default: no cap but the host filesystem.
@@ -192,24 +185,6 @@ func (c *Config) engineOptions(log *slog.Logger) (rowengine.Options, error) {
 		if opts.MetadataReserve, err = api.ParseSize(c.MetadataReserve); err != nil {
 			errs = append(errs, fmt.Errorf("metadata reserve: %w", err))
 		}
-	}
-	if c.KeepFreed != "" {
-		keep, err := api.ParseSize(c.KeepFreed)
-		switch {
-		case err != nil || keep > 1<<62:
-			errs = append(errs, fmt.Errorf("keep freed %q: want a size like 1G, or 0", c.KeepFreed))
-		case keep == 0:
-			opts.WarmFreeBytes = -1
-		default:
-			opts.WarmFreeBytes = int64(keep)
-		}
-	}
-	if c.KeepFreedFor != "" {
-		d, err := time.ParseDuration(c.KeepFreedFor)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("keep freed for %q: want a duration like 30s", c.KeepFreedFor))
-		}
-		opts.WarmFreeAge = d
 	}
 	opts.MaxSnapshots = c.MaxSnapshots
 	opts.RBDMaxSnapshots = c.RBDMaxSnapshots

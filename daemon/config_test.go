@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestConfigFileSetsEveryField(t *testing.T) {
@@ -27,8 +26,6 @@ debug_fuse = true
 allowed_uids = [107]
 allowed_gids = [108, 109]
 metadata_reserve = "16M"
-keep_freed = "256M"
-keep_freed_for = "1m"
 pprof = "127.0.0.1:6060"
 memory_limit = "256M"
 `), 0o644)
@@ -40,12 +37,11 @@ memory_limit = "256M"
 	if c.Pool != "/p" || c.Mount != "/m" || c.Socket != "/s.sock" || c.SocketGroup != "root" || !c.AllowFileShrink ||
 		c.SnapshotBeforeResize == nil || *c.SnapshotBeforeResize || c.SnapshotBeforeRollback == nil || !*c.SnapshotBeforeRollback || c.SnapshotBeforeReset != nil || c.BlockSize != "16K" ||
 		c.Capacity != "2G" || *c.AllowOther || c.LogLevel != "debug" || !c.DebugFUSE ||
-		len(c.AllowedUIDs) != 1 || len(c.AllowedGIDs) != 2 || c.MetadataReserve != "16M" || c.KeepFreed != "256M" || c.KeepFreedFor != "1m" || c.Pprof != "127.0.0.1:6060" || c.MemoryLimit != "256M" {
+		len(c.AllowedUIDs) != 1 || len(c.AllowedGIDs) != 2 || c.MetadataReserve != "16M" || c.Pprof != "127.0.0.1:6060" || c.MemoryLimit != "256M" {
 		t.Fatalf("config not fully read: %+v", c)
 	}
 	opts, err := c.engineOptions(slog.Default())
-	if err != nil || opts.BlockSize != 16<<10 || opts.Capacity != 2<<30 || opts.MetadataReserve != 16<<20 ||
-		opts.WarmFreeBytes != 256<<20 || opts.WarmFreeAge != time.Minute {
+	if err != nil || opts.BlockSize != 16<<10 || opts.Capacity != 2<<30 || opts.MetadataReserve != 16<<20 {
 		t.Fatalf("engine options %+v, %v", opts, err)
 	}
 }
@@ -57,9 +53,9 @@ func TestConfigRefusesUnknownKeysAndBadValues(t *testing.T) {
 		t.Fatalf("unknown key: %v", err)
 	}
 	c := Config{Pool: "/p", Mount: "/m", BlockSize: "3K", Capacity: "lots", LogLevel: "loud", MetadataReserve: "x", Pprof: "0.0.0.0:6060", MemoryLimit: "1K",
-		KeepFreed: "much", KeepFreedFor: "-1s", SocketGroup: "no-such-group-here"}
+		SocketGroup: "no-such-group-here"}
 	_, err := c.engineOptions(slog.Default())
-	for _, want := range []string{"block size", "capacity", "log level", "metadata reserve", "not a loopback address", "memory limit", "keep freed \"much\"", "keep freed for", `socket group "no-such-group-here"`} {
+	for _, want := range []string{"block size", "capacity", "log level", "metadata reserve", "not a loopback address", "memory limit", `socket group "no-such-group-here"`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("bad %s not reported: %v", want, err)
 		}
@@ -87,14 +83,5 @@ func TestMemoryLimitSettings(t *testing.T) {
 		if _, err := parseMemoryLimit(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
-	}
-}
-
-func TestKeepFreedZeroPunchesAtOnce(t *testing.T) {
-	c := Config{Pool: "/p", Mount: "/m", KeepFreed: "0"}
-	c.EnsureDefaults()
-	opts, err := c.engineOptions(slog.Default())
-	if err != nil || opts.WarmFreeBytes >= 0 {
-		t.Fatalf("keep_freed 0: WarmFreeBytes %d, %v; want negative (none)", opts.WarmFreeBytes, err)
 	}
 }

@@ -197,7 +197,7 @@ func (s *server) poolDoc() api.Pool {
 		settings[k] = current.Value(k)
 	}
 	return api.Pool{Dir: i.Dir, Mount: s.dir, BlockSize: i.BlockSize, Created: i.Created.UTC(), UsedBytes: i.UsedBytes,
-		StoredBytes: i.StoredBytes, FreeBytes: i.FreeBytes, WarmFreeBytes: i.WarmFreeBytes, CapacityBytes: i.CapacityBytes, ProvisionedBytes: i.ProvisionedBytes,
+		StoredBytes: i.StoredBytes, FreeBytes: i.FreeBytes, CapacityBytes: i.CapacityBytes, ProvisionedBytes: i.ProvisionedBytes,
 		Overcommit: i.Overcommit(), Volumes: i.Volumes, DataBytesWritten: i.DataBytesWritten, Settings: settings}
 }
 

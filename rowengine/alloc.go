@@ -18,23 +18,12 @@ type allocator struct {
 	// demand up to maxBlocks.
 	limit     uint64
 	maxBlocks uint64 // 0: no limit but the host filesystem
-	usedCount uint64 // blocks in use, warm ones not counted
+	usedCount uint64
 	hint      uint64 // no free block below hint
-
-	// Freed blocks kept allocated in the data file for whole-block
-	// redirects to reuse (warm.go). They are marked in used as well, so
-	// alloc never hands them to a partial write and cooling one (punch,
-	// then release) cannot race its reuse.
-	warm        []uint64 // bitmap, as long as used
-	warmCount   uint64
-	warmMax     uint64      // how many blocks may be warm at once
-	warmHint    uint64      // no warm block below warmHint
-	warmBatches []warmBatch // when blocks turned warm, oldest first
-	warmQueued  int         // entries in warmBatches, some maybe reused since
 }
 
-func newAllocator(fileBlocks, maxBlocks, warmMax uint64) *allocator {
-	a := &allocator{maxBlocks: maxBlocks, warmMax: warmMax}
+func newAllocator(fileBlocks, maxBlocks uint64) *allocator {
+	a := &allocator{maxBlocks: maxBlocks}
 	a.grow(fileBlocks)
 	return a
 }
@@ -55,9 +44,6 @@ func (a *allocator) grow(n uint64) {
 		grown := make([]uint64, words, max(words, uint64(2*cap(a.used))))
 		copy(grown, a.used)
 		a.used = grown
-	}
-	if a.warmMax > 0 && uint64(len(a.warm)) < words {
-		a.warm = append(a.warm, make([]uint64, words-uint64(len(a.warm)))...)
 	}
 	a.limit = n
 }
@@ -104,27 +90,12 @@ func (a *allocator) alloc() (uint64, error) {
 
 // allocNear is alloc with a placement wish, so that data written in order
 // lies in order in the data file and reads of it coalesce into one pread.
-// A block to be written whole takes a warm block first (warm.go): prefer
-// if it is one, else the lowest. Otherwise it returns prefer if wanted
-// and free. Otherwise it looks for the lowest free block at slot of its
-// group of group blocks (group divides 64), so the neighbours written
-// next can follow it even while other writers allocate. Otherwise it
-// falls back to the lowest free block. warm reports a warm block, which
-// takes no new space from the host filesystem.
-func (a *allocator) allocNear(prefer uint64, wanted bool, slot, group uint64, whole bool) (phys uint64, warm bool, err error) {
+// It returns prefer if wanted and free. Otherwise it looks for the lowest
+// free block at slot of its group of group blocks (group divides 64), so
+// the neighbours written next can follow it even while other writers
+// allocate. Otherwise it falls back to the lowest free block.
+func (a *allocator) allocNear(prefer uint64, wanted bool, slot, group uint64) (uint64, error) {
 	a.mu.Lock()
-	if whole {
-		if phys, ok := a.takeWarmLocked(prefer, wanted); ok {
-			a.mu.Unlock()
-			return phys, true, nil
-		}
-	}
-	phys, err = a.allocColdLocked(prefer, wanted, slot, group)
-	return phys, false, err
-}
-
-// allocColdLocked is allocNear without warm blocks; it unlocks a.mu.
-func (a *allocator) allocColdLocked(prefer uint64, wanted bool, slot, group uint64) (uint64, error) {
 	if wanted && prefer == a.limit && (a.maxBlocks == 0 || prefer < a.maxBlocks) {
 		a.grow(prefer + 1) // a neighbour at the end of the file
 	}

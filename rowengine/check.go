@@ -482,8 +482,6 @@ func (p *Pool) compareMemory(meta durableMeta, in *inspection, busy bool) []stri
 		recount[id]++
 		if !p.alloc.isUsed(phys) {
 			bad("physical block %d is mapped but the allocator has it free", phys)
-		} else if p.alloc.isWarm(phys) {
-			bad("physical block %d is mapped but the allocator keeps it warm for reuse", phys)
 		}
 	}
 	for k, valid := range in.valid {

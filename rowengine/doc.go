@@ -56,9 +56,7 @@
 //   - The allocator is not persisted: Open marks every mapped block used
 //     and everything else free, so no crash can leak or double-allocate.
 //   - A freed block is quarantined until the commit that unmaps it is
-//     durable, then kept warm for whole-block redirects (warm.go), or
-//     punched out of the data file and released (reuse); a warm block is
-//     punched the same way when it cools.
+//     durable, then punched out of the data file, then released (reuse).
 //     Reusing it sooner would let a crash resurrect the old mapping over
 //     another volume's data (invariant 4); punching later could hit a
 //     block already reused.

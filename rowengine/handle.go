@@ -360,21 +360,17 @@ func (p *Pool) writeBlock(v *volume, index, inner uint64, data []byte) error {
 // having changed nothing, if n's entry is no longer seen, so the caller
 // resolves again.
 func (p *Pool) redirect(v *volume, n *node, index uint64, seen entry, block []byte, at uint64, pi partialInfo, mustBeHead bool) (bool, error) {
+	if err := p.space.take(p.blockSize); err != nil {
+		return false, err
+	}
 	prefer, wanted := p.placement(n, index)
-	whole := at == 0 && uint64(len(block)) == p.blockSize && pi.valid == 0
-	phys, warm, err := p.alloc.allocNear(prefer, wanted, index%p.placementGroup, p.placementGroup, whole)
+	phys, err := p.alloc.allocNear(prefer, wanted, index%p.placementGroup, p.placementGroup)
 	if err != nil {
 		return false, err
 	}
-	if !warm { // a warm block's space is the pool's already
-		if err := p.space.take(p.blockSize); err != nil {
-			p.alloc.release([]uint64{phys})
-			return false, err
-		}
-	}
 	p.crashPoint(CrashAlloc)
 	if err := p.writeData(block, phys*p.blockSize+at); err != nil {
-		p.reuse([]uint64{phys}) // never mapped; what the write left is punched or overwritten whole
+		p.alloc.release([]uint64{phys})
 		return false, err
 	}
 	p.crashPoint(CrashRedirect)

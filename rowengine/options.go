@@ -60,16 +60,6 @@ type Options struct {
 	// RBDMaxSnapshots is the chain limit of RBD volumes (rowctl volume set
 	// overrides it per volume). Default 32.
 	RBDMaxSnapshots int
-	// WarmFreeBytes is how much freed space stays allocated in the data
-	// file, page cache and all, for whole-block redirects to reuse: a
-	// write there costs what an overwrite costs, where one into a punched
-	// hole also allocates host blocks and pages (warm.go). Default 1 GiB;
-	// negative: none, every freed block is punched at once.
-	WarmFreeBytes int64
-	// WarmFreeAge is how long a freed block stays warm before it is
-	// punched out and its space goes back to the host filesystem.
-	// Default 30s.
-	WarmFreeAge time.Duration
 	// CommitObserver, if set, is told how long each metadata commit took
 	// (data sync, map changes, Badger sync) and whether it failed: the
 	// daemon's metrics. Called with commitMu held: it must be quick.
@@ -108,17 +98,7 @@ func (o *Options) EnsureDefaults() {
 	if o.MetadataReserve == 0 {
 		o.MetadataReserve = DefaultMetadataReserve
 	}
-	if o.WarmFreeBytes == 0 {
-		o.WarmFreeBytes = DefaultWarmFreeBytes
-	}
-	if o.WarmFreeAge == 0 {
-		o.WarmFreeAge = 30 * time.Second
-	}
 }
-
-// DefaultWarmFreeBytes is the default of Options.WarmFreeBytes: what a
-// rollback of a head that rewrote a GiB frees, for the guest's next writes.
-const DefaultWarmFreeBytes = 1 << 30
 
 // DefaultMetadataReserve is the default of Options.MetadataReserve.
 const DefaultMetadataReserve = 64 << 20

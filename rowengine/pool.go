@@ -317,7 +317,7 @@ func (p *Pool) load() error {
 	if p.opts.Capacity > 0 {
 		maxBlocks = p.opts.Capacity / p.blockSize
 	}
-	p.alloc = newAllocator(fileBlocks, maxBlocks, p.warmMax())
+	p.alloc = newAllocator(fileBlocks, maxBlocks)
 
 	nodeRecs, err := p.store.Nodes()
 	if err != nil {
@@ -459,7 +459,6 @@ func (p *Pool) Close() error {
 	}
 	p.mapMu.Unlock()
 	err := p.commit()
-	p.punchAndRelease(p.alloc.coolAll()) // a restart would take them for a crash's leftovers
 	p.mapMu.Lock()
 	p.closed = true
 	rbd := slices.Collect(maps.Values(p.rbd))
@@ -517,7 +516,6 @@ func (p *Pool) committer(ctx context.Context) {
 			}
 		}
 		p.compactFrozen()
-		p.coolWarm()
 	}
 }
 
@@ -629,6 +627,19 @@ func (p *Pool) syncDataAndMap(changes []blockmap.MapChange, ranged bool) (whole 
 		}
 	}
 	return whole, err
+}
+
+// reuse hands blocks whose unmapping is durable back to the allocator,
+// first giving their space back to the host filesystem. Punching only
+// here, before release, is what keeps a hole from landing on a block that
+// was already reused.
+func (p *Pool) reuse(blocks []uint64) {
+	if len(blocks) == 0 {
+		return
+	}
+	p.punchHoles(blocks)
+	p.crashPoint(CrashFreePunched)
+	p.alloc.release(blocks)
 }
 
 // kickCommitter wakes the background committer (which also compacts

@@ -57,12 +57,7 @@ type PoolInfo struct {
 	// CapacityBytes is the configured capacity, or used plus what the host
 	// filesystem has free.
 	CapacityBytes uint64
-	// FreeBytes is what writes may still take, warm blocks included.
-	FreeBytes uint64
-	// WarmFreeBytes is freed space kept allocated in the data file for
-	// reuse (Options.WarmFreeBytes): free, but given back to the host
-	// filesystem only after Options.WarmFreeAge.
-	WarmFreeBytes uint64
+	FreeBytes     uint64
 	// ProvisionedBytes is the sum of the volumes' virtual sizes.
 	ProvisionedBytes uint64
 	Volumes          int
@@ -412,9 +407,7 @@ func (p *Pool) Info() PoolInfo {
 	// Free is the smaller of what the capacity leaves and what the host
 	// filesystem has beyond the metadata reserve, in whole blocks: the
 	// figure at which writes start to get ErrNoSpace.
-	// Warm blocks are the pool's already: writes reuse them first.
-	info.WarmFreeBytes = p.alloc.warmBlocks() * p.blockSize
-	hostFree := p.space.available()/p.blockSize*p.blockSize + info.WarmFreeBytes
+	hostFree := p.space.available() / p.blockSize * p.blockSize
 	info.FreeBytes = hostFree
 	if p.opts.Capacity > 0 {
 		info.CapacityBytes = p.opts.Capacity / p.blockSize * p.blockSize

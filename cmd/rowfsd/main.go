@@ -73,8 +73,6 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 			set("block-size", &merged.BlockSize, cfg.BlockSize)
 			set("capacity", &merged.Capacity, cfg.Capacity)
 			set("metadata-reserve", &merged.MetadataReserve, cfg.MetadataReserve)
-			set("keep-freed", &merged.KeepFreed, cfg.KeepFreed)
-			set("keep-freed-for", &merged.KeepFreedFor, cfg.KeepFreedFor)
 			if flags.Changed("allow-uid") {
 				merged.AllowedUIDs = cfg.AllowedUIDs
 			}
@@ -123,8 +121,6 @@ The pool is created on first start. SIGINT or SIGTERM unmounts and closes it cle
 	f.StringVar(&cfg.BlockSize, "block-size", "64K", "block size of a new pool, 4K to 1M (fixed at creation)")
 	f.StringVar(&cfg.Capacity, "capacity", "", "cap on the pool's data, like 100G (default: the host filesystem)")
 	f.StringVar(&cfg.MetadataReserve, "metadata-reserve", "64M", "host filesystem space data never takes, so deletes can run when it fills")
-	f.StringVar(&cfg.KeepFreed, "keep-freed", "1G", "freed space kept allocated for the next writes to reuse at overwrite speed, or 0")
-	f.StringVar(&cfg.KeepFreedFor, "keep-freed-for", "30s", "how long freed space is kept before the host filesystem gets it back")
 	f.IntSliceVar(&cfg.AllowedUIDs, "allow-uid", nil, "uids that may use the control socket besides root and the socket group")
 	f.IntSliceVar(&cfg.AllowedGIDs, "allow-gid", nil, "gids that may use the control socket")
 	f.IntVar(&cfg.MaxSnapshots, "max-snapshots", 128, "default chain limit: snapshots on a volume's path from root to head")

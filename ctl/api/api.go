@@ -159,12 +159,9 @@ type Pool struct {
 	// UsedBytes is the space of the blocks in use, which the capacity
 	// limits; StoredBytes what they hold (a partly written block only the
 	// sectors written), which deletes free on the host.
-	UsedBytes   uint64 `json:"used_bytes"`
-	StoredBytes uint64 `json:"stored_bytes"`
-	FreeBytes   uint64 `json:"free_bytes"`
-	// WarmFreeBytes is the part of FreeBytes still allocated in the data
-	// file, for the next writes to reuse; the host gets it back later.
-	WarmFreeBytes    uint64 `json:"warm_free_bytes"`
+	UsedBytes        uint64 `json:"used_bytes"`
+	StoredBytes      uint64 `json:"stored_bytes"`
+	FreeBytes        uint64 `json:"free_bytes"`
 	CapacityBytes    uint64 `json:"capacity_bytes"`
 	ProvisionedBytes uint64 `json:"provisioned_bytes"`
 	// Overcommit is provisioned over capacity.

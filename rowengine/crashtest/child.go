@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/rowfs/rowfs/rowengine"
 )
@@ -56,9 +55,7 @@ func (r Run) pool() string {
 // sector writes are partial-block redirects, and a short commit interval,
 // so background commits interleave with everything.
 func Options(log *slog.Logger) rowengine.Options {
-	return rowengine.Options{BlockSize: 4 * SectorSize, CommitInterval: 20e6, Logger: log, MetadataReserve: 1 << 20,
-		// Few warm blocks, briefly: frees both reuse warm blocks and punch.
-		WarmFreeBytes: 16 * 4 * SectorSize, WarmFreeAge: 100 * time.Millisecond}
+	return rowengine.Options{BlockSize: 4 * SectorSize, CommitInterval: 20e6, Logger: log, MetadataReserve: 1 << 20}
 }
 
 // Start runs r in a child process: testBinary -test.run=childTest, where
