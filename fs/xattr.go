@@ -57,8 +57,11 @@ func (v *volumeNode) Getxattr(ctx context.Context, attr string, dest []byte) (ui
 		return 0, syscall.ENODATA
 	}
 	// An RBD volume's figures come from Ceph: asked for here, never for
-	// file attributes.
-	info, err := v.root.opts.Engine.VolumeDetail(v.name)
+	// file attributes, and only for the attributes made of them.
+	info, err := v.root.opts.Engine.Volume(v.name)
+	if err == nil && info.Backend == rowengine.BackendRBD && needsDetail[attr] {
+		info, err = v.root.opts.Engine.VolumeDetail(v.name)
+	}
 	if err != nil {
 		return 0, toErrno(err)
 	}
@@ -113,6 +116,10 @@ func (v *volumeNode) Getxattr(ctx context.Context, attr string, dest []byte) (ui
 	}
 	return 0, syscall.ENODATA
 }
+
+// needsDetail are the attributes made of what an RBD volume's cheap
+// description (Engine.Volume) leaves out.
+var needsDetail = map[string]bool{xattrSize: true, xattrUsed: true, xattrSnapshots: true, xattrParent: true, xattrSnapshotBytes: true}
 
 // Listxattr lists nothing: see the package doc.
 func (v *volumeNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) { return 0, 0 }

@@ -370,7 +370,9 @@ func (p *Pool) redirect(v *volume, n *node, index uint64, seen entry, block []by
 	}
 	p.crashPoint(CrashAlloc)
 	if err := p.writeData(block, phys*p.blockSize+at); err != nil {
-		p.alloc.release([]uint64{phys})
+		// Never mapped; what a failed write left is punched, so a partly
+		// written block that reuses it later has holes, not stale sectors.
+		p.reuse([]uint64{phys})
 		return false, err
 	}
 	p.crashPoint(CrashRedirect)

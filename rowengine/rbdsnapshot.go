@@ -32,29 +32,43 @@ func rbdSnapshotInfo(v *rbdVolume, s RBDSnapshot, img RBDImage) SnapshotInfo {
 // rbdOwnBytes is what each snapshot holds that the one before it did not,
 // and what the head holds beyond the newest snapshot: the nearest RBD has
 // to a node's own bytes. A volume's snapshot and total bytes are their
-// sums, so they agree with the per-snapshot figures (du --tree).
+// sums, so they agree with the per-snapshot figures (du --tree). A
+// snapshot's figure is computed once (v.ownBytes): only the head's is
+// asked of Ceph every time.
 func (p *Pool) rbdOwnBytes(v *rbdVolume, img RBDImage, snaps []RBDSnapshot) (own []uint64, head uint64, err error) {
-	prev := ""
-	for _, s := range snaps {
-		snapImg, err := p.opts.RBD.OpenSnapshot(v.rec.Pool, v.rec.Image, s.Name)
-		if err != nil {
-			return nil, 0, err
+	v.mu.Lock()
+	cached := v.ownBytes
+	v.mu.Unlock()
+	known := make(map[rbdOwnKey]uint64, len(snaps))
+	prev := RBDSnapshot{}
+	for i, s := range snaps {
+		key := rbdOwnKey{snap: s.ID, prev: prev.ID, first: i == 0}
+		n, ok := cached[key]
+		if !ok {
+			snapImg, err := p.opts.RBD.OpenSnapshot(v.rec.Pool, v.rec.Image, s.Name)
+			if err != nil {
+				return nil, 0, err
+			}
+			n, err = diffBytes(snapImg, prev.Name)
+			snapImg.Close()
+			if err != nil {
+				return nil, 0, err
+			}
 		}
-		n, err := diffBytes(snapImg, prev)
-		snapImg.Close()
-		if err != nil {
-			return nil, 0, err
-		}
+		known[key] = n
 		own = append(own, n)
-		prev = s.Name
+		prev = s
 	}
-	head, err = diffBytes(img, prev)
+	v.mu.Lock()
+	v.ownBytes = known // pairs of snapshots gone since drop out
+	v.mu.Unlock()
+	head, err = diffBytes(img, prev.Name)
 	return own, head, err
 }
 
 func (p *Pool) rbdSnapshots(v *rbdVolume) ([]SnapshotInfo, error) {
 	var out []SnapshotInfo
-	err := p.withImage(v, func(img RBDImage) error {
+	err := p.viewImage(v, func(img RBDImage) error {
 		snaps, err := img.Snapshots()
 		if err != nil {
 			return err
@@ -356,7 +370,7 @@ func (p *Pool) diffRBD(v *rbdVolume, from, to string) ([]Extent, error) {
 	}
 	var err error
 	if to == "" {
-		err = p.withImage(v, collect)
+		err = p.viewImage(v, collect)
 	} else {
 		var img RBDImage
 		if img, err = p.opts.RBD.OpenSnapshot(v.rec.Pool, v.rec.Image, to); err == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -372,4 +373,92 @@ func TestMixedGroup(t *testing.T) {
 		t.Errorf("the RBD group after its last RBD member left: %v", err)
 	}
 	MustCheck(t, p)
+}
+
+// countingRBD counts the opens the engine asks of its cluster.
+type countingRBD struct {
+	*MemoryRBD
+	heads, views, snaps atomic.Int64
+}
+
+func (c *countingRBD) OpenImage(pool, image string) (RBDImage, error) {
+	c.heads.Add(1)
+	return c.MemoryRBD.OpenImage(pool, image)
+}
+
+func (c *countingRBD) OpenSnapshot(pool, image, snap string) (RBDImage, error) {
+	if snap == "" {
+		c.views.Add(1)
+	} else {
+		c.snaps.Add(1)
+	}
+	return c.MemoryRBD.OpenSnapshot(pool, image, snap)
+}
+
+// TestRBDInfoOpensLittle: a volume's details (its xattrs, rowctl volume
+// info) open the head read-only once, and each snapshot only the first
+// time its own bytes are needed, or when the one before it went; the
+// figures stay what a fresh computation gives.
+func TestRBDInfoOpensLittle(t *testing.T) {
+	c := &countingRBD{MemoryRBD: NewMemoryRBD()}
+	p := TestPool(t, Options{RBD: c})
+	if _, err := p.CreateRBDVolume("r", "rbd", "", 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"s1", "s2", "s3"} {
+		h, err := p.OpenVolume("r", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.WriteAt(bytes.Repeat([]byte{byte(i + 1)}, (i+1)*8192), int64(i)*65536); err != nil {
+			t.Fatal(err)
+		}
+		h.Close()
+		if _, err := p.CreateSnapshot("r", name, SnapshotOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	detail := func() VolumeInfo {
+		t.Helper()
+		c.heads.Store(0)
+		c.views.Store(0)
+		c.snaps.Store(0)
+		info, err := p.VolumeDetail("r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info
+	}
+	opens := func(step string, views, snaps int64) {
+		t.Helper()
+		if c.heads.Load() != 0 || c.views.Load() != views || c.snaps.Load() != snaps {
+			t.Fatalf("%s: %d read-write opens, %d read-only heads, %d snapshots; want 0, %d, %d",
+				step, c.heads.Load(), c.views.Load(), c.snaps.Load(), views, snaps)
+		}
+	}
+	first := detail()
+	opens("first detail", 1, 3)
+	if first.Snapshots != 3 || first.SnapshotBytes != (1+2+3)*8192 {
+		t.Fatalf("detail %+v: want 3 snapshots holding %d bytes", first, (1+2+3)*8192)
+	}
+	if again := detail(); again.SnapshotBytes != first.SnapshotBytes || again.TotalBytes != first.TotalBytes {
+		t.Fatalf("cached detail %+v differs from the first %+v", again, first)
+	}
+	opens("second detail", 1, 0)
+	if _, err := p.DeleteSnapshot("r", "s2", DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// s3 now follows s1: its own bytes are s2's and its own.
+	if got := detail(); got.Snapshots != 2 || got.SnapshotBytes != (1+2+3)*8192 {
+		t.Fatalf("after deleting s2: %+v, want 2 snapshots holding %d bytes", got, (1+2+3)*8192)
+	}
+	opens("detail after a delete", 1, 1)
+	// With the volume open, its head serves the details.
+	h, err := p.OpenVolume("r", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	detail()
+	opens("detail of an open volume", 0, 0)
 }
