@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -254,12 +255,17 @@ func (e env) tryStart(environ []string, extra ...string) (*rowfsd, error) {
 
 // stop sends SIGTERM and waits; the mount must be gone afterwards. A
 // daemon that had already exited in a failed test shows how it ended
-// (a crash in librbd prints only to its stderr).
+// (a crash in librbd prints only to its stderr); a dead mount it left,
+// this test's own, is detached so the machine keeps none.
 func (d *rowfsd) stop() {
 	select {
 	case <-d.exited:
 		if d.t.Failed() {
 			d.t.Logf("rowfsd had exited (%v):\n%s", d.cmd.ProcessState, d.log)
+		}
+		// Only a dead one: a test may have started another daemon on it.
+		if _, err := os.Stat(d.mnt); errors.Is(err, syscall.ENOTCONN) {
+			exec.Command("fusermount3", "-u", "-z", d.mnt).Run()
 		}
 		return
 	default:
@@ -396,4 +402,22 @@ func qemuIO(t *testing.T, file, cache string, cmds ...string) string {
 		t.Fatalf("qemu-io %s: %s", file, out)
 	}
 	return out
+}
+
+// TestHarnessDetachesDeadMount: a daemon that died (as librbd's abort
+// kills it) leaves a dead mount; stopping it detaches that mount, so the
+// test's directory can go and the machine keeps no dead mounts.
+func TestHarnessDetachesDeadMount(t *testing.T) {
+	requireE2E(t)
+	e := newEnv(t)
+	d := e.start()
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.exited
+	if _, err := os.Stat(d.mnt); !errors.Is(err, syscall.ENOTCONN) {
+		t.Fatalf("stat of the killed daemon's mount: %v, want ENOTCONN", err)
+	}
+	d.stop()
+	if mounted(d.mnt) {
+		t.Fatal("the dead mount is still there after stop")
+	}
 }
