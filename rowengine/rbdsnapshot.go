@@ -41,8 +41,8 @@ func (p *Pool) rbdOwnBytes(v *rbdVolume, img RBDImage, snaps []RBDSnapshot) (own
 	v.mu.Unlock()
 	known := make(map[rbdOwnKey]uint64, len(snaps))
 	prev := RBDSnapshot{}
-	for i, s := range snaps {
-		key := rbdOwnKey{snap: s.ID, prev: prev.ID, first: i == 0}
+	for _, s := range snaps {
+		key := rbdOwnKey{snap: s.ID, prev: prev.ID}
 		n, ok := cached[key]
 		if !ok {
 			snapImg, err := p.opts.RBD.OpenSnapshot(v.rec.Pool, v.rec.Image, s.Name)

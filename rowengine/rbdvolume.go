@@ -128,12 +128,10 @@ type rbdVolume struct {
 	ownBytes map[rbdOwnKey]uint64
 }
 
-// rbdOwnKey names a snapshot and the one before it (none: first) by their
-// RBD ids, which an image never reuses.
-type rbdOwnKey struct {
-	snap, prev uint64
-	first      bool
-}
+// rbdOwnKey names a snapshot and the one before it by their RBD ids,
+// which an image never reuses; RBD numbers snapshots from 1, so prev 0 is
+// none (the image's first snapshot).
+type rbdOwnKey struct{ snap, prev uint64 }
 
 func (v *rbdVolume) spec() string { return v.rec.Pool + "/" + v.rec.Image }
 
