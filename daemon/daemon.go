@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -336,11 +337,17 @@ func runWatchdog(ctx context.Context, interval time.Duration, alive func() bool,
 }
 
 // servePprof serves net/http/pprof on a loopback address until stopped.
+// It also turns on the mutex and block profiles (off by default in Go),
+// because what slows a FUSE server under load is as often a wait as a
+// computation: a sampled 1 in 10 contended unlocks, and a blocking event
+// per 10 µs spent blocked, cost little next to a FUSE round trip.
 func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("pprof: %w", err)
 	}
+	runtime.SetMutexProfileFraction(10)
+	runtime.SetBlockProfileRate(int((10 * time.Microsecond).Nanoseconds()))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
