@@ -20,7 +20,9 @@ type Options struct {
 	Logger *slog.Logger
 	// MemTableSize bounds each Badger memtable (two are kept). Default
 	// 8 MiB, small so the daemon's resident memory stays small: a full one
-	// is flushed to a level-0 table.
+	// is flushed to a level-0 table. Not less than 7 MiB: Badger's largest
+	// batch is 15% of it and must hold a 1 MiB value (its ValueThreshold,
+	// below which values stay in the LSM tree; rowfs runs no value-log GC).
 	MemTableSize int64
 	// InMemory runs Badger without files, for tests of this package only.
 	InMemory bool

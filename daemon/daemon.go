@@ -168,7 +168,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	memLimit, _ := parseMemoryLimit(cfg.MemoryLimit) // validated by engineOptions
+	applyGCPercent(log)
 	applyMemoryLimit(memLimit, log)
+	trimCtx, stopTrimming := context.WithCancel(ctx)
+	trimDone := make(chan struct{})
+	go func() { newMemoryTrimmer(log).run(trimCtx); close(trimDone) }()
+	defer func() { stopTrimming(); <-trimDone }()
 
 	log.Info("rowfsd ready", "pool", cfg.Pool, "mount", mountDir, "socket", cfg.Socket, "block_size", pool.BlockSize(), "version", api.Version)
 	notifyReady(log)

@@ -1,12 +1,15 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
 	"os"
 	"runtime/debug"
+	runtimemetrics "runtime/metrics"
 	"strings"
+	"time"
 
 	"github.com/rowfs/rowfs/ctl/api"
 )
@@ -32,6 +35,24 @@ func parseMemoryLimit(s string) (int64, error) {
 	return int64(n), nil
 }
 
+// defaultGCPercent is the collector's GOGC when the environment sets none:
+// the heap may grow to 1.5× its live size between collections, not Go's 2×.
+// rowfsd allocates little per request (8 s of 4 KiB random reads at 57k
+// IOPS ran 8 collections at 100 and 15 at 50, each a few milliseconds of
+// one core), so the collector's time stays under 1% while the headroom,
+// most of the resident memory above the live heap, shrinks by half.
+const defaultGCPercent = 50
+
+// applyGCPercent sets defaultGCPercent unless GOGC is in the environment
+// (then the runtime has already applied it).
+func applyGCPercent(log *slog.Logger) {
+	if env := os.Getenv("GOGC"); env != "" {
+		log.Info("collector percent from GOGC", "value", env)
+		return
+	}
+	debug.SetGCPercent(defaultGCPercent)
+}
+
 // applyMemoryLimit sets Go's soft memory limit. GOMEMLIMIT in the
 // environment wins: the runtime has already applied it.
 func applyMemoryLimit(limit int64, log *slog.Logger) {
@@ -42,5 +63,80 @@ func applyMemoryLimit(limit int64, log *slog.Logger) {
 	if limit > 0 {
 		debug.SetMemoryLimit(limit)
 		log.Info("soft memory limit", "bytes", limit)
+	}
+}
+
+// Memory trimming: the heap's pages beyond what the collector will use
+// go back to the OS once a burst of allocation is over, not half a minute
+// later.
+//
+// A 16 GiB fill or a snapshot round (Badger flushes a memtable: two 10 MiB
+// arenas and a table builder live at once) lifts the heap to three times
+// its resting size for a moment. Go's background scavenger then returns the
+// surplus at about 1% of a CPU: 2 s after such a round rowfsd held 99 MiB
+// anonymous, 30 s later 29 MiB, with a 25 MiB live heap throughout
+// (issue 15). The trimmer returns it within a tick.
+const (
+	// trimInterval is how often the trimmer looks.
+	trimInterval = time.Second
+	// trimMinSurplus is the memory beyond the heap goal worth a collection
+	// to return: below it the scavenger's pace is fine.
+	trimMinSurplus = 16 << 20
+)
+
+// memoryTrimmer reads the heap's size and goal from runtime/metrics.
+type memoryTrimmer struct {
+	log     *slog.Logger
+	samples []runtimemetrics.Sample
+}
+
+func newMemoryTrimmer(log *slog.Logger) *memoryTrimmer {
+	return &memoryTrimmer{log: log, samples: []runtimemetrics.Sample{
+		{Name: "/gc/heap/goal:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+	}}
+}
+
+// surplus is the heap memory still backed by pages beyond the collector's
+// goal: what the heap holds and will not grow into before the next
+// collection.
+func (t *memoryTrimmer) surplus() int64 {
+	runtimemetrics.Read(t.samples)
+	goal := int64(t.samples[0].Value.Uint64())
+	var backed int64
+	for _, s := range t.samples[1:] {
+		backed += int64(s.Value.Uint64())
+	}
+	return backed - goal
+}
+
+// step returns the free heap to the OS (debug.FreeOSMemory: a collection,
+// then every free page released) when the surplus is at least
+// trimMinSurplus, and reports whether it did. Under steady load the heap
+// stays within its goal and nothing is trimmed: pages the heap is about to
+// reuse would only be faulted back in.
+func (t *memoryTrimmer) step() bool {
+	surplus := t.surplus()
+	if surplus < trimMinSurplus {
+		return false
+	}
+	debug.FreeOSMemory()
+	t.log.Debug("returned the heap's surplus to the OS", "bytes", surplus)
+	return true
+}
+
+// run steps every trimInterval until ctx ends.
+func (t *memoryTrimmer) run(ctx context.Context) {
+	tick := time.NewTicker(trimInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			t.step()
+		}
 	}
 }
