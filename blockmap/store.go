@@ -58,7 +58,11 @@ func Open(opts Options) (*Store, error) {
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(4).
 		WithNumCompactors(2).
-		WithBlockCacheSize(16 << 20).
+		// The maps live in memory (rowengine): Badger is read at open, by
+		// fsck and for capacity history, not on the I/O path, so its block
+		// cache (of Snappy-decompressed blocks) need not be large; at 16 MiB
+		// it was a third of a settled daemon's live heap (issue 15).
+		WithBlockCacheSize(4 << 20).
 		WithIndexCacheSize(8 << 20).
 		WithValueLogFileSize(64 << 20).
 		WithMetricsEnabled(false).

@@ -75,55 +75,95 @@ func applyMemoryLimit(limit int64, log *slog.Logger) {
 // its resting size for a moment. Go's background scavenger then returns the
 // surplus at about 1% of a CPU: 2 s after such a round rowfsd held 99 MiB
 // anonymous, 30 s later 29 MiB, with a 25 MiB live heap throughout
-// (issue 15). The trimmer returns it within a tick.
+// (issue 15). Two rules return it sooner:
+//
+//   - surplus: the heap holds trimMinSurplus more than the collector's
+//     goal, so it will not grow into those pages before the next collection;
+//   - quiet: no collection ran for trimQuietTicks after one did. A burst
+//     that was still live at the last collection set a goal that hides its
+//     own surplus, and with little allocating no collection comes to lower
+//     it; one collection and release settle it, once per quiet stretch.
+//
+// Under steady load the heap stays within its goal and collections keep
+// coming, so neither rule fires: pages about to be reused would only be
+// faulted back in.
 const (
 	// trimInterval is how often the trimmer looks.
 	trimInterval = time.Second
 	// trimMinSurplus is the memory beyond the heap goal worth a collection
 	// to return: below it the scavenger's pace is fine.
 	trimMinSurplus = 16 << 20
+	// trimQuietTicks is how many looks without a collection make a quiet
+	// stretch.
+	trimQuietTicks = 3
 )
 
-// memoryTrimmer reads the heap's size and goal from runtime/metrics.
+// memoryTrimmer reads the heap's size, goal and collections from
+// runtime/metrics, and remembers the quiet stretch it is in.
 type memoryTrimmer struct {
 	log     *slog.Logger
 	samples []runtimemetrics.Sample
+	// cycles is the collection count at the last look, quiet the looks
+	// since it changed, settled whether this stretch was trimmed.
+	cycles  uint64
+	quiet   int
+	settled bool
 }
 
+// Indexes into memoryTrimmer.samples.
+const (
+	sampleCycles = iota
+	sampleGoal
+	sampleBacked // this and the rest: heap memory backed by pages
+)
+
 func newMemoryTrimmer(log *slog.Logger) *memoryTrimmer {
-	return &memoryTrimmer{log: log, samples: []runtimemetrics.Sample{
-		{Name: "/gc/heap/goal:bytes"},
-		{Name: "/memory/classes/heap/objects:bytes"},
+	t := &memoryTrimmer{log: log, samples: []runtimemetrics.Sample{
+		sampleCycles: {Name: "/gc/cycles/total:gc-cycles"},
+		sampleGoal:   {Name: "/gc/heap/goal:bytes"},
+		sampleBacked: {Name: "/memory/classes/heap/objects:bytes"},
 		{Name: "/memory/classes/heap/unused:bytes"},
 		{Name: "/memory/classes/heap/free:bytes"},
 	}}
+	t.cycles, _ = t.read()
+	t.settled = true // nothing to settle before the first collection
+	return t
 }
 
-// surplus is the heap memory still backed by pages beyond the collector's
-// goal: what the heap holds and will not grow into before the next
-// collection.
-func (t *memoryTrimmer) surplus() int64 {
+// read is the collection count and the heap memory still backed by pages
+// beyond the collector's goal: what the heap holds and will not grow into
+// before the next collection.
+func (t *memoryTrimmer) read() (cycles uint64, surplus int64) {
 	runtimemetrics.Read(t.samples)
-	goal := int64(t.samples[0].Value.Uint64())
-	var backed int64
-	for _, s := range t.samples[1:] {
+	backed := int64(0)
+	for _, s := range t.samples[sampleBacked:] {
 		backed += int64(s.Value.Uint64())
 	}
-	return backed - goal
+	return t.samples[sampleCycles].Value.Uint64(), backed - int64(t.samples[sampleGoal].Value.Uint64())
 }
 
-// step returns the free heap to the OS (debug.FreeOSMemory: a collection,
-// then every free page released) when the surplus is at least
-// trimMinSurplus, and reports whether it did. Under steady load the heap
-// stays within its goal and nothing is trimmed: pages the heap is about to
-// reuse would only be faulted back in.
+// step applies the two rules and reports whether it trimmed
+// (debug.FreeOSMemory: a collection, then every free page released).
 func (t *memoryTrimmer) step() bool {
-	surplus := t.surplus()
-	if surplus < trimMinSurplus {
+	cycles, surplus := t.read()
+	if cycles != t.cycles {
+		t.cycles, t.quiet, t.settled = cycles, 0, false
+	} else {
+		t.quiet++
+	}
+	rule := ""
+	switch {
+	case surplus >= trimMinSurplus:
+		rule = "surplus"
+	case !t.settled && t.quiet >= trimQuietTicks:
+		rule = "quiet"
+	default:
 		return false
 	}
 	debug.FreeOSMemory()
-	t.log.Debug("returned the heap's surplus to the OS", "bytes", surplus)
+	t.cycles, _ = t.read() // the trim's own collection starts no stretch
+	t.quiet, t.settled = 0, true
+	t.log.Debug("returned the heap's free pages to the OS", "rule", rule, "surplus_bytes", surplus)
 	return true
 }
 

@@ -9,35 +9,74 @@ import (
 // sink keeps the test's allocations from being optimised away.
 var sink [][]byte
 
-func TestMemoryTrimmerReturnsTheSurplusOfABurst(t *testing.T) {
-	tr := newMemoryTrimmer(slog.New(slog.DiscardHandler))
-	runtime.GC()
-	if tr.step() {
-		t.Logf("trimmed what earlier tests left")
-	}
-	if got := tr.surplus(); got >= trimMinSurplus {
-		t.Fatalf("surplus %d after a trim, want under %d", got, trimMinSurplus)
-	}
-	if tr.step() {
-		t.Fatal("trimmed with no surplus")
-	}
-	// A burst: 64 MiB live, then garbage; after a collection the goal is
-	// small again and the 64 MiB is surplus.
-	sink = make([][]byte, 64)
+// burst allocates n MiB and keeps it live until the returned func drops it.
+func burst(n int) (drop func()) {
+	sink = make([][]byte, n)
 	for i := range sink {
 		sink[i] = make([]byte, 1<<20)
 		sink[i][0] = 1
 	}
-	runtime.GC()
-	sink = nil
-	runtime.GC()
-	if got := tr.surplus(); got < 32<<20 {
-		t.Fatalf("surplus %d after a 64 MiB burst, want at least 32 MiB", got)
+	return func() { sink = nil }
+}
+
+func surplusOf(tr *memoryTrimmer) int64 { _, s := tr.read(); return s }
+
+// A collection by another goroutine between two steps of these tests
+// changes what the trimmer sees; each test tries again then.
+const trimAttempts = 5
+
+func TestMemoryTrimmerSurplusRule(t *testing.T) {
+	tr := newMemoryTrimmer(slog.New(slog.DiscardHandler))
+	for range trimAttempts {
+		drop := burst(64)
+		runtime.GC() // 64 MiB live: the goal rises
+		drop()
+		runtime.GC() // now garbage: the goal falls, the pages stay
+		if got := surplusOf(tr); got < 32<<20 {
+			t.Fatalf("surplus %d after a 64 MiB burst, want at least 32 MiB", got)
+		}
+		if !tr.step() {
+			t.Fatal("did not trim the surplus of a burst")
+		}
+		if got := surplusOf(tr); got >= trimMinSurplus {
+			t.Fatalf("surplus %d after the trim, want under %d", got, trimMinSurplus)
+		}
+		if !tr.step() {
+			return // settled: no surplus, no stretch to settle
+		}
 	}
-	if !tr.step() {
-		t.Fatal("did not trim the surplus of a burst")
+	t.Fatal("never settled after a trim")
+}
+
+func TestMemoryTrimmerQuietRule(t *testing.T) {
+	tr := newMemoryTrimmer(slog.New(slog.DiscardHandler))
+attempts:
+	for range trimAttempts {
+		drop := burst(64)
+		runtime.GC() // the burst is live at this collection: its goal hides its pages
+		drop()
+		if tr.step() {
+			continue // a surplus from before; the next attempt starts clean
+		}
+		for look := 1; look < trimQuietTicks; look++ {
+			if tr.step() {
+				t.Fatalf("trimmed at look %d of a quiet stretch, want at %d", look, trimQuietTicks)
+			}
+		}
+		if !tr.step() {
+			continue // another collection restarted the stretch
+		}
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		if idle := m.HeapIdle - m.HeapReleased; idle >= trimMinSurplus {
+			t.Fatalf("%d bytes of idle heap still backed after the quiet trim", idle)
+		}
+		for range 2 * trimQuietTicks {
+			if tr.step() {
+				continue attempts // trimmed twice in one stretch, unless a collection ran
+			}
+		}
+		return
 	}
-	if got := tr.surplus(); got >= trimMinSurplus {
-		t.Fatalf("surplus %d after the trim, want under %d", got, trimMinSurplus)
-	}
+	t.Fatal("no quiet stretch was trimmed exactly once")
 }
