@@ -32,6 +32,13 @@
 // commands around the engine's one-instant cut (freeze.go), bounded in
 // time; only root may set those commands, as they run as the daemon.
 //
+// # Memory
+//
+// The collector runs at GOGC 50 unless GOGC is set, a soft limit only if
+// memory_limit asks for one, and a trimmer (memory.go) returns the heap's
+// free pages to the OS after a burst instead of leaving them to Go's slow
+// scavenger.
+//
 // # Crash switch (tests only)
 //
 // ROWFSD_CRASH_AT=POINT:N makes the daemon SIGKILL itself at the Nth hit

@@ -79,10 +79,13 @@ func applyMemoryLimit(limit int64, log *slog.Logger) {
 //
 //   - surplus: the heap holds trimMinSurplus more than the collector's
 //     goal, so it will not grow into those pages before the next collection;
-//   - quiet: no collection ran for trimQuietTicks after one did. A burst
-//     that was still live at the last collection set a goal that hides its
-//     own surplus, and with little allocating no collection comes to lower
-//     it; one collection and release settle it, once per quiet stretch.
+//   - quiet: no collection ran for trimQuietTicks after one did, then for
+//     twice as long, and so on. A burst that was still live at the last
+//     collection set a goal that hides its own surplus, and with little
+//     allocating no collection comes to find it dead; only a collection
+//     can tell, and a trim may come while the burst still lives, so the
+//     trimmer tries again later, less and less often while all stays quiet
+//     (an idle daemon collects a few times a minute, then about never).
 //
 // Under steady load the heap stays within its goal and collections keep
 // coming, so neither rule fires: pages about to be reused would only be
@@ -94,8 +97,9 @@ const (
 	// to return: below it the scavenger's pace is fine.
 	trimMinSurplus = 16 << 20
 	// trimQuietTicks is how many looks without a collection make a quiet
-	// stretch.
+	// stretch, and trimQuietMax the longest wait between its trims.
 	trimQuietTicks = 3
+	trimQuietMax   = 300
 )
 
 // memoryTrimmer reads the heap's size, goal and collections from
@@ -103,11 +107,12 @@ const (
 type memoryTrimmer struct {
 	log     *slog.Logger
 	samples []runtimemetrics.Sample
-	// cycles is the collection count at the last look, quiet the looks
-	// since it changed, settled whether this stretch was trimmed.
-	cycles  uint64
-	quiet   int
-	settled bool
+	// cycles is the collection count at the last look (less the trims'
+	// own), quiet the looks since it changed, nextQuiet the look of this
+	// stretch's next trim.
+	cycles    uint64
+	quiet     int
+	nextQuiet int
 }
 
 // Indexes into memoryTrimmer.samples.
@@ -126,7 +131,7 @@ func newMemoryTrimmer(log *slog.Logger) *memoryTrimmer {
 		{Name: "/memory/classes/heap/free:bytes"},
 	}}
 	t.cycles, _ = t.read()
-	t.settled = true // nothing to settle before the first collection
+	t.nextQuiet = trimQuietTicks
 	return t
 }
 
@@ -147,7 +152,7 @@ func (t *memoryTrimmer) read() (cycles uint64, surplus int64) {
 func (t *memoryTrimmer) step() bool {
 	cycles, surplus := t.read()
 	if cycles != t.cycles {
-		t.cycles, t.quiet, t.settled = cycles, 0, false
+		t.cycles, t.quiet, t.nextQuiet = cycles, 0, trimQuietTicks
 	} else {
 		t.quiet++
 	}
@@ -155,14 +160,14 @@ func (t *memoryTrimmer) step() bool {
 	switch {
 	case surplus >= trimMinSurplus:
 		rule = "surplus"
-	case !t.settled && t.quiet >= trimQuietTicks:
+	case t.quiet >= t.nextQuiet:
 		rule = "quiet"
+		t.nextQuiet = min(2*t.nextQuiet, t.quiet+trimQuietMax)
 	default:
 		return false
 	}
 	debug.FreeOSMemory()
-	t.cycles, _ = t.read() // the trim's own collection starts no stretch
-	t.quiet, t.settled = 0, true
+	t.cycles, _ = t.read() // the trim's own collection ends no stretch
 	t.log.Debug("returned the heap's free pages to the OS", "rule", rule, "surplus_bytes", surplus)
 	return true
 }
