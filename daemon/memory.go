@@ -140,7 +140,7 @@ func newMemoryTrimmer(log *slog.Logger) *memoryTrimmer {
 // before the next collection.
 func (t *memoryTrimmer) read() (cycles uint64, surplus int64) {
 	runtimemetrics.Read(t.samples)
-	backed := int64(0)
+	var backed int64
 	for _, s := range t.samples[sampleBacked:] {
 		backed += int64(s.Value.Uint64())
 	}

@@ -43,7 +43,7 @@ func TestMemoryTrimmerSurplusRule(t *testing.T) {
 			t.Fatalf("surplus %d after the trim, want under %d", got, trimMinSurplus)
 		}
 		if !tr.step() {
-			return // settled: no surplus, no stretch to settle
+			return // nothing left over the goal, and the quiet stretch is young
 		}
 	}
 	t.Fatal("never settled after a trim")
