@@ -87,12 +87,20 @@
 //
 // Pool and Handle methods are safe for concurrent use. Lock order:
 // adminMu (volume/node changes) → commitMu (commits) → stripes[block]
-// (one virtual block's writers) → mapMu (tables, counters, queues). No
-// path takes commitMu while holding a stripe, so the checker may take all
-// stripes (quiescing redirects and unmaps) before commitMu.
-// Readers hold mapMu shared across their pread so a block they resolved
-// cannot be freed and reused under them; mutations of tables happen only
-// under mapMu held exclusively, never under the shared lock. The
+// (one virtual block's writers) → inUse (guest I/O in flight) → mapMu
+// (tables, counters, queues). No path takes commitMu while holding a
+// stripe, so the checker may take all stripes (quiescing redirects and
+// unmaps) before commitMu.
+// Guest reads and writes resolve their blocks under mapMu shared and do
+// their pread or pwrite after letting it go, holding inUse shared: a
+// redirect or a widened mask takes mapMu exclusively, and would otherwise
+// wait for all the I/O in flight. What could go wrong meanwhile waits for
+// inUse instead (inuse.go): blocks a commit or a purge frees are reused,
+// and a new snapshot is made durable, only after the I/O that may still
+// hold them; so waitInUse is never called holding mapMu. Other code that
+// reads the data file (merges, flatten, the checker) holds mapMu shared
+// across the pread. Mutations of tables happen only under mapMu held
+// exclusively, never under the shared lock. The
 // background committer is owned by the Pool; Close stops and waits for it.
 //
 // A function whose name ends in Locked needs mapMu held (its comment says

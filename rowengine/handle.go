@@ -108,63 +108,83 @@ func (p *Pool) checkVolumeLocked(v *volume) error {
 
 func (h *localHandle) readAt(buf []byte, off int64) (int, error) {
 	p := h.pool
+	p.inUse.RLock()
+	defer p.inUse.RUnlock()
+	var stack [8]readPiece
+	pieces, n, err := h.resolveRead(uint64(len(buf)), off, stack[:0])
+	if err != nil {
+		return 0, err
+	}
+	if p.ioResolved != nil {
+		p.ioResolved()
+	}
+	for _, pc := range pieces {
+		dst := buf[pc.at : pc.at+pc.length]
+		var err error
+		switch {
+		case pc.partial.valid != 0:
+			err = p.readPartial(dst, pc.phys, pc.partial, pc.inner)
+		case pc.phys == blockmap.ZeroBlock:
+			clear(dst)
+		default:
+			err = p.readData(dst, pc.phys*p.blockSize+pc.inner)
+		}
+		if err != nil {
+			return int(pc.at), err
+		}
+	}
+	return int(n), nil
+}
+
+// readPiece is length bytes at offset at of a read's buffer: from offset
+// inner of physical block phys on (runs of whole blocks contiguous in the
+// data file are one piece), zeros (blockmap.ZeroBlock), or of a partly
+// written block.
+type readPiece struct {
+	at, length, phys, inner uint64
+	partial                 partialInfo
+}
+
+// resolveRead resolves a read of length bytes at off, clipped to the end
+// of the volume, to pieces appended to pieces; n is the clipped length.
+func (h *localHandle) resolveRead(length uint64, off int64, pieces []readPiece) ([]readPiece, uint64, error) {
+	p := h.pool
 	bs := p.blockSize
 	p.mapMu.RLock()
 	defer p.mapMu.RUnlock()
 	if err := h.checkGoneLocked(); err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	if off < 0 {
-		return 0, fmt.Errorf("%w: negative offset", ErrInvalidArgument)
+		return nil, 0, fmt.Errorf("%w: negative offset", ErrInvalidArgument)
 	}
 	tbl, size := h.viewLocked()
 	if uint64(off) >= size {
-		return 0, io.EOF
+		return nil, 0, io.EOF
 	}
-	n := min(uint64(len(buf)), size-uint64(off))
-	// Walk the blocks, coalescing runs that are contiguous in the data file
-	// into one pread.
-	var runStart, runPhys, runLen uint64 // buffer offset, file offset, length
-	flush := func() error {
-		if runLen == 0 {
-			return nil
-		}
-		err := p.readData(buf[runStart:runStart+runLen], runPhys)
-		runLen = 0
-		return err
-	}
+	n := min(length, size-uint64(off))
 	for done := uint64(0); done < n; {
 		pos := uint64(off) + done
 		inner := pos % bs
 		chunk := min(bs-inner, n-done)
-		if e, pi, partial := tbl.lookup(pos / bs); partial {
-			if err := flush(); err != nil {
-				return int(done), err
-			}
-			if err := p.readPartial(buf[done:done+chunk], e.phys, pi, inner); err != nil {
-				return int(done), err
-			}
-		} else if !e.mapped() || e.phys == blockmap.ZeroBlock {
-			if err := flush(); err != nil {
-				return int(done), err
-			}
-			clear(buf[done : done+chunk])
-		} else {
-			fileOff := e.phys*bs + inner
-			if runLen == 0 || runPhys+runLen != fileOff {
-				if err := flush(); err != nil {
-					return int(done), err
-				}
-				runStart, runPhys = done, fileOff
-			}
-			runLen += chunk
+		e, pi, partial := tbl.lookup(pos / bs)
+		pc := readPiece{at: done, length: chunk, phys: visiblePhys(e), inner: inner}
+		if partial {
+			pc.partial = pi
+		}
+		last := len(pieces) - 1
+		switch {
+		case last >= 0 && pc.partial.valid == 0 && pieces[last].partial.valid == 0 && pc.phys == blockmap.ZeroBlock && pieces[last].phys == blockmap.ZeroBlock:
+			pieces[last].length += chunk
+		case last >= 0 && pc.partial.valid == 0 && pieces[last].partial.valid == 0 && pc.phys != blockmap.ZeroBlock && pieces[last].phys != blockmap.ZeroBlock &&
+			pieces[last].phys*bs+pieces[last].inner+pieces[last].length == pc.phys*bs+inner:
+			pieces[last].length += chunk
+		default:
+			pieces = append(pieces, pc)
 		}
 		done += chunk
 	}
-	if err := flush(); err != nil {
-		return 0, err
-	}
-	return int(n), nil
+	return pieces, n, nil
 }
 
 // readData reads from the data file; bytes past its end read as zeros.
@@ -229,42 +249,61 @@ func (h *localHandle) checkRange(off int64, length uint64) error {
 
 // writeOwned is the fast path of an overwrite: if the head owns every block
 // the write touches, it writes in place, one pwrite per physically
-// contiguous run, under the shared lock only. No stripe lock is needed: a
-// block the head owns is never redirected, and it can lose that ownership
-// only under the exclusive lock. It reports false, having written nothing,
-// if any block needs a redirect.
+// contiguous run, resolved under the shared lock and written under inUse
+// only. No stripe lock is needed: a block the head owns is never
+// redirected, and what may happen to it meanwhile (frozen into a snapshot,
+// unmapped) waits for inUse before it matters. It reports false, having
+// written nothing, if any block needs a redirect.
 func (p *Pool) writeOwned(v *volume, data []byte, off uint64) (bool, error) {
+	p.inUse.RLock()
+	defer p.inUse.RUnlock()
+	var stack [4]fileRun
+	runs, ok, err := p.ownedRuns(v, off, uint64(len(data)), stack[:0])
+	if !ok || err != nil {
+		return false, err
+	}
+	if p.ioResolved != nil {
+		p.ioResolved()
+	}
+	for _, r := range runs {
+		if err := p.writeData(data[r.at:r.at+r.length], r.file); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// fileRun is length bytes at offset at of a request's buffer, contiguous in
+// the data file from offset file.
+type fileRun struct{ at, file, length uint64 }
+
+// ownedRuns resolves [off, off+length) of v's head to runs of the data
+// file, appended to runs, if the head owns every block of it whole.
+func (p *Pool) ownedRuns(v *volume, off, length uint64, runs []fileRun) ([]fileRun, bool, error) {
 	bs := p.blockSize
 	p.mapMu.RLock()
 	defer p.mapMu.RUnlock()
 	if err := p.checkVolumeLocked(v); err != nil {
-		return false, err
+		return nil, false, err
 	}
 	head := v.head
-	end := off + uint64(len(data))
-	for index := off / bs; index*bs < end; index++ {
-		if e, _, partial := head.table.lookup(index); e.owner != head.rec.ID || e.phys == blockmap.ZeroBlock || partial {
-			return false, nil
-		}
-	}
-	var runStart, runFile, runLen uint64 // offset in data, in the data file, length
+	end := off + length
 	for pos := off; pos < end; {
+		e, _, partial := head.table.lookup(pos / bs)
+		if e.owner != head.rec.ID || e.phys == blockmap.ZeroBlock || partial {
+			return nil, false, nil
+		}
 		inner := pos % bs
 		chunk := min(bs-inner, end-pos)
-		fileOff := head.table.get(pos/bs).phys*bs + inner
-		if runLen > 0 && runFile+runLen != fileOff {
-			if err := p.writeData(data[runStart:runStart+runLen], runFile); err != nil {
-				return false, err
-			}
-			runLen = 0
+		fileOff := e.phys*bs + inner
+		if last := len(runs) - 1; last >= 0 && runs[last].file+runs[last].length == fileOff {
+			runs[last].length += chunk
+		} else {
+			runs = append(runs, fileRun{at: pos - off, file: fileOff, length: chunk})
 		}
-		if runLen == 0 {
-			runStart, runFile = pos-off, fileOff
-		}
-		runLen += chunk
 		pos += chunk
 	}
-	return true, p.writeData(data[runStart:runStart+runLen], runFile)
+	return runs, true, nil
 }
 
 var blockBuffers sync.Pool
@@ -282,6 +321,8 @@ func (p *Pool) writeBlock(v *volume, index, inner uint64, data []byte) error {
 	stripe := &p.stripes[index%uint64(len(p.stripes))]
 	stripe.Lock()
 	defer stripe.Unlock()
+	p.inUse.RLock()
+	defer p.inUse.RUnlock()
 	bs := p.blockSize
 	for {
 		p.mapMu.RLock()
@@ -291,7 +332,9 @@ func (p *Pool) writeBlock(v *volume, index, inner uint64, data []byte) error {
 		}
 		head := v.head
 		e, pi, partial := head.table.lookup(index)
-		if e.owner == head.rec.ID && e.phys != blockmap.ZeroBlock {
+		ownedByHead := e.owner == head.rec.ID // (rec is rewritten at a snapshot)
+		p.mapMu.RUnlock()
+		if ownedByHead && e.phys != blockmap.ZeroBlock {
 			if partial {
 				done, err := p.writePartialOwned(v, head, index, inner, data, e, pi)
 				if err != nil || done {
@@ -299,9 +342,7 @@ func (p *Pool) writeBlock(v *volume, index, inner uint64, data []byte) error {
 				}
 				continue
 			}
-			err := p.writeData(data, e.phys*bs+inner)
-			p.mapMu.RUnlock()
-			return err
+			return p.writeData(data, e.phys*bs+inner)
 		}
 		// Redirect: the new block is written before any map points at it.
 		// A write of part of a block over a whole one (or zeros) writes
@@ -313,7 +354,7 @@ func (p *Pool) writeBlock(v *volume, index, inner uint64, data []byte) error {
 		var err error
 		switch {
 		case uint64(len(data)) == bs:
-		case !partial && touched != p.allValid && e.owner != head.rec.ID:
+		case !partial && touched != p.allValid && !ownedByHead:
 			// (Over the head's own zero marker the block is written whole:
 			// the new entry replaces the marker, and a base is always the
 			// parent's view.)
@@ -334,7 +375,6 @@ func (p *Pool) writeBlock(v *volume, index, inner uint64, data []byte) error {
 				copy(block[inner:], data)
 			}
 		}
-		p.mapMu.RUnlock()
 		if err != nil {
 			if bufp != nil {
 				blockBuffers.Put(bufp)

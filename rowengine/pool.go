@@ -46,7 +46,7 @@ type Pool struct {
 
 	// adminMu serialises operations that change volumes or nodes (create,
 	// delete, resize, and later snapshots). Lock order:
-	// adminMu → commitMu → stripes[i] → mapMu.
+	// adminMu → commitMu → stripes[i] → inUse → mapMu.
 	adminMu sync.Mutex
 	// commitMu serialises commits, so that a batch is durable before the
 	// blocks it frees are reused and no admin operation interleaves with one.
@@ -59,8 +59,22 @@ type Pool struct {
 	// redirects and discards of the same block), keyed by block index.
 	stripes [1024]sync.Mutex
 
-	// mapMu guards everything below. Readers hold it shared across their
-	// pread, so a block they resolved cannot be freed and reused under them.
+	// inUse is held shared by guest reads and writes from before they
+	// resolve their blocks under mapMu until their pread or pwrite is
+	// done, so that the I/O itself runs outside mapMu: a writer of mapMu
+	// (every redirect, every widened mask) would otherwise wait behind all
+	// the I/O in flight, and every request behind it. waitInUse, which
+	// takes it exclusively and lets go at once, waits for that I/O:
+	// freed blocks are reused, frozen snapshots made durable and the data
+	// file closed only after it (inuse.go).
+	inUse sync.RWMutex
+	// ioResolved, for tests only, is called by guest I/O between resolving
+	// its blocks and reading or writing them, holding inUse only.
+	ioResolved func()
+
+	// mapMu guards everything below. Code that does I/O without inUse
+	// (merges, flatten, the checker) holds it shared across the I/O, so
+	// a block it resolved cannot be freed and reused under it.
 	mapMu      sync.RWMutex
 	volumes    map[string]*volume
 	rbd        map[string]*rbdVolume // RBD volumes: a name is in volumes or here
@@ -463,6 +477,7 @@ func (p *Pool) Close() error {
 	p.closed = true
 	rbd := slices.Collect(maps.Values(p.rbd))
 	p.mapMu.Unlock()
+	p.waitInUse() // I/O that resolved its blocks before closed was set
 	for _, v := range rbd {
 		v.mu.Lock()
 		if v.img != nil {
@@ -601,7 +616,7 @@ func (p *Pool) commitWith(ranged bool) error {
 	if whole {
 		p.wholeCommitsDone = taken
 	}
-	p.reuse(freed)
+	p.reuseFreed(freed)
 	return nil
 }
 

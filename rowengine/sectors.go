@@ -172,17 +172,17 @@ func (p *Pool) partialOfLocked(e entry, index uint64) partialInfo {
 
 // writePartialOwned writes data at inner into block index of the head,
 // which owns it partly written (e, pi). Sectors it makes valid that it
-// covers only in part are merged with what they showed. It reports false,
-// having written nothing, if the entry changed before the mask could
-// grow. The caller holds the block's stripe and mapMu shared; it returns
-// with mapMu released.
+// covers only in part are merged with what they showed. It reports false
+// if the entry changed before the mask could grow: a snapshot froze the
+// block or a rollback freed it, and what it wrote there is never read as
+// this write (sectors outside the block's mask, or a write in flight at
+// the cut). The caller holds the block's stripe and inUse shared, not
+// mapMu.
 func (p *Pool) writePartialOwned(v *volume, head *node, index, inner uint64, data []byte, e entry, pi partialInfo) (bool, error) {
 	bs := p.blockSize
 	touched := p.sectorMask(inner, uint64(len(data)))
 	if touched&^pi.valid == 0 {
-		err := p.writeData(data, e.phys*bs+inner)
-		p.mapMu.RUnlock()
-		return true, err
+		return true, p.writeData(data, e.phys*bs+inner)
 	}
 	spanOff, span := p.sectorSpan(inner, uint64(len(data)))
 	bufp := p.getBlockBuffer()
@@ -190,14 +190,11 @@ func (p *Pool) writePartialOwned(v *volume, head *node, index, inner uint64, dat
 	buf := (*bufp)[:span]
 	if spanOff != inner || span != uint64(len(data)) {
 		if err := p.readPartial(buf, e.phys, pi, spanOff); err != nil {
-			p.mapMu.RUnlock()
 			return false, err
 		}
 	}
 	copy(buf[inner-spanOff:], data)
-	err := p.writeData(buf, e.phys*bs+spanOff)
-	p.mapMu.RUnlock()
-	if err != nil {
+	if err := p.writeData(buf, e.phys*bs+spanOff); err != nil {
 		return false, err
 	}
 	p.crashPoint(CrashSectors)
@@ -206,7 +203,7 @@ func (p *Pool) writePartialOwned(v *volume, head *node, index, inner uint64, dat
 	if err := p.checkVolumeLocked(v); err != nil {
 		return false, err
 	}
-	// A snapshot since the RUnlock froze head (it may have no table now):
+	// A snapshot since the lookup froze head (it may have no table now):
 	// the sectors went to a block the new head does not own; resolve again.
 	if v.head != head || head.table.get(index) != e {
 		return false, nil

@@ -359,6 +359,11 @@ func (p *Pool) cutSnapshots(cuts []*snapshotCut) ([]SnapshotInfo, error) {
 	}
 	p.mapMu.Unlock()
 	p.crashPoint(CrashSnapshot)
+	// A write that resolved its block before the switch may still be
+	// writing in place into what is now a snapshot's block: it is part of
+	// the snapshot (it was in flight at the cut), and must land before the
+	// snapshot is made durable and returned.
+	p.waitInUse()
 	// Make the snapshots and everything written before them durable.
 	if err := p.commit(); err != nil {
 		return nil, err

@@ -114,7 +114,7 @@ func (p *Pool) purge(ids []uint64, freed []uint64) error {
 	if err := p.store.Sync(); err != nil {
 		return err
 	}
-	p.reuse(freed)
+	p.reuseFreed(freed)
 	return nil
 }
 

@@ -173,7 +173,6 @@ func (l localVolume) remove(force bool) (VolumeDeleteResult, error) {
 	p.commitMu.Lock()
 	defer p.commitMu.Unlock()
 	p.mapMu.Lock()
-	defer p.mapMu.Unlock()
 	head := v.head
 	snaps := slices.DeleteFunc(p.nodesOfLocked(v), func(n *node) bool { return n == head })
 	var res VolumeDeleteResult
@@ -204,6 +203,7 @@ func (l localVolume) remove(force bool) (VolumeDeleteResult, error) {
 		return tx.DeleteVolume(name)
 	})
 	if err != nil {
+		p.mapMu.Unlock()
 		return VolumeDeleteResult{}, fmt.Errorf("delete volume %q: %w", name, err)
 	}
 	p.crashPoint(CrashVolumeDelete)
@@ -214,6 +214,12 @@ func (l localVolume) remove(force bool) (VolumeDeleteResult, error) {
 		n.rec.Hidden = true
 		n.vol = nil
 	}
+	var total uint64
+	for _, n := range snaps {
+		total += n.owned
+	}
+	// Unlocked before the purge, which waits for I/O in flight (inuse.go).
+	p.mapMu.Unlock()
 	headID := head.rec.ID
 	run := func(j *job) error {
 		if err := p.purge([]uint64{headID}, freed); err != nil {
@@ -227,10 +233,6 @@ func (l localVolume) remove(force bool) (VolumeDeleteResult, error) {
 			return VolumeDeleteResult{}, fmt.Errorf("delete volume %q: %w", name, err)
 		}
 	} else {
-		var total uint64
-		for _, n := range snaps {
-			total += n.owned
-		}
 		info := p.launch(jobRec, (uint64(len(freed))+total)*p.blockSize, run)
 		res.Job = &info
 	}
