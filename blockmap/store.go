@@ -412,7 +412,22 @@ func (b badgerLogger) Errorf(f string, a ...any) {
 	b.l.Error("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 func (b badgerLogger) Warningf(f string, a ...any) {
-	b.l.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+	msg := "badger: " + strings.TrimSpace(fmt.Sprintf(f, a...))
+	if isCacheAdvice(msg) {
+		b.l.Debug(msg)
+		return
+	}
+	b.l.Warn(msg)
+}
+
+// isCacheAdvice tells Badger's once-a-minute advice that its block or
+// index cache has a low hit ratio. The caches are small on purpose (the
+// maps are read from Badger at open and by fsck, not on the I/O path), so
+// the advice is only debug output, not a warning for an operator.
+func isCacheAdvice(msg string) bool {
+	return strings.HasPrefix(msg, "badger: Block cache might be too small") ||
+		strings.HasPrefix(msg, "badger: Index cache might be too small") ||
+		strings.HasPrefix(msg, "badger: Cache life expectancy")
 }
 func (b badgerLogger) Infof(string, ...any)  {}
 func (b badgerLogger) Debugf(string, ...any) {}

@@ -1,8 +1,11 @@
 package blockmap
 
 import (
+	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -70,5 +73,22 @@ func TestOpenAfterEmptyMemtable(t *testing.T) {
 	nodes, err := s.Nodes()
 	if err != nil || len(nodes) != 1 || nodes[0].ID != 7 {
 		t.Fatalf("nodes after the reopen: %+v, %v", nodes, err)
+	}
+}
+
+// Badger's advice about its small caches goes to debug; its other
+// warnings stay warnings.
+func TestBadgerLoggerDemotesCacheAdvice(t *testing.T) {
+	var out bytes.Buffer
+	l := badgerLogger{slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	l.Warningf("%s might be too small. Metrics: %s\n", "Block cache", "hit: 25 miss: 1428")
+	l.Warningf("%s might be too small. Metrics: %s\n", "Index cache", "hit: 1 miss: 9")
+	l.Warningf("Cache life expectancy (in seconds): %+v\n", "histogram")
+	if out.Len() != 0 {
+		t.Fatalf("cache advice logged as a warning: %s", out.String())
+	}
+	l.Warningf("Truncate Needed. File %s size: %d", "000001.vlog", 7)
+	if !strings.Contains(out.String(), "level=WARN") || !strings.Contains(out.String(), "Truncate Needed") {
+		t.Fatalf("another warning was not logged as one: %q", out.String())
 	}
 }
