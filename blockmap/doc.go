@@ -20,10 +20,20 @@
 // log in order, so a crash keeps a prefix of an unsynced batch's groups,
 // which the engine's write order makes harmless.
 //
+// # Memory
+//
+// Badger's memtables are small (Options.MemTableSize, 2 MiB), so its
+// transactions are too: ApplyMapChanges splits a batch to fit, and Open
+// first flushes write-ahead files written with larger memtables. Its
+// table files stay mapped while they live; a Store's goroutine hands their
+// pages back to the kernel every few seconds (residency.go), so resident
+// memory does not grow with the map on disk.
+//
 // # Concurrency
 //
 // A Store is safe for concurrent use; Badger serialises conflicting
 // transactions. Update retries on ErrConflict a bounded number of times.
+// Close stops the Store's own goroutine before closing Badger.
 //
 // # Errors
 //

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 
@@ -19,10 +21,13 @@ type Options struct {
 	// Logger receives Badger's warnings and errors. Default: slog.Default().
 	Logger *slog.Logger
 	// MemTableSize bounds each Badger memtable (two are kept). Default
-	// 8 MiB, small so the daemon's resident memory stays small: a full one
-	// is flushed to a level-0 table. Not less than 7 MiB: Badger's largest
-	// batch is 15% of it and must hold a 1 MiB value (its ValueThreshold,
-	// below which values stay in the LSM tree; rowfs runs no value-log GC).
+	// 2 MiB, small so the daemon's resident memory stays small: each
+	// memtable is an arena of 1.3 × MemTableSize on the heap and a
+	// write-ahead file of 2 × MemTableSize mapped in memory, and a full one
+	// is flushed to a level-0 table. Badger's largest transaction is 15% of
+	// it (ApplyMapChanges splits to fit; records are far smaller) and so is
+	// the largest value kept in the LSM tree (ValueThreshold: rowfs runs no
+	// value-log GC, so no value may go to the value log).
 	MemTableSize int64
 	// InMemory runs Badger without files, for tests of this package only.
 	InMemory bool
@@ -34,7 +39,7 @@ func (o *Options) EnsureDefaults() {
 		o.Logger = slog.Default()
 	}
 	if o.MemTableSize == 0 {
-		o.MemTableSize = 8 << 20
+		o.MemTableSize = 2 << 20
 	}
 }
 
@@ -46,15 +51,78 @@ type Store struct {
 	// write-ahead log) when they are equal: a guest fsync after in-place
 	// overwrites changes no map and needs only the data file synced.
 	written, synced atomic.Uint64
+	// mapTxnChanges bounds the changes of one ApplyMapChanges transaction:
+	// half of Badger's per-transaction entry limit, which follows
+	// MemTableSize (3,276 entries at 2 MiB), so a WithNext group that runs
+	// past the bound still fits.
+	mapTxnChanges int
+	// dir and log serve releaseLoop (residency.go), which runs until
+	// stopRelease closes and then closes releaseDone; nil in memory.
+	dir                      string
+	log                      *slog.Logger
+	stopRelease, releaseDone chan struct{}
 }
 
 // Open opens or creates the Badger directory.
 func Open(opts Options) (*Store, error) {
 	opts.EnsureDefaults()
+	if !opts.InMemory {
+		if larger := memtableReplaySize(opts.Dir, opts.MemTableSize); larger > 0 {
+			// Badger replays a memtable's write-ahead file into an arena
+			// sized by the MemTableSize it is opened with, and exits the
+			// process ("Arena too small") when the file holds more: a pool
+			// last run with larger memtables (an older rowfsd) or a crash
+			// during a replay. Open once at a size that holds them, let
+			// Close flush them to level 0, then open at the asked size.
+			opts.Logger.Info("flushing memtables written at a larger size", "dir", opts.Dir, "size", larger, "new size", opts.MemTableSize)
+			big := opts
+			big.MemTableSize = larger
+			s, err := open(big)
+			if err != nil {
+				return nil, err
+			}
+			if err := s.Close(); err != nil {
+				return nil, fmt.Errorf("flush memtables of %s: %w", opts.Dir, err)
+			}
+		}
+	}
+	return open(opts)
+}
+
+// memtableReplaySize returns 0 when every write-ahead (.mem) file in dir
+// replays into a memtable of memTableSize, else a size that holds the
+// largest. Badger creates each file at 2 × MemTableSize and truncates it
+// to its contents when it replays it; a file's arena needs under twice
+// its bytes (a map entry: about 40 B in the file, 60 B in the arena; a
+// delete 26 B and 48 B), and the arena is 1.3 × MemTableSize.
+func memtableReplaySize(dir string, memTableSize int64) int64 {
+	files, err := filepath.Glob(filepath.Join(dir, "*.mem"))
+	if err != nil {
+		return 0
+	}
+	var largest int64
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			continue
+		}
+		// Written at this size (full-sized), or small enough for its arena.
+		if size := fi.Size(); size != 2*memTableSize && size > memTableSize/2 {
+			largest = max(largest, size)
+		}
+	}
+	if largest == 0 {
+		return 0
+	}
+	return max(2*largest, memTableSize)
+}
+
+func open(opts Options) (*Store, error) {
 	bo := badger.DefaultOptions(opts.Dir).
 		WithLogger(badgerLogger{opts.Logger}).
 		WithSyncWrites(false).
 		WithMemTableSize(opts.MemTableSize).
+		WithValueThreshold(min(maxBatchSize(opts.MemTableSize), 1<<20)). // Badger's largest.
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(4).
 		WithNumCompactors(2).
@@ -87,11 +155,24 @@ func Open(opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open metadata %s: %w", opts.Dir, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, mapTxnChanges: int(db.MaxBatchCount() / 2), dir: opts.Dir, log: opts.Logger}
+	if !opts.InMemory {
+		s.stopRelease, s.releaseDone = make(chan struct{}), make(chan struct{})
+		go s.releaseLoop(s.stopRelease, s.releaseDone)
+	}
+	return s, nil
 }
+
+// maxBatchSize is Badger's largest transaction in bytes for a memtable
+// size (checkAndSetOptions in badger/v4's db.go).
+func maxBatchSize(memTableSize int64) int64 { return 15 * memTableSize / 100 }
 
 // Close flushes and closes Badger.
 func (s *Store) Close() error {
+	if s.stopRelease != nil {
+		close(s.stopRelease)
+		<-s.releaseDone
+	}
 	if err := s.db.Sync(); err != nil {
 		_ = s.db.Close()
 		return fmt.Errorf("sync metadata: %w", err)
@@ -225,18 +306,13 @@ func (s *Store) ScanMappings(fn func(k MapKey, phys uint64, valid uint32) error)
 	})
 }
 
-// mapTxnChanges bounds the changes of one ApplyMapChanges transaction,
-// well below Badger's per-transaction limit (about 25,000 entries with a
-// 16 MiB memtable).
-const mapTxnChanges = 8192
-
 // ApplyMapChanges writes a batch of map changes in order, in transactions
-// of at most mapTxnChanges that never split a WithNext group: after a
+// of at most s.mapTxnChanges that never split a WithNext group: after a
 // crash the store holds a prefix of the batch's groups. Call Sync to make
 // it durable.
 func (s *Store) ApplyMapChanges(changes []MapChange) error {
 	for len(changes) > 0 {
-		n := min(len(changes), mapTxnChanges)
+		n := min(len(changes), s.mapTxnChanges)
 		for n < len(changes) && changes[n-1].WithNext {
 			n++
 		}

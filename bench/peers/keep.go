@@ -23,7 +23,8 @@ import (
 // rounds: what keeping snapshots costs.
 type keepPoint struct {
 	rounds        int
-	rss, anon     uint64 // VmRSS, and RssAnon: what is not Badger's mapped files
+	rss, anon     uint64 // VmRSS, and RssAnon: what is not a mapped file
+	badgerFiles   uint64 // resident pages of Badger's mapped files (tables, logs)
 	settledRSS    uint64 // VmRSS keepSettle later, the round's work long done
 	heap          uint64 // the Go heap live after a forced GC (HeapAlloc)
 	mappedBlocks  uint64
@@ -98,12 +99,13 @@ func (b *bench) keepSnapshots(gib uint64, blockSize, heapProfile string) []keepP
 		v, err := d.client.Volume(ctx, "keep")
 		check(err)
 		rss, _ := residentMemory(d.cmd.Process.Pid)
-		pt := keepPoint{rounds: round, rss: rss, anon: anonMemory(d.cmd.Process.Pid), mappedBlocks: p.UsedBytes / p.BlockSize, snapshotBytes: v.SnapshotBytes}
+		pt := keepPoint{rounds: round, rss: rss, anon: anonMemory(d.cmd.Process.Pid), badgerFiles: residentUnder(d.cmd.Process.Pid, b.path("keep-pool")),
+			mappedBlocks: p.UsedBytes / p.BlockSize, snapshotBytes: v.SnapshotBytes}
 		time.Sleep(keepSettle)
 		pt.settledRSS, _ = residentMemory(d.cmd.Process.Pid)
 		pt.heap = liveHeap(pprofAddr) // last: it forces a collection
-		log.Printf("keeping snapshots: round %d of %d after %s: RSS %s (anonymous %s; %s later %s; live heap %s), %d mapped blocks, snapshots own %s",
-			round, keepRounds, time.Since(start).Round(time.Second), api.FormatSize(rss), api.FormatSize(pt.anon), keepSettle, api.FormatSize(pt.settledRSS), api.FormatSize(pt.heap), pt.mappedBlocks, api.FormatSize(pt.snapshotBytes))
+		log.Printf("keeping snapshots: round %d of %d after %s: RSS %s (anonymous %s, Badger's files %s; %s later %s; live heap %s), %d mapped blocks, snapshots own %s",
+			round, keepRounds, time.Since(start).Round(time.Second), api.FormatSize(rss), api.FormatSize(pt.anon), api.FormatSize(pt.badgerFiles), keepSettle, api.FormatSize(pt.settledRSS), api.FormatSize(pt.heap), pt.mappedBlocks, api.FormatSize(pt.snapshotBytes))
 		out = append(out, pt)
 	}
 	if heapProfile != "" { // what the memory is, after the last round
@@ -141,8 +143,29 @@ func liveHeap(addr string) uint64 {
 	return 0
 }
 
-// anonMemory reads RssAnon of pid: resident memory that is not file
-// pages (Badger maps its tables and logs; those pages are the page cache's).
+// residentUnder sums the resident pages of pid's mappings of files under
+// dir, from /proc/pid/smaps: Badger's tables and write-ahead logs.
+func residentUnder(pid int, dir string) uint64 {
+	smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	check(err)
+	var sum uint64
+	in := false
+	for _, line := range strings.Split(string(smaps), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			in = len(f) >= 6 && strings.HasPrefix(f[5], dir+"/")
+			continue
+		}
+		if v, ok := strings.CutPrefix(line, "Rss:"); ok && in {
+			kib, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			sum += kib << 10
+		}
+	}
+	return sum
+}
+
+// anonMemory reads RssAnon of pid: resident memory that is not a mapped
+// file (not rowfsd's text, its libraries' or Badger's tables and logs).
 func anonMemory(pid int) uint64 {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	check(err)
@@ -165,12 +188,12 @@ func containsInt(s []int, v int) bool {
 }
 
 func (r *report) keepTable(w func(string, ...any)) {
-	w("## Memory against snapshots kept\n\nA %d GiB volume (%s blocks) filled, then rounds of {snapshot, %d random 4 KiB O_DIRECT writes through the mount}; rowfsd's VmRSS and RssAnon (VmRSS less the pages of Badger's mapped files) after the round, 2 s after an fsync, so the background compaction of the newest snapshot has run; VmRSS again %s later (settled: the round's Badger flush done and the heap's free pages returned); the live heap after that, by a forced collection.\n\n",
+	w("## Memory against snapshots kept\n\nA %d GiB volume (%s blocks) filled, then rounds of {snapshot, %d random 4 KiB O_DIRECT writes through the mount}; rowfsd's VmRSS, RssAnon (VmRSS less every mapped file: rowfsd's text, its libraries, Badger's files) and the resident pages of Badger's mapped files (tables, write-ahead logs) after the round, 2 s after an fsync, so the background compaction of the newest snapshot has run; VmRSS again %s later (settled: the round's Badger flush done and the heap's free pages returned); the live heap after that, by a forced collection.\n\n",
 		r.keepGiB, r.keepBlockSize, keepWrites, keepSettle)
-	w("| rounds | RSS | anonymous | RSS settled | live heap | mapped blocks | snapshots own | goal: RSS ≤ 64 MiB + 16 B/mapped block |\n|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	w("| rounds | RSS | anonymous | Badger's files | RSS settled | live heap | mapped blocks | snapshots own | goal: RSS ≤ 64 MiB + 16 B/mapped block |\n|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, p := range r.keep {
 		limit := uint64(goalRSSBase) + goalRSSPerBlock*p.mappedBlocks
-		w("| %d | %s | %s | %s | %s | %d | %s | %s of %s: %s; settled: %s |\n", p.rounds, api.FormatSize(p.rss), api.FormatSize(p.anon), api.FormatSize(p.settledRSS), api.FormatSize(p.heap), p.mappedBlocks, api.FormatSize(p.snapshotBytes),
+		w("| %d | %s | %s | %s | %s | %s | %d | %s | %s of %s: %s; settled: %s |\n", p.rounds, api.FormatSize(p.rss), api.FormatSize(p.anon), api.FormatSize(p.badgerFiles), api.FormatSize(p.settledRSS), api.FormatSize(p.heap), p.mappedBlocks, api.FormatSize(p.snapshotBytes),
 			api.FormatSize(p.rss), api.FormatSize(limit), verdict(p.rss <= limit), verdict(p.settledRSS <= limit))
 	}
 	if n := len(r.keep); n >= 2 {
