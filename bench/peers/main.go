@@ -71,7 +71,7 @@ func main() {
 	}()
 	check(b.checkSpace(*big))
 	rev, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
-	rep := report{revision: strings.TrimSpace(string(rev)), started: time.Now(), rounds: *rounds, runtime: *runtime, ramp: *ramp, size: b.size, big: *big}
+	rep := report{revision: strings.TrimSpace(string(rev)), args: os.Args[1:], started: time.Now(), rounds: *rounds, runtime: *runtime, ramp: *ramp, size: b.size, big: *big}
 	check(os.MkdirAll(*out, 0o755))
 	host, _ := os.Hostname()
 	base := filepath.Join(*out, rep.started.UTC().Format("2006-01-02")+"-"+host)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,7 +32,8 @@ const (
 )
 
 type report struct {
-	revision          string // git describe when the run started
+	revision          string   // git describe when the run started
+	args              []string // bench/peers's flags: a run of some sections is named as such
 	started, finished time.Time
 	rounds            int
 	runtime, ramp     float64
@@ -56,7 +58,14 @@ func (r *report) markdown(chart string) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# rowfs against its peers, %s\n\n", r.started.UTC().Format(time.RFC3339))
-	w("Written by `make bench` (`bench/peers`) in %s.\n\n", r.finished.Sub(r.started).Round(time.Second))
+	// make bench without BENCH_ARGS runs it with --bin bin; any other
+	// run is named by its flags, so a run of one section never reads as
+	// the full one.
+	cmd := "make bench"
+	if !slices.Equal(r.args, []string{"--bin", "bin"}) {
+		cmd = strings.TrimSpace("go run ./bench/peers " + strings.Join(r.args, " "))
+	}
+	w("Written by `%s` in %s.\n\n", cmd, r.finished.Sub(r.started).Round(time.Second))
 	r.environment(w)
 	if r.fio != nil {
 		r.goals(w)
