@@ -71,7 +71,7 @@ func TestReleaseTables(t *testing.T) {
 	// Stop the Store's own releases, so this test alone decides when.
 	close(s.stopRelease)
 	<-s.releaseDone
-	s.stopRelease = nil
+	s.stopRelease = nil // Close must not stop it again
 
 	n := 0
 	if err := s.ScanMappings(func(MapKey, uint64, uint32) error { n++; return nil }); err != nil || n != len(changes) {

@@ -172,6 +172,7 @@ func (s *Store) Close() error {
 	if s.stopRelease != nil {
 		close(s.stopRelease)
 		<-s.releaseDone
+		s.stopRelease = nil
 	}
 	if err := s.db.Sync(); err != nil {
 		_ = s.db.Close()
