@@ -601,6 +601,7 @@ func (p *Pool) commitWith(ranged bool) error {
 	p.mapMu.Unlock()
 
 	started := time.Now()
+	changes = dropSuperseded(changes)
 	whole, err := p.syncDataAndMap(changes, ranged)
 	if observe := p.opts.CommitObserver; observe != nil {
 		observe(time.Since(started), err)
