@@ -11,8 +11,8 @@ import (
 //
 // The first writes after a snapshot queue a change per guest write: the
 // redirect of a block, then one per write that widens its valid sectors.
-// Random 4 KiB writes on a fresh snapshot of a 1 GiB volume queued about
-// three changes per key and second, and Badger wrote every one (its
+// Random 4 KiB writes on a fresh snapshot of a 1 GiB volume queued 2.2
+// changes per key in each one-second batch, and Badger wrote every one (its
 // write-ahead log, memtable, level-0 tables and their compaction), though
 // only the last of them can be read back. Dropping an earlier change of a
 // key that a later change of the same batch overwrites alters what a
