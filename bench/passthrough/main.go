@@ -3,6 +3,12 @@
 // direct-I/O opens with parallel writes) and no block mapping: the ceiling a
 // Go FUSE daemon can reach here. Kernel passthrough is not used, so every
 // request goes through this process, as with rowfs.
+//
+// A file opened O_SYNC or O_DSYNC writes through a backing descriptor
+// opened the same way, so each such write is durable before it is
+// answered: the kernel sends no FSYNC for them, only the flag on the
+// WRITE request, and rowfs commits for it (fs/syncwrite.go); a ceiling
+// that answered them from the page cache would not be doing the same work.
 package main
 
 import (
@@ -22,7 +28,18 @@ type root struct{ gofs.Inode }
 
 type file struct {
 	gofs.Inode
+	path    string
 	backing *os.File
+}
+
+// syncHandle is an open of the file with O_SYNC or O_DSYNC: its writes go
+// through a backing descriptor with O_DSYNC.
+type syncHandle struct{ backing *os.File }
+
+var _ gofs.FileReleaser = (*syncHandle)(nil)
+
+func (h *syncHandle) Release(ctx context.Context) syscall.Errno {
+	return gofs.ToErrno(h.backing.Close())
 }
 
 var (
@@ -35,7 +52,15 @@ var (
 )
 
 func (f *file) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	return nil, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_PARALLEL_DIRECT_WRITES, 0
+	const openFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_PARALLEL_DIRECT_WRITES
+	if flags&syscall.O_DSYNC == 0 { // (O_SYNC includes O_DSYNC)
+		return nil, openFlags, 0
+	}
+	bf, err := os.OpenFile(f.path, os.O_RDWR|syscall.O_DSYNC, 0)
+	if err != nil {
+		return nil, 0, gofs.ToErrno(err)
+	}
+	return &syncHandle{backing: bf}, openFlags, 0
 }
 
 func (f *file) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -57,7 +82,11 @@ func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off in
 }
 
 func (f *file) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
-	n, err := f.backing.WriteAt(data, off)
+	backing := f.backing
+	if h, ok := fh.(*syncHandle); ok {
+		backing = h.backing
+	}
+	n, err := backing.WriteAt(data, off)
 	if err != nil {
 		return uint32(n), gofs.ToErrno(err)
 	}
@@ -84,7 +113,7 @@ func main() {
 	r := &root{}
 	srv, err := gofs.Mount(*mnt, r, &gofs.Options{
 		OnAdd: func(ctx context.Context) {
-			r.AddChild("disk.img", r.NewPersistentInode(ctx, &file{backing: bf}, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
+			r.AddChild("disk.img", r.NewPersistentInode(ctx, &file{path: *backing, backing: bf}, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
 		},
 		MountOptions: fuse.MountOptions{
 			FsName: "passthrough", Name: "passthrough", MaxWrite: 1 << 20, DirectMount: true, DisableSplice: true,

@@ -105,7 +105,7 @@ func (r *report) environment(w func(string, ...any)) {
 		line, _, _ := strings.Cut(string(out), "\n")
 		return strings.TrimSpace(line)
 	}
-	w("- machine: %d cores, %s, %s RAM, kernel %s\n", runtime.NumCPU(), cpuModel(), memTotal(), first("uname", "-r"))
+	w("- machine: %d cores, %s, %s RAM, kernel %s%s\n", runtime.NumCPU(), cpuModel(), memTotal(), first("uname", "-r"), pageReporting())
 	w("- versions: rowfs %s, %s, %s, %s, %s\n", r.revision, first("fio", "--version"),
 		first("qemu-storage-daemon", "--version"), first("qemu-img", "--version"), runtime.Version())
 	w("- fio: %d interleaved rounds (every line on every target in turn, then the next round); median of the rounds; "+
@@ -115,7 +115,26 @@ func (r *report) environment(w func(string, ...any)) {
 		"under an empty active layer: qcow2 backing files (64 KiB clusters) under a fresh overlay, or N rowfs snapshots under the head.\n")
 	w("- every write run on a chain starts on a fresh active layer (rowfs: rollback to the newest snapshot; qcow2: a new empty overlay, qemu-storage-daemon restarted), " +
 		"so read runs read the chain and write runs measure the first writes after a snapshot at that depth.\n")
-	w("- the go-fuse passthrough (`bench/passthrough`) uses rowfs's mount settings and no block map; qsd is qemu-storage-daemon's FUSE export (buffered, as rowfs and the passthrough are).\n\n")
+	w("- the go-fuse passthrough (`bench/passthrough`) uses rowfs's mount settings and no block map (O_SYNC writes go through an O_DSYNC descriptor); qsd is qemu-storage-daemon's FUSE export (buffered, as rowfs and the passthrough are).\n\n")
+}
+
+// pageReporting says whether the guest kernel reports free pages to its
+// hypervisor, which then discards them: a page allocated afterwards faults
+// on the host, so writes that need new page-cache pages (a redirect to a
+// new block, a new overlay cluster) run several times slower than
+// overwrites of cached ones, by how much depending on what was freed just
+// before (docs/benchmarks.md).
+func pageReporting() string {
+	const dir = "/sys/module/page_reporting/parameters/"
+	order, err := os.ReadFile(dir + "page_reporting_order")
+	if err != nil {
+		return ""
+	}
+	s := "; free page reporting to the host on (order " + strings.TrimSpace(string(order))
+	if ms, err := os.ReadFile(dir + "min_free_ms"); err == nil {
+		s += ", after " + strings.TrimSpace(string(ms)) + " ms free"
+	}
+	return s + ")"
 }
 
 func memTotal() string {
