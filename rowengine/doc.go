@@ -42,7 +42,9 @@
 // redirected: a free block is allocated, written whole (the new bytes
 // merged with the old content or zeros), and only then mapped. Map changes
 // are queued and committed in batches: at a guest fsync (Sync), every
-// CommitInterval, or when CommitBatch changes are pending.
+// CommitInterval, or when CommitBatch changes are pending. A guest fsync
+// syncs the data its volume overwrote and the blocks the batch maps, not
+// the other volumes' overwrites (flush.go).
 //
 // # Durability and crash safety (DESIGN invariants 1, 3, 4, 5)
 //
@@ -88,7 +90,10 @@
 // Pool and Handle methods are safe for concurrent use. Lock order:
 // adminMu (volume/node changes) → commitMu (commits) → stripes[block]
 // (one virtual block's writers) → inUse (guest I/O in flight) → mapMu
-// (tables, counters, queues). No path takes commitMu while holding a
+// (tables, counters, queues) → flushMu (the volumes with a flush waiting)
+// → a volume's dirty.mu (what its head overwrote since its last flush,
+// flush.go; writers take it alone).
+// No path takes commitMu while holding a
 // stripe, so the checker may take all stripes (quiescing redirects and
 // unmaps) before commitMu.
 // Guest reads and writes resolve their blocks under mapMu shared and do

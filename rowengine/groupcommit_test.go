@@ -2,6 +2,7 @@ package rowengine
 
 import (
 	"bytes"
+	"fmt"
 	"sync"
 	"testing"
 )
@@ -44,6 +45,59 @@ func TestGroupCommit(t *testing.T) {
 	if commits > writers*each*3/4 {
 		t.Errorf("%d synced writes took %d commits: concurrent syncs are not sharing them", writers*each, commits)
 	}
+}
+
+// TestGroupCommitAcrossVolumes: guest flushes of different volumes, each
+// after overwrites in place, share commits too: a flush commit takes the
+// runs of every volume with a flush waiting (flush.go).
+func TestGroupCommitAcrossVolumes(t *testing.T) {
+	p := TestPool(t, Options{})
+	const writers, each, blocks = 8, 50, 16
+	handles := make([]*Handle, writers)
+	for w := range writers {
+		handles[w] = mustCreate(t, p, fmt.Sprintf("vm%d", w), blocks*uint64(MinBlockSize))
+		if _, err := handles[w].WriteAt(make([]byte, blocks*MinBlockSize), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	before := p.commitCount()
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w, h := range handles {
+		wg.Go(func() {
+			for i := range each {
+				off := int64(i%blocks) * MinBlockSize
+				if _, err := h.WriteAt(bytes.Repeat([]byte{byte(w + i)}, 512), off); err != nil { // in place
+					errs <- err
+					return
+				}
+				if err := h.Sync(); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	commits := p.commitCount() - before
+	t.Logf("%d flushes of %d volumes took %d commits", writers*each, writers, commits)
+	if commits > writers*each*3/4 {
+		t.Errorf("%d flushes took %d commits: flushes of different volumes are not sharing them", writers*each, commits)
+	}
+	for w, h := range handles {
+		buf := make([]byte, 512)
+		if _, err := h.ReadAt(buf, int64((each-1)%blocks)*MinBlockSize); err != nil || buf[0] != byte(w+each-1) {
+			t.Fatalf("vm%d reads %d (err %v), want %d", w, buf[0], err, byte(w+each-1))
+		}
+	}
+	MustCheck(t, p)
 }
 
 func (p *Pool) commitCount() uint64 {

@@ -82,7 +82,7 @@ func (h *localHandle) viewLocked() (*table, uint64) {
 	return h.vol.head.table, h.vol.rec.Size
 }
 
-func (h *localHandle) sync() error { return h.pool.barrier() }
+func (h *localHandle) sync() error { return h.pool.flushVolume(h.vol) }
 
 // checkGoneLocked reports a deleted volume or snapshot, or a closed pool. A
 // deleted snapshot's blocks may be reused, so its reads must stop at once.
@@ -266,11 +266,21 @@ func (p *Pool) writeOwned(v *volume, data []byte, off uint64) (bool, error) {
 		p.ioResolved()
 	}
 	for _, r := range runs {
-		if err := p.writeData(data[r.at:r.at+r.length], r.file); err != nil {
+		if err := p.writeInPlace(v, data[r.at:r.at+r.length], r.file); err != nil {
 			return false, err
 		}
 	}
 	return true, nil
+}
+
+// writeInPlace writes data at offset off of the data file into a block v's
+// head owns and records it for v's next flush.
+func (p *Pool) writeInPlace(v *volume, data []byte, off uint64) error {
+	if err := p.writeData(data, off); err != nil {
+		return err
+	}
+	v.dirty.addBytes(off, uint64(len(data)), p.blockSize)
+	return nil
 }
 
 // fileRun is length bytes at offset at of a request's buffer, contiguous in
@@ -342,7 +352,7 @@ func (p *Pool) writeBlock(v *volume, index, inner uint64, data []byte) error {
 				}
 				continue
 			}
-			return p.writeData(data, e.phys*bs+inner)
+			return p.writeInPlace(v, data, e.phys*bs+inner)
 		}
 		// Redirect: the new block is written before any map points at it.
 		// A write of part of a block over a whole one (or zeros) writes

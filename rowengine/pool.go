@@ -91,6 +91,12 @@ type Pool struct {
 	// only the blocks it maps. REQUIRES: commitMu.
 	wholeCommitsDone uint64
 
+	// flushMu guards flushWaiting: the volumes with a guest flush waiting
+	// for its commit, and how many, so that one commit takes the runs of
+	// them all (flush.go). Taken alone or inside mapMu.
+	flushMu      sync.Mutex
+	flushWaiting map[*volume]int
+
 	// violations are the invariants found broken (invariants build tag).
 	violationsMu sync.Mutex
 	violations   []string
@@ -147,9 +153,12 @@ type volume struct {
 	owned uint64 // blocks owned by all of the volume's nodes
 	// unwritten is its nodes' unwritten sectors (node.unwritten).
 	unwritten uint64
-	opens     int
-	writers   int
-	deleted   bool
+	// dirty is what the head overwrote in place since the last flush
+	// (flush.go).
+	dirty   dirtyRuns
+	opens   int
+	writers int
+	deleted bool
 }
 
 // addOwned keeps the node's and its volume's counters in step: delta
@@ -209,7 +218,7 @@ func Open(dir string, opts Options) (*Pool, error) {
 		return nil, err
 	}
 	p := &Pool{dir: dir, opts: opts, log: opts.Logger, lock: lock,
-		volumes: map[string]*volume{}, rbd: map[string]*rbdVolume{}, nodes: map[uint64]*node{}, jobs: map[uint64]*job{}, kick: make(chan struct{}, 1)}
+		volumes: map[string]*volume{}, rbd: map[string]*rbdVolume{}, nodes: map[uint64]*node{}, jobs: map[uint64]*job{}, kick: make(chan struct{}, 1), flushWaiting: map[*volume]int{}}
 	p.ctx, p.stop = context.WithCancel(context.Background())
 	if err := p.open(); err != nil {
 		p.closeFiles()
@@ -523,9 +532,9 @@ func (p *Pool) committer(ctx context.Context) {
 		case <-p.kick:
 		}
 		p.mapMu.RLock()
-		dirty := len(p.pending) > 0 || len(p.quarantine) > 0
+		pendingWork := len(p.pending) > 0 || len(p.quarantine) > 0
 		p.mapMu.RUnlock()
-		if dirty {
+		if pendingWork {
 			if err := p.backgroundCommit(); err != nil {
 				p.log.Error("background metadata commit failed; will retry", "err", err)
 			}
@@ -580,15 +589,23 @@ func (p *Pool) commit() error {
 func (p *Pool) backgroundCommit() error {
 	p.commitMu.Lock()
 	defer p.commitMu.Unlock()
-	return p.commitWith(true)
+	return p.commitWith(commitBackground)
 }
 
 // commitHoldingMu is commit. REQUIRES: commitMu.
-func (p *Pool) commitHoldingMu() error { return p.commitWith(false) }
+func (p *Pool) commitHoldingMu() error { return p.commitWith(commitWhole) }
 
-// commitWith is a commit; ranged, it syncs only the blocks the batch maps.
-// REQUIRES: commitMu.
-func (p *Pool) commitWith(ranged bool) error {
+// commitKind is what a commit's data sync covers.
+type commitKind int
+
+const (
+	commitWhole      commitKind = iota // the whole data file
+	commitBackground                   // the blocks the batch maps (datasync.go)
+	commitFlush                        // those and what the flushing volumes overwrote (flush.go)
+)
+
+// commitWith is a commit of the given kind. REQUIRES: commitMu.
+func (p *Pool) commitWith(kind commitKind) error {
 	p.mapMu.Lock()
 	if p.closed {
 		p.mapMu.Unlock()
@@ -598,11 +615,19 @@ func (p *Pool) commitWith(ranged bool) error {
 	p.pending, p.quarantine = nil, nil
 	p.commitsTaken++
 	taken := p.commitsTaken
+	var flushed []takenRuns
+	if kind == commitFlush {
+		var all bool
+		flushed, all = p.takeFlushRuns()
+		if all {
+			kind = commitWhole
+		}
+	}
 	p.mapMu.Unlock()
 
 	started := time.Now()
 	changes = dropSuperseded(changes)
-	whole, err := p.syncDataAndMap(changes, ranged)
+	whole, err := p.syncDataAndMap(changes, kind, overwrittenRuns(flushed))
 	if observe := p.opts.CommitObserver; observe != nil {
 		observe(time.Since(started), err)
 	}
@@ -611,23 +636,34 @@ func (p *Pool) commitWith(ranged bool) error {
 		p.pending = append(changes, p.pending...)
 		p.quarantine = append(freed, p.quarantine...)
 		p.mapMu.Unlock()
+		for _, f := range flushed {
+			f.vol.dirty.restore(f.runs, f.whole)
+		}
 		return err
 	}
 	p.crashPoint(CrashCommitSynced)
 	if whole {
 		p.wholeCommitsDone = taken
 	}
+	for _, f := range flushed {
+		f.vol.dirty.succeeded(f.gen)
+	}
 	p.reuseFreed(freed)
 	return nil
 }
 
-// syncDataAndMap is a commit's durable part: the data file (ranged: the
-// blocks the changes map, where that can be done), then the map changes,
-// then Badger's log. It reports whether it synced the whole data file.
-func (p *Pool) syncDataAndMap(changes []blockmap.MapChange, ranged bool) (whole bool, err error) {
+// syncDataAndMap is a commit's durable part: the data file (unless kind is
+// commitWhole, only the blocks the changes map and the overwritten runs,
+// where that can be done), then the map changes, then Badger's log. It
+// reports whether it synced the whole data file.
+func (p *Pool) syncDataAndMap(changes []blockmap.MapChange, kind commitKind, overwritten []blockRun) (whole bool, err error) {
 	done := false
-	if ranged {
-		done, err = p.syncDataRuns(changedRuns(changes))
+	if kind != commitWhole {
+		runs := changedRuns(changes)
+		if len(overwritten) > 0 {
+			runs = mergeRuns(runs, overwritten)
+		}
+		done, err = p.syncDataRuns(runs)
 	}
 	if !done && err == nil {
 		whole = true

@@ -182,7 +182,7 @@ func (p *Pool) writePartialOwned(v *volume, head *node, index, inner uint64, dat
 	bs := p.blockSize
 	touched := p.sectorMask(inner, uint64(len(data)))
 	if touched&^pi.valid == 0 {
-		return true, p.writeData(data, e.phys*bs+inner)
+		return true, p.writeInPlace(v, data, e.phys*bs+inner)
 	}
 	spanOff, span := p.sectorSpan(inner, uint64(len(data)))
 	bufp := p.getBlockBuffer()
