@@ -17,14 +17,29 @@ func TestGroupCommit(t *testing.T) {
 	const writers, each = 8, 50
 	h := mustCreate(t, p, "vm", writers*each*uint64(MinBlockSize))
 	defer h.Close()
+	commits := syncedWrites(t, p, writers, each, func(w, i int) (*Handle, []byte, int64) {
+		block := uint64(w*each + i)
+		return h, bytes.Repeat([]byte{byte(block)}, 512), int64(block * MinBlockSize)
+	})
+	t.Logf("%d synced writes from %d writers took %d commits", writers*each, writers, commits)
+	if commits > writers*each*3/4 {
+		t.Errorf("%d synced writes took %d commits: concurrent syncs are not sharing them", writers*each, commits)
+	}
+}
+
+// syncedWrites runs writers goroutines, each making each writes of
+// write(w, i) and syncing its handle after every one, and returns how many
+// commits they took.
+func syncedWrites(t *testing.T, p *Pool, writers, each int, write func(w, i int) (*Handle, []byte, int64)) uint64 {
+	t.Helper()
 	before := p.commitCount()
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	for w := range writers {
 		wg.Go(func() {
 			for i := range each {
-				block := uint64(w*each + i)
-				if _, err := h.WriteAt(bytes.Repeat([]byte{byte(block)}, 512), int64(block*MinBlockSize)); err != nil {
+				h, data, off := write(w, i)
+				if _, err := h.WriteAt(data, off); err != nil {
 					errs <- err
 					return
 				}
@@ -40,16 +55,9 @@ func TestGroupCommit(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	commits := p.commitCount() - before
-	t.Logf("%d synced writes from %d writers took %d commits", writers*each, writers, commits)
-	if commits > writers*each*3/4 {
-		t.Errorf("%d synced writes took %d commits: concurrent syncs are not sharing them", writers*each, commits)
-	}
+	return p.commitCount() - before
 }
 
-// TestGroupCommitAcrossVolumes: guest flushes of different volumes, each
-// after overwrites in place, share commits too: a flush commit takes the
-// runs of every volume with a flush waiting (flush.go).
 func TestGroupCommitAcrossVolumes(t *testing.T) {
 	p := TestPool(t, Options{})
 	const writers, each, blocks = 8, 50, 16
@@ -63,30 +71,9 @@ func TestGroupCommitAcrossVolumes(t *testing.T) {
 	if err := p.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	before := p.commitCount()
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	for w, h := range handles {
-		wg.Go(func() {
-			for i := range each {
-				off := int64(i%blocks) * MinBlockSize
-				if _, err := h.WriteAt(bytes.Repeat([]byte{byte(w + i)}, 512), off); err != nil { // in place
-					errs <- err
-					return
-				}
-				if err := h.Sync(); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	commits := p.commitCount() - before
+	commits := syncedWrites(t, p, writers, each, func(w, i int) (*Handle, []byte, int64) {
+		return handles[w], bytes.Repeat([]byte{byte(w + i)}, 512), int64(i%blocks) * MinBlockSize // in place
+	})
 	t.Logf("%d flushes of %d volumes took %d commits", writers*each, writers, commits)
 	if commits > writers*each*3/4 {
 		t.Errorf("%d flushes took %d commits: flushes of different volumes are not sharing them", writers*each, commits)
