@@ -24,7 +24,9 @@
 //
 // go-fuse calls node methods concurrently. Nodes hold no mutable state but
 // their attributes (mode, owner, times), guarded by attrMu; all I/O state
-// lives in the engine, which is safe for concurrent use.
+// lives in the engine, which is safe for concurrent use. The O_DSYNC writes
+// in flight are listed in a sync.Map by request (syncwrite.go): each entry
+// is written and read by its own request's goroutine only.
 //
 // # Extended attributes
 //

@@ -114,7 +114,7 @@ const extraCapabilities = fuse.CAP_ASYNC_DIO | fuse.CAP_HANDLE_KILLPRIV_V2 | fus
 // MountPool mounts the engine's volumes at dir and serves requests until Unmount.
 func MountPool(dir string, opts Options) (*Mount, error) {
 	opts.EnsureDefaults()
-	root := &rootNode{opts: opts, started: time.Now(), guestErrors: newGuestErrorLog(opts.Logger, time.Now)}
+	root := &rootNode{opts: opts, started: time.Now(), guestErrors: newGuestErrorLog(opts.Logger, time.Now), durableWrites: &durableWrites{}}
 	mo := fuse.MountOptions{
 		FsName:            opts.Source,
 		Name:              "rowfs",
@@ -140,7 +140,7 @@ func MountPool(dir string, opts Options) (*Mount, error) {
 		AttrTimeout:    &timeout,
 		RootStableAttr: &gofs.StableAttr{Ino: 1},
 	})
-	server, err := fuse.NewServer(syncWrites{nodeFS}, dir, &mo)
+	server, err := fuse.NewServer(syncWrites{RawFileSystem: nodeFS, inFlight: root.durableWrites}, dir, &mo)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
@@ -185,6 +185,8 @@ type rootNode struct {
 	opts        Options
 	started     time.Time
 	guestErrors *guestErrorLog
+	// durableWrites are the O_DSYNC writes in flight (syncwrite.go).
+	durableWrites *durableWrites
 }
 
 var (
@@ -438,7 +440,14 @@ func (v *volumeNode) Write(ctx context.Context, f gofs.FileHandle, data []byte, 
 		return 0, errno
 	}
 	meter, started := startMeter(f)
-	n, err := h.WriteAt(data, off)
+	var n int
+	var err error
+	if w := v.root.durableWrites.of(ctx); w != nil {
+		n, err = h.WriteAtSync(data, off)
+		w.made = err == nil
+	} else {
+		n, err = h.WriteAt(data, off)
+	}
 	if err != nil && n == 0 {
 		return 0, v.root.guestErrors.failed(v.name, "write", toErrno(err), err)
 	}

@@ -44,16 +44,18 @@
 // are queued and committed in batches: at a guest fsync (Sync), every
 // CommitInterval, or when CommitBatch changes are pending. A guest fsync
 // syncs the data its volume overwrote and the blocks the batch maps, not
-// the other volumes' overwrites (flush.go).
+// the other volumes' overwrites (flush.go). An O_DSYNC write
+// (Handle.WriteAtSync) must make only itself durable: into blocks the head
+// owns by durable entries it is one RWF_DSYNC pwrite and no commit.
 //
 // # Durability and crash safety (DESIGN invariants 1, 3, 4, 5)
 //
 //   - Commit order: fdatasync the data file, write the batch to Badger,
 //     Badger Sync. A durable map entry therefore never points at data that
 //     was not written. The background committer syncs only the blocks its
-//     batch maps (datasync.go, on ext4 and XFS); guest fsyncs and admin
-//     operations sync the whole file, and a barrier counts only such
-//     commits. Changes that must land together (an ownership move in a
+//     batch maps (datasync.go, on ext4 and XFS), a guest fsync those and
+//     its volume's overwrites (flush.go); admin operations sync the whole
+//     file, and a barrier counts only such commits. Changes that must land together (an ownership move in a
 //     merge) are one group (MapChange.WithNext), never split.
 //   - The allocator is not persisted: Open marks every mapped block used
 //     and everything else free, so no crash can leak or double-allocate.

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/rowfs/rowfs/blockmap"
 )
 
@@ -204,14 +206,48 @@ func (p *Pool) readData(buf []byte, off uint64) error {
 func (p *Pool) writeData(buf []byte, off uint64) error {
 	n, err := p.data.WriteAt(buf, int64(off))
 	p.dataWritten.Add(uint64(n))
-	if err != nil {
-		if isNoSpace(err) {
-			return fmt.Errorf("%w: host filesystem of %s is full", ErrNoSpace, p.dir)
-		}
-		p.log.Error("write to pool data file failed", "offset", off, "length", len(buf), "err", err)
-		return fmt.Errorf("%w: write pool data file at %d: %v", ErrIO, off, err)
+	return p.dataWriteError(err, off, len(buf))
+}
+
+// writeDataDurable writes as writeData does, with RWF_DSYNC: when it
+// returns the bytes are on stable storage with what of the file's
+// metadata reading them back needs, as after a raw file's O_DSYNC write.
+// It reports false, having written nothing, where the kernel refuses the
+// flag (said once in the log).
+func (p *Pool) writeDataDurable(buf []byte, off uint64) (bool, error) {
+	if p.dsyncRefused.Load() {
+		return false, nil
 	}
-	return nil
+	for first := true; len(buf) > 0; first = false {
+		n, err := unix.Pwritev2(int(p.data.Fd()), [][]byte{buf}, int64(off), unix.RWF_DSYNC)
+		if first && (errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)) {
+			p.log.Info("O_DSYNC writes are written and then flushed: the kernel refuses RWF_DSYNC", "err", err)
+			p.dsyncRefused.Store(true)
+			return false, nil
+		}
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return true, p.dataWriteError(err, off, len(buf))
+		}
+		p.dataWritten.Add(uint64(n))
+		buf, off = buf[n:], off+uint64(n)
+	}
+	return true, nil
+}
+
+// dataWriteError is what a failed write of length bytes at off of the data
+// file returns, logged unless it is the host filesystem being full.
+func (p *Pool) dataWriteError(err error, off uint64, length int) error {
+	if err == nil {
+		return nil
+	}
+	if isNoSpace(err) {
+		return fmt.Errorf("%w: host filesystem of %s is full", ErrNoSpace, p.dir)
+	}
+	p.log.Error("write to pool data file failed", "offset", off, "length", length, "err", err)
+	return fmt.Errorf("%w: write pool data file at %d: %v", ErrIO, off, err)
 }
 
 // writeAt writes to the head: in place where the head owns the block,
@@ -220,7 +256,7 @@ func (h *localHandle) writeAt(data []byte, off int64) (int, error) {
 	if err := h.checkRange(off, uint64(len(data))); err != nil {
 		return 0, err
 	}
-	if done, err := h.pool.writeOwned(h.vol, data, uint64(off)); done || err != nil {
+	if done, err := h.pool.writeOwned(h.vol, data, uint64(off), false); done || err != nil {
 		if err != nil {
 			return 0, err
 		}
@@ -239,6 +275,27 @@ func (h *localHandle) writeAt(data []byte, off int64) (int, error) {
 	return len(data), nil
 }
 
+// writeAtSync is an O_DSYNC write: durable when it returns. An overwrite
+// the head owns by durable map entries, in one run of the data file, is
+// one pwrite with RWF_DSYNC, as on a raw file, and needs no commit; any
+// other write is written, then flushed.
+func (h *localHandle) writeAtSync(data []byte, off int64) (int, error) {
+	if err := h.checkRange(off, uint64(len(data))); err != nil {
+		return 0, err
+	}
+	if done, err := h.pool.writeOwned(h.vol, data, uint64(off), true); done || err != nil {
+		if err != nil {
+			return 0, err
+		}
+		return len(data), nil
+	}
+	n, err := h.writeAt(data, off)
+	if err != nil {
+		return n, err
+	}
+	return n, h.sync()
+}
+
 func (h *localHandle) checkRange(off int64, length uint64) error {
 	size := h.size()
 	if off < 0 || uint64(off) > size || length > size-uint64(off) {
@@ -254,16 +311,25 @@ func (h *localHandle) checkRange(off int64, length uint64) error {
 // redirected, and what may happen to it meanwhile (frozen into a snapshot,
 // unmapped) waits for inUse before it matters. It reports false, having
 // written nothing, if any block needs a redirect.
-func (p *Pool) writeOwned(v *volume, data []byte, off uint64) (bool, error) {
+//
+// A durable write (writeAtSync) must be durable when it returns without a
+// commit, so it also reports false unless every map entry of the head is
+// durable (no change of its keys queued or in a commit) and the blocks
+// are one run of the data file: one pwrite with RWF_DSYNC then does it.
+// Such a write needs nothing of the volume's next flush.
+func (p *Pool) writeOwned(v *volume, data []byte, off uint64, durable bool) (bool, error) {
 	p.inUse.RLock()
 	defer p.inUse.RUnlock()
 	var stack [4]fileRun
-	runs, ok, err := p.ownedRuns(v, off, uint64(len(data)), stack[:0])
+	runs, ok, err := p.ownedRuns(v, off, uint64(len(data)), stack[:0], durable)
 	if !ok || err != nil {
 		return false, err
 	}
 	if p.ioResolved != nil {
 		p.ioResolved()
+	}
+	if durable {
+		return p.writeDataDurable(data, runs[0].file)
 	}
 	for _, r := range runs {
 		if err := p.writeInPlace(v, data[r.at:r.at+r.length], r.file); err != nil {
@@ -288,8 +354,10 @@ func (p *Pool) writeInPlace(v *volume, data []byte, off uint64) error {
 type fileRun struct{ at, file, length uint64 }
 
 // ownedRuns resolves [off, off+length) of v's head to runs of the data
-// file, appended to runs, if the head owns every block of it whole.
-func (p *Pool) ownedRuns(v *volume, off, length uint64, runs []fileRun) ([]fileRun, bool, error) {
+// file, appended to runs, if the head owns every block of it whole. If
+// durable, also only if the head's map entries are all durable and the
+// range is one run of the data file.
+func (p *Pool) ownedRuns(v *volume, off, length uint64, runs []fileRun, durable bool) ([]fileRun, bool, error) {
 	bs := p.blockSize
 	p.mapMu.RLock()
 	defer p.mapMu.RUnlock()
@@ -297,6 +365,9 @@ func (p *Pool) ownedRuns(v *volume, off, length uint64, runs []fileRun) ([]fileR
 		return nil, false, err
 	}
 	head := v.head
+	if durable && head.lastChange > p.durableSeq.Load() {
+		return nil, false, nil
+	}
 	end := off + length
 	for pos := off; pos < end; {
 		e, _, partial := head.table.lookup(pos / bs)
@@ -312,6 +383,9 @@ func (p *Pool) ownedRuns(v *volume, off, length uint64, runs []fileRun) ([]fileR
 			runs = append(runs, fileRun{at: pos - off, file: fileOff, length: chunk})
 		}
 		pos += chunk
+	}
+	if durable && len(runs) != 1 {
+		return nil, false, nil
 	}
 	return runs, true, nil
 }

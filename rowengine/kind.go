@@ -88,6 +88,8 @@ type handleIO interface {
 	size() uint64
 	readAt(buf []byte, off int64) (int, error)
 	writeAt(data []byte, off int64) (int, error)
+	// writeAtSync is writeAt made durable before it returns.
+	writeAtSync(data []byte, off int64) (int, error)
 	zeroRange(off int64, length uint64) error
 	sync() error
 	seekData(off uint64) (uint64, bool)
@@ -150,6 +152,17 @@ func (h *Handle) WriteAt(data []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("%w: handle opened read-only", ErrReadOnly)
 	}
 	return h.io.writeAt(data, off)
+}
+
+// WriteAtSync writes to the head and makes that write durable before it
+// returns, as an O_DSYNC or O_SYNC write must be: it survives a crash once
+// acknowledged. (Unlike Sync it promises nothing of other writes; on a
+// local volume an overwrite costs what the same write to a raw file does.)
+func (h *Handle) WriteAtSync(data []byte, off int64) (int, error) {
+	if !h.writable {
+		return 0, fmt.Errorf("%w: handle opened read-only", ErrReadOnly)
+	}
+	return h.io.writeAtSync(data, off)
 }
 
 // ZeroRange makes a range read as zeros (punch hole, write zeroes,

@@ -295,11 +295,16 @@ func modelRun(t *testing.T, seed uint64, steps int, blockSize uint32) {
 			for i := range data {
 				data[i] = byte(rng.IntN(255) + 1)
 			}
-			if _, err := open(name).WriteAt(data, int64(off)); err != nil {
-				t.Fatalf("step %d: write %s %d+%d: %v", step, name, off, n, err)
+			h, kind := open(name), "write"
+			write := h.WriteAt
+			if rng.IntN(8) == 0 { // as an O_DSYNC write
+				write, kind = h.WriteAtSync, "write-sync"
+			}
+			if _, err := write(data, int64(off)); err != nil {
+				t.Fatalf("step %d: %s %s %d+%d: %v", step, kind, name, off, n, err)
 			}
 			copy(v.data[off:], data)
-			did("write")
+			did(kind)
 		case op < 42: // zero range / discard
 			off := rng.Uint64N(size)
 			n := min(1+rng.Uint64N(6*4096), size-off)

@@ -55,6 +55,9 @@ type Pool struct {
 	// up on first use. REQUIRES: commitMu. ringBroken: none to be had.
 	ring       *fsyncRing
 	ringBroken atomic.Bool
+	// dsyncRefused: the kernel refuses RWF_DSYNC, so O_DSYNC writes are
+	// written and then flushed (writeDataDurable).
+	dsyncRefused atomic.Bool
 	// stripes serialise writes to one virtual block (partial-block merges,
 	// redirects and discards of the same block), keyed by block index.
 	stripes [1024]sync.Mutex
@@ -84,6 +87,15 @@ type Pool struct {
 	closed     bool
 	// commitsTaken counts commits that have taken the pending changes.
 	commitsTaken uint64
+	// changeSeq numbers the map changes queued since Open; node.lastChange
+	// is the number of the newest one of each node's keys.
+	changeSeq uint64
+	// durableSeq is the changeSeq up to which every change is durable,
+	// advanced by each commit that succeeds (it takes all pending
+	// changes). A head whose lastChange is at most durableSeq has every
+	// map entry durable: a write in place into it is durable as soon as
+	// its data is (writeOwned's durable writes).
+	durableSeq atomic.Uint64
 
 	// wholeCommitsDone is the number (in commitsTaken's count) of the
 	// last commit that succeeded and synced the whole data file: the
@@ -141,6 +153,9 @@ type node struct {
 	// hold nothing: what it takes on disk is owned blocks less those.
 	unwritten uint64
 	removed   bool // detached from the tree; open snapshot handles fail
+	// lastChange is the Pool.changeSeq of the newest map change queued
+	// for one of this node's keys (0: none since Open).
+	lastChange uint64
 }
 
 type volume struct {
@@ -614,7 +629,7 @@ func (p *Pool) commitWith(kind commitKind) error {
 	changes, freed := p.pending, p.quarantine
 	p.pending, p.quarantine = nil, nil
 	p.commitsTaken++
-	taken := p.commitsTaken
+	taken, takenSeq := p.commitsTaken, p.changeSeq
 	var flushed []takenRuns
 	if kind == commitFlush {
 		var all bool
@@ -642,6 +657,7 @@ func (p *Pool) commitWith(kind commitKind) error {
 		return err
 	}
 	p.crashPoint(CrashCommitSynced)
+	p.durableSeq.Store(takenSeq)
 	if whole {
 		p.wholeCommitsDone = taken
 	}
@@ -708,6 +724,10 @@ func (p *Pool) queueChangeLocked(c blockmap.MapChange) {
 		p.checkChangeLocked(c)
 	}
 	p.pending = append(p.pending, c)
+	p.changeSeq++
+	if n := p.nodes[c.Key.Node]; n != nil {
+		n.lastChange = p.changeSeq
+	}
 	if len(p.pending) >= p.opts.CommitBatch {
 		select {
 		case p.kick <- struct{}{}:

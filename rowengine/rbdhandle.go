@@ -132,6 +132,16 @@ func (h *rbdHandle) writeAt(data []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// writeAtSync: librbd may acknowledge a write from its cache (rbd_cache);
+// the flush makes it durable in the cluster.
+func (h *rbdHandle) writeAtSync(data []byte, off int64) (int, error) {
+	n, err := h.writeAt(data, off)
+	if err != nil {
+		return n, err
+	}
+	return n, h.sync()
+}
+
 func (h *rbdHandle) zeroRange(off int64, length uint64) error {
 	if err := h.checkRange(off, length); err != nil {
 		return err

@@ -58,6 +58,15 @@ func (m mountTarget) WriteAt(vol string, data []byte, off int64) error {
 	})
 }
 
+// WriteAtSync is a pwritev2 with RWF_DSYNC: the kernel marks the FUSE
+// write request O_DSYNC, as for a file opened so.
+func (m mountTarget) WriteAtSync(vol string, data []byte, off int64) error {
+	return m.withFile(vol, func(f *os.File) error {
+		_, err := unix.Pwritev2(int(f.Fd()), [][]byte{data}, off, unix.RWF_DSYNC)
+		return err
+	})
+}
+
 func (m mountTarget) Discard(vol string, off, length int64) error {
 	return m.withFile(vol, func(f *os.File) error {
 		return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length)

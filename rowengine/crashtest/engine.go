@@ -35,6 +35,13 @@ func (e Engine) WriteAt(volume string, data []byte, off int64) error {
 	})
 }
 
+func (e Engine) WriteAtSync(volume string, data []byte, off int64) error {
+	return e.withHandle(volume, func(h *rowengine.Handle) error {
+		_, err := h.WriteAtSync(data, off)
+		return err
+	})
+}
+
 func (e Engine) Discard(volume string, off, length int64) error {
 	return e.withHandle(volume, func(h *rowengine.Handle) error { return h.ZeroRange(off, uint64(length)) })
 }

@@ -62,7 +62,7 @@ type Op struct {
 
 func (o *Op) String() string {
 	switch o.Kind {
-	case "write", "discard":
+	case "write", "write-sync", "discard":
 		return fmt.Sprintf("%s %s sectors %d+%d", o.Kind, o.Volume, o.First, len(o.Tags))
 	case "clone":
 		return fmt.Sprintf("clone %s@%s → %s", o.Volume, o.Snap, o.Target)

@@ -13,6 +13,9 @@ type Target interface {
 	DeleteVolume(name string) error
 	// WriteAt writes whole sectors.
 	WriteAt(volume string, data []byte, off int64) error
+	// WriteAtSync writes whole sectors, durable once it returns (an
+	// O_DSYNC write).
+	WriteAtSync(volume string, data []byte, off int64) error
 	// Discard makes a sector-aligned range read as zeros.
 	Discard(volume string, off, length int64) error
 	// Sync is fsync on the volume.
@@ -97,6 +100,9 @@ func (w *Workload) pick() *Op {
 			count := 1 + r.IntN(4)
 			first := r.IntN(w.Cfg.Sectors - count + 1)
 			op := &Op{Kind: "write", Volume: vol, First: first}
+			if n < 10 {
+				op.Kind = "write-sync"
+			}
 			for range count {
 				op.Tags = append(op.Tags, m.NextTag)
 				m.NextTag++
@@ -134,7 +140,7 @@ func (w *Workload) run(op *Op) error {
 	m := w.M
 	v := m.Volumes[op.Volume]
 	// Record what the operation may leave before starting it.
-	if op.Kind == "write" || op.Kind == "discard" {
+	if op.Kind == "write" || op.Kind == "write-sync" || op.Kind == "discard" {
 		for i, tag := range op.Tags {
 			v.Sectors[op.First+i] = append(v.Sectors[op.First+i], tag)
 		}
@@ -156,12 +162,20 @@ func (w *Workload) run(op *Op) error {
 			}
 			m.Volumes[op.Target] = nv
 		}
-	case "write":
+	case "write", "write-sync":
 		buf := make([]byte, len(op.Tags)*SectorSize)
 		for i, tag := range op.Tags {
 			Fill(buf[i*SectorSize:(i+1)*SectorSize], tag)
 		}
-		err = w.T.WriteAt(op.Volume, buf, int64(op.First*SectorSize))
+		if op.Kind == "write" {
+			err = w.T.WriteAt(op.Volume, buf, int64(op.First*SectorSize))
+			break
+		}
+		if err = w.T.WriteAtSync(op.Volume, buf, int64(op.First*SectorSize)); err == nil {
+			for i, tag := range op.Tags { // these sectors are durable now
+				v.Sectors[op.First+i] = []uint64{tag}
+			}
+		}
 	case "discard":
 		err = w.T.Discard(op.Volume, int64(op.First*SectorSize), int64(len(op.Tags)*SectorSize))
 	case "sync":
